@@ -1,0 +1,10 @@
+"""Registers the subcommands that live with their subsystems (gateway, serve, simulate...).
+
+Each subsystem exposes ``register(subparsers)``; importing it must stay cheap.
+"""
+
+from __future__ import annotations
+
+from eldercare.cli import EXTRA_COMMANDS
+
+EXTRA_COMMANDS.extend([])

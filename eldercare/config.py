@@ -1,0 +1,107 @@
+"""One typed settings object, read from ``ELDERCARE_*`` variables and an optional ``.env``.
+
+Built by :func:`get_settings` (never at import time) so tests and commands can
+build their own. Outside development, default secrets are refused.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from eldercare.errors import ConfigError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+DEFAULT_DB_URL = "postgresql://eldercare:eldercare@127.0.0.1:55432/eldercare"
+DEFAULT_MQTT_PASSWORD = "eldercare-gateway-dev"
+DEFAULT_SECRET_KEY = "development-only-secret-change-me"
+_DEFAULT_SECRETS = {"eldercare", DEFAULT_MQTT_PASSWORD, DEFAULT_SECRET_KEY, "changeme", ""}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="ELDERCARE_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    environment: Literal["development", "production"] = "development"
+
+    database_url: str = DEFAULT_DB_URL
+    db_pool_max: int = Field(20, ge=2, le=200)
+
+    mqtt_host: str = "127.0.0.1"
+    mqtt_port: int = Field(18883, ge=1, le=65535)
+    # What provisioned devices are told to connect to (a public name in deployments).
+    mqtt_public_host: str | None = None
+    mqtt_public_port: int | None = None
+    mqtt_username: str = "eldercare-gateway"
+    mqtt_password: str = DEFAULT_MQTT_PASSWORD
+    mqtt_client_prefix: str = "eldercare-gw"
+    mqtt_share_group: str = "eldercare"
+
+    # Where the platform writes Mosquitto's password file and ACL, and finds its pid file
+    # (SIGHUP makes Mosquitto reload them without dropping connected devices).
+    broker_dir: Path = PROJECT_ROOT / ".local" / "mosquitto"
+
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(8000, ge=1, le=65535)
+    secret_key: str = DEFAULT_SECRET_KEY
+    token_minutes: int = Field(60, ge=1, le=24 * 60)
+
+    gateway_workers: int = Field(1, ge=1, le=64)
+    batch_max_rows: int = Field(5000, ge=1, le=100_000)
+    batch_max_ms: int = Field(50, ge=1, le=10_000)
+    metrics_port: int = Field(9108, ge=0, le=65535)
+
+    retention_days: int = Field(365, ge=1)
+    dedup_days: int = Field(8, ge=8, description="message ids kept for dedup; > the 7-day ts window")
+
+    liveness_factor: float = Field(2.5, gt=1.0)
+    liveness_sweep_s: float = Field(1.0, gt=0)
+    camera_offline_alarm_s: int = Field(300, ge=0)
+    low_battery_pct: int = Field(20, ge=0, le=100)
+
+    @model_validator(mode="after")
+    def _refuse_default_secrets(self) -> Settings:
+        if self.environment == "development":
+            return self
+        weak = []
+        db_password = urlsplit(self.database_url).password or ""
+        if db_password in _DEFAULT_SECRETS:
+            weak.append("ELDERCARE_DATABASE_URL password")
+        if self.mqtt_password in _DEFAULT_SECRETS:
+            weak.append("ELDERCARE_MQTT_PASSWORD")
+        if self.secret_key in _DEFAULT_SECRETS or len(self.secret_key) < 32:
+            weak.append("ELDERCARE_SECRET_KEY (32+ characters)")
+        if weak:
+            raise ValueError(
+                f"default or weak secrets refused in {self.environment}: " + ", ".join(weak)
+            )
+        return self
+
+    @property
+    def device_mqtt_host(self) -> str:
+        return self.mqtt_public_host or self.mqtt_host
+
+    @property
+    def device_mqtt_port(self) -> int:
+        return self.mqtt_public_port or self.mqtt_port
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings from the environment plus explicit overrides."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise ConfigError(str(exc)) from exc
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, built on first use."""
+    return load_settings()

@@ -1,0 +1,65 @@
+"""The one exception hierarchy of the eldercare package.
+
+Every error the package raises on purpose derives from :class:`EldercareError`.
+Foreign libraries' errors (psycopg, paho) are translated once, at the module
+that talks to them, with ``raise ... from exc`` so the cause stays visible::
+
+    EldercareError
+    ├── ConfigError          settings missing, malformed or unsafe
+    ├── ProtocolError        an uplink message the device protocol refuses (has .reason)
+    ├── StorageError         the database refused or is unreachable
+    │   └── MigrationError
+    ├── BrokerError          broker credentials, ACL or reload failed
+    ├── NotFoundError        a registry or alarm id that does not exist (HTTP 404)
+    ├── ConflictError        a state change that is not allowed now (HTTP 409)
+    └── AuthError            bad credentials or a role that may not do this (HTTP 401/403)
+"""
+
+from __future__ import annotations
+
+
+class EldercareError(Exception):
+    """Base of every error raised by eldercare on purpose."""
+
+
+class ConfigError(EldercareError):
+    """Settings are missing, malformed, or unsafe for the environment."""
+
+
+class ProtocolError(EldercareError):
+    """An uplink message refused by the device protocol.
+
+    ``reason`` is one of the protocol's nack codes (``malformed_json``, ``schema``,
+    ``too_large``, ``unknown_type``, ``unknown_device``); ``msg_id`` is the message
+    id when it could be read, so the nack can name it.
+    """
+
+    def __init__(self, reason: str, detail: str, msg_id: str | None = None) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+        self.msg_id = msg_id
+
+
+class StorageError(EldercareError):
+    """The database refused an operation or could not be reached."""
+
+
+class MigrationError(StorageError):
+    """A schema migration failed or the schema is newer than this code."""
+
+
+class BrokerError(EldercareError):
+    """Broker credentials, ACL or reload could not be applied."""
+
+
+class NotFoundError(EldercareError):
+    """The named object does not exist."""
+
+
+class ConflictError(EldercareError):
+    """The requested change is not allowed in the object's current state."""
+
+
+class AuthError(EldercareError):
+    """Authentication failed or the role may not perform the action."""

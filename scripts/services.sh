@@ -1,0 +1,193 @@
+#!/usr/bin/env bash
+# Project-local TimescaleDB and Mosquitto: install what is missing, start, stop.
+# Idempotent. Everything lives under .local/ (git-ignored); the machine's own
+# PostgreSQL and Mosquitto on the standard ports are left alone.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+LOCAL="$ROOT/.local"
+PG_PORT=${ELDERCARE_PG_PORT:-55432}
+MQTT_PORT=${ELDERCARE_MQTT_PORT:-18883}
+PG_BIN=/usr/lib/postgresql/15/bin
+PG_CONFIG=$PG_BIN/pg_config
+PGDATA="$LOCAL/pg/data"
+PGRUN="$LOCAL/pg/run"
+MQ="$LOCAL/mosquitto"
+DB_USER=${ELDERCARE_DB_USER:-eldercare}
+DB_PASSWORD=${ELDERCARE_DB_PASSWORD:-eldercare}
+DB_NAME=${ELDERCARE_DB_NAME:-eldercare}
+
+log() { printf '[services] %s\n' "$*" >&2; }
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+apt_packages=(postgresql-15 postgresql-server-dev-15 postgresql-client-15 mosquitto mosquitto-clients
+  build-essential cmake dpkg-dev xz-utils libssl-dev debian-archive-keyring chromium)
+
+install_packages() {
+  local missing=()
+  for p in "${apt_packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    log "installing Debian packages: ${missing[*]}"
+    as_root apt-get update -qq
+    # The packaged services must not grab the standard ports on install if absent.
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+}
+
+# The Debian mirror this machine already uses, read from its own apt sources,
+# so no registry host is ever written into the repository.
+debian_mirror() {
+  local uri=""
+  if compgen -G "/etc/apt/sources.list.d/*.sources" >/dev/null; then
+    uri=$(awk '
+      /^URIs:/ {u=$2} /^Suites:/ {s=$0}
+      /^$/ { if (u != "" && s !~ /security/) {print u; exit} u=""; s="" }
+      END { if (u != "" && s !~ /security/) print u }' /etc/apt/sources.list.d/*.sources | head -n1)
+  fi
+  if [ -z "$uri" ] && [ -f /etc/apt/sources.list ]; then
+    uri=$(awk '$1=="deb" && $0 !~ /security/ {for(i=2;i<=NF;i++) if ($i ~ /^[a-z]+:\/\//) {print $i; exit}}' /etc/apt/sources.list)
+  fi
+  [ -n "$uri" ] || { log "cannot find a Debian mirror in /etc/apt sources"; exit 1; }
+  echo "$uri"
+}
+
+build_timescaledb() {
+  if [ -f "$($PG_CONFIG --pkglibdir)/timescaledb.so" ] && [ -f "$($PG_CONFIG --sharedir)/extension/timescaledb.control" ]; then
+    return
+  fi
+  local build="$LOCAL/build/timescaledb" apt="$LOCAL/build/apt"
+  mkdir -p "$build" "$apt/lists/partial" "$apt/cache/archives/partial"
+  echo "deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $(debian_mirror) trixie main" > "$apt/sources.list"
+  local opts=(-o "Dir::Etc::sourcelist=$apt/sources.list" -o "Dir::Etc::sourceparts=/nonexistent"
+    -o "Dir::State::Lists=$apt/lists" -o "Dir::Cache=$apt/cache" -o "APT::Sandbox::User=root")
+  log "fetching Debian's timescaledb source (suite trixie)"
+  apt-get "${opts[@]}" -qq update
+  (cd "$build" && rm -rf timescaledb-*/ && apt-get "${opts[@]}" -qq source --download-only timescaledb)
+  (cd "$build" && dpkg-source -x --no-check ./*.dsc >/dev/null)
+  local src; src=$(find "$build" -maxdepth 1 -type d -name 'timescaledb-*' | head -n1)
+  log "building $(basename "$src") (Apache-only) against PostgreSQL 15"
+  (cd "$src" && ./bootstrap -DAPACHE_ONLY=ON -DREGRESS_CHECKS=OFF -DTAP_CHECKS=OFF -DWARNINGS_AS_ERRORS=OFF \
+      -DPG_CONFIG=$PG_CONFIG >"$build/bootstrap.log" 2>&1 \
+    && cd build && make -j"$(nproc)" >"$build/make.log" 2>&1 && as_root make install >"$build/install.log" 2>&1) \
+    || { log "timescaledb build failed; see $build/*.log"; tail -n 30 "$build"/*.log >&2; exit 1; }
+}
+
+pg_running() { [ -f "$PGDATA/postmaster.pid" ] && as_postgres "$PG_BIN/pg_ctl" -D "$PGDATA" status >/dev/null 2>&1; }
+as_postgres() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+start_postgres() {
+  mkdir -p "$LOCAL/pg" "$PGRUN"
+  [ "$(id -u)" = 0 ] && chown postgres:postgres "$LOCAL/pg" "$PGRUN"
+  if [ ! -f "$PGDATA/PG_VERSION" ]; then
+    log "initdb $PGDATA"
+    as_postgres "$PG_BIN/initdb" -D "$PGDATA" -U postgres -A trust -E UTF8 --locale=C.UTF-8 >/dev/null
+    cat >> "$PGDATA/postgresql.conf" <<CONF
+# eldercare local cluster
+port = $PG_PORT
+listen_addresses = '127.0.0.1'
+unix_socket_directories = '$PGRUN'
+shared_preload_libraries = 'timescaledb'
+timescaledb.telemetry_level = off
+max_connections = 200
+shared_buffers = 512MB
+synchronous_commit = on
+wal_compression = on
+max_wal_size = 2GB
+checkpoint_timeout = 15min
+log_min_messages = warning
+CONF
+    cat > "$PGDATA/pg_hba.conf" <<HBA
+local all postgres trust
+local all all scram-sha-256
+host all all 127.0.0.1/32 scram-sha-256
+HBA
+  fi
+  if ! pg_running; then
+    if port_busy "$PG_PORT"; then log "port $PG_PORT is taken by another program; set ELDERCARE_PG_PORT"; exit 1; fi
+    log "starting PostgreSQL on 127.0.0.1:$PG_PORT"
+    as_postgres "$PG_BIN/pg_ctl" -D "$PGDATA" -l "$LOCAL/pg/postgres.log" -w -t 60 start >/dev/null
+  fi
+  local psql=("$PG_BIN/psql" -h "$PGRUN" -p "$PG_PORT" -U postgres -v ON_ERROR_STOP=1 -qAt)
+  as_postgres "${psql[@]}" -d postgres <<SQL >/dev/null
+DO \$\$ BEGIN
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '$DB_USER') THEN
+    CREATE ROLE "$DB_USER" LOGIN SUPERUSER PASSWORD '$DB_PASSWORD';
+  ELSE
+    ALTER ROLE "$DB_USER" PASSWORD '$DB_PASSWORD';
+  END IF;
+END \$\$;
+SQL
+  if [ "$(as_postgres "${psql[@]}" -d postgres -c "SELECT 1 FROM pg_database WHERE datname='$DB_NAME'")" != 1 ]; then
+    as_postgres "${psql[@]}" -d postgres -c "CREATE DATABASE \"$DB_NAME\" OWNER \"$DB_USER\"" >/dev/null
+  fi
+}
+
+mosquitto_running() { [ -f "$MQ/mosquitto.pid" ] && kill -0 "$(cat "$MQ/mosquitto.pid")" 2>/dev/null; }
+
+start_mosquitto() {
+  mkdir -p "$MQ/data"
+  touch "$MQ/passwd" "$MQ/acl"
+  cat > "$MQ/mosquitto.conf" <<CONF
+# Generated by scripts/services.sh; credentials and ACL are written by the platform.
+user root
+pid_file $MQ/mosquitto.pid
+persistence true
+persistence_location $MQ/data/
+autosave_interval 30
+log_dest file $MQ/mosquitto.log
+log_type error
+log_type warning
+log_type notice
+connection_messages true
+per_listener_settings false
+allow_anonymous false
+password_file $MQ/passwd
+acl_file $MQ/acl
+# Small packets must not wait for Nagle: 88 ms versus 0.5 ms per round trip here.
+set_tcp_nodelay true
+# The gateway's persistent session must hold a burst while it is down.
+max_queued_messages 2000000
+max_inflight_messages 0
+max_inflight_bytes 0
+max_packet_size 65536
+listener $MQTT_PORT 127.0.0.1
+CONF
+  if ! mosquitto_running; then
+    if port_busy "$MQTT_PORT"; then log "port $MQTT_PORT is taken by another program; set ELDERCARE_MQTT_PORT"; exit 1; fi
+    log "starting Mosquitto on 127.0.0.1:$MQTT_PORT"
+    mosquitto -d -c "$MQ/mosquitto.conf"
+    for _ in $(seq 50); do port_busy "$MQTT_PORT" && break; sleep 0.1; done
+  fi
+}
+
+stop_all() {
+  if mosquitto_running; then
+    local pid; pid=$(cat "$MQ/mosquitto.pid"); kill "$pid"
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    log "Mosquitto stopped"
+  fi
+  if pg_running; then as_postgres "$PG_BIN/pg_ctl" -D "$PGDATA" -m fast -w stop >/dev/null; log "PostgreSQL stopped"; fi
+}
+
+print_env() {
+  cat <<ENV
+ELDERCARE_DATABASE_URL=postgresql://$DB_USER:$DB_PASSWORD@127.0.0.1:$PG_PORT/$DB_NAME
+ELDERCARE_MQTT_HOST=127.0.0.1
+ELDERCARE_MQTT_PORT=$MQTT_PORT
+ELDERCARE_BROKER_DIR=$MQ
+ENV
+}
+
+case "${1:-up}" in
+  install) install_packages; build_timescaledb ;;
+  up) install_packages; build_timescaledb; start_postgres; start_mosquitto; print_env ;;
+  start) start_postgres; start_mosquitto ;;
+  restart-postgres) as_postgres "$PG_BIN/pg_ctl" -D "$PGDATA" -m fast -w restart -l "$LOCAL/pg/postgres.log" >/dev/null ;;
+  down) stop_all ;;
+  env) print_env ;;
+  *) echo "usage: $0 install|up|start|down|env|restart-postgres" >&2; exit 2 ;;
+esac
