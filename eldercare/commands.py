@@ -6,5 +6,6 @@ Each subsystem exposes ``register(subparsers)``; importing it must stay cheap.
 from __future__ import annotations
 
 from eldercare.cli import EXTRA_COMMANDS
+from eldercare.gateway import cli as gateway_cli
 
-EXTRA_COMMANDS.extend([])
+EXTRA_COMMANDS.extend([gateway_cli.register])

@@ -190,3 +190,9 @@ def wait_until(host: str, port: int, username: str, password: str, *, accepted: 
             state = "accept" if accepted else "refuse"
             raise BrokerError(f"the broker did not {state} {username} within {timeout:.0f} s")
         time.sleep(0.02)
+
+
+def render_mosquitto_conf(directory: Path, port: int) -> str:
+    """The Mosquitto configuration the project runs (same template as scripts/services.sh)."""
+    template = Path(__file__).with_name("mosquitto.conf.in").read_text("utf-8")
+    return template.replace("@DIR@", str(directory)).replace("@PORT@", str(port))

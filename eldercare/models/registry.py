@@ -158,3 +158,23 @@ class DeviceCredentials(_Model):
     mqtt_port: int
     username: str
     password: str
+
+
+from dataclasses import dataclass  # noqa: E402
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceInfo:
+    """What the gateway and the alert engine need to know of a device, cached per worker."""
+
+    id: str
+    kind: str
+    status: str
+    facility_id: int | None
+    resident_id: int | None
+    home_bed_id: int | None
+    room: str | None
+
+    @property
+    def active(self) -> bool:
+        return self.status == "active"

@@ -1,0 +1,177 @@
+"""Real services for tests: a fresh database per session and a throwaway Mosquitto.
+
+No mocks: each pytest session gets its own database in the project-local
+TimescaleDB cluster and its own Mosquitto process on a free port, so parallel
+sessions (and a running demo) never share broker credentials or rows.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+
+from eldercare.config import Settings, load_settings
+from eldercare.gateway.broker import render_mosquitto_conf
+
+ROOT = Path(__file__).resolve().parent.parent
+ADMIN_URL = os.environ.get(
+    "ELDERCARE_TEST_ADMIN_URL", "postgresql://eldercare:eldercare@127.0.0.1:55432/postgres"
+)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.02)
+    raise TimeoutError(f"nothing listens on {port}")
+
+
+def wait_for(predicate, timeout: float = 10.0, interval: float = 0.02, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        time.sleep(interval)
+
+
+def create_database() -> str:
+    name = "eldercare_t_" + secrets.token_hex(4)
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+
+
+def drop_database(url: str) -> None:
+    name = url.rsplit("/", 1)[1]
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@dataclass
+class Broker:
+    """A Mosquitto process of the project's own configuration, for one test session."""
+
+    directory: Path
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        (self.directory / "data").mkdir(parents=True, exist_ok=True)
+        for name in ("passwd", "acl"):
+            (self.directory / name).touch()
+        conf = self.directory / "mosquitto.conf"
+        conf.write_text(render_mosquitto_conf(self.directory, self.port))
+        self.proc = subprocess.Popen(["mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        wait_port(self.port)
+        wait_for(lambda: (self.directory / "mosquitto.pid").exists(), what="mosquitto pid file")
+
+    def stop(self) -> None:
+        """A graceful stop: Mosquitto saves its persistence file (queued QoS 1 messages)."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(10)
+        self.proc = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+@contextmanager
+def running_broker(directory: Path) -> Iterator[Broker]:
+    b = Broker(directory)
+    b.start()
+    try:
+        yield b
+    finally:
+        b.stop()
+
+
+def make_settings(database_url: str, broker: Broker, **extra: object) -> Settings:
+    return load_settings(
+        database_url=database_url,
+        mqtt_port=broker.port,
+        broker_dir=broker.directory,
+        metrics_port=0,
+        mqtt_client_prefix="gw-" + secrets.token_hex(3),
+        **extra,
+    )
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """Environment for a subprocess (``eldercare gateway`` ...) with these settings."""
+    env = dict(os.environ)
+    env.update(
+        ELDERCARE_DATABASE_URL=settings.database_url,
+        ELDERCARE_MQTT_PORT=str(settings.mqtt_port),
+        ELDERCARE_BROKER_DIR=str(settings.broker_dir),
+        ELDERCARE_METRICS_PORT=str(settings.metrics_port),
+        ELDERCARE_MQTT_CLIENT_PREFIX=settings.mqtt_client_prefix,
+        ELDERCARE_API_PORT=str(settings.api_port),
+    )
+    return env
+
+
+class Proc:
+    """A subprocess of the ``eldercare`` command, logging to a file for post-mortems."""
+
+    def __init__(self, args: list[str], settings: Settings, log: Path) -> None:
+        self.args, self.settings, self.log = args, settings, log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Proc:
+        fh = open(self.log, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "eldercare", *self.args], env=settings_env(self.settings),
+            stdout=fh, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        return self
+
+    def kill9(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.kill9()
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+def have_chromium() -> bool:
+    return shutil.which("chromium") is not None
