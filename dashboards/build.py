@@ -1,0 +1,462 @@
+"""Writes the Grafana dashboards in this directory as JSON: ``python dashboards/build.py``.
+
+Dashboards are code so that a review reads SQL, not a 2,000-line export. Each
+dashboard is one function returning the dashboard dict; add yours to
+``DASHBOARDS`` and re-run. ``--check`` exits non-zero when a committed JSON file
+differs from what this script builds (for CI).
+
+Every panel queries the provisioned TimescaleDB data source (see
+``provisioning/datasources/eldercare.yaml``) with raw SQL and Grafana macros;
+``tests/test_dashboards.py`` expands the macros the way Grafana does and runs
+every query against a migrated database, as the read-only Grafana role.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+
+# Must match provisioning/datasources/eldercare.yaml (the test checks it does).
+DATASOURCE = {"type": "grafana-postgresql-datasource", "uid": "eldercare-timescaledb"}
+SCHEMA_VERSION = 39  # Grafana 11's dashboard schema; newer Grafana migrates it on load.
+
+Json = dict[str, Any]
+
+# ------------------------------------------------------------------ building blocks
+
+# The facility picker. "All" is a custom value (-1), not the list of ids, so rows
+# with no facility (events from unknown devices) still count under "All".
+FACILITY_FILTER = "(-1 IN ($facility) OR {col} IN ($facility))"
+
+
+def facility_filter(col: str) -> str:
+    return FACILITY_FILTER.format(col=col)
+
+
+def facility_variable() -> Json:
+    return {
+        "name": "facility",
+        "label": "Facility",
+        "type": "query",
+        "datasource": DATASOURCE,
+        "query": "SELECT id AS __value, name AS __text FROM facilities ORDER BY name",
+        "definition": "SELECT id AS __value, name AS __text FROM facilities ORDER BY name",
+        "refresh": 1,  # on dashboard load: facilities are added while the platform runs
+        "includeAll": True,
+        "allValue": "-1",
+        "multi": True,
+        "current": {"selected": True, "text": ["All"], "value": ["$__all"]},
+        "sort": 0,
+        "hide": 0,
+    }
+
+
+def constant_variable(name: str, value: str, description: str) -> Json:
+    return {
+        "name": name,
+        "type": "constant",
+        "query": value,
+        "description": description,
+        "hide": 2,
+        "current": {"text": value, "value": value},
+    }
+
+
+def target(sql: str, fmt: str, ref: str = "A") -> Json:
+    if fmt not in ("time_series", "table"):
+        raise ValueError(f"unknown format {fmt}")
+    return {
+        "refId": ref,
+        "datasource": DATASOURCE,
+        "editorMode": "code",
+        "format": fmt,
+        "rawQuery": True,
+        "rawSql": _dedent(sql),
+    }
+
+
+def _dedent(sql: str) -> str:
+    lines = [line.rstrip() for line in sql.strip("\n").splitlines()]
+    indent = min(len(x) - len(x.lstrip()) for x in lines if x.strip())
+    return "\n".join(x[indent:] for x in lines)
+
+
+class Layout:
+    """Places panels left to right on Grafana's 24-column grid, wrapping rows."""
+
+    def __init__(self) -> None:
+        self.x = self.y = self.row_h = 0
+        self.next_id = 1
+
+    def place(self, panel: Json, w: int, h: int) -> Json:
+        if self.x + w > 24:
+            self.x, self.y, self.row_h = 0, self.y + self.row_h, 0
+        panel["id"] = self.next_id
+        panel["gridPos"] = {"x": self.x, "y": self.y, "w": w, "h": h}
+        self.next_id += 1
+        self.x += w
+        self.row_h = max(self.row_h, h)
+        return panel
+
+    def row(self, title: str) -> Json:
+        if self.x:
+            self.x, self.y, self.row_h = 0, self.y + self.row_h, 0
+        panel = {"type": "row", "title": title, "collapsed": False, "panels": [],
+                 "id": self.next_id, "gridPos": {"x": 0, "y": self.y, "w": 24, "h": 1}}
+        self.next_id += 1
+        self.y += 1
+        return panel
+
+
+def panel(kind: str, title: str, description: str, targets: list[Json], *,
+          unit: str | None = None, options: Json | None = None,
+          overrides: list[Json] | None = None, interval: str | None = None,
+          thresholds: list[tuple[float | None, str]] | None = None,
+          custom: Json | None = None) -> Json:
+    defaults: Json = {}
+    if unit:
+        defaults["unit"] = unit
+    if thresholds:
+        defaults["thresholds"] = {
+            "mode": "absolute",
+            "steps": [{"value": v, "color": c} for v, c in thresholds],
+        }
+    if custom:
+        defaults["custom"] = custom
+    p: Json = {
+        "type": kind,
+        "title": title,
+        "description": description,
+        "datasource": DATASOURCE,
+        "targets": targets,
+        "fieldConfig": {"defaults": defaults, "overrides": overrides or []},
+        "options": options or {},
+    }
+    if interval:
+        p["interval"] = interval  # the smallest $__interval this panel is given
+    return p
+
+
+def stat(title: str, description: str, sql: str, **kw: Any) -> Json:
+    kw.setdefault("options", {"reduceOptions": {"calcs": ["lastNotNull"], "values": False},
+                              "colorMode": "background", "graphMode": "none"})
+    return panel("stat", title, description, [target(sql, "table")], **kw)
+
+
+def timeseries(title: str, description: str, sql: str, *, stacked: bool = False,
+               bars: bool = False, **kw: Any) -> Json:
+    custom: Json = {"drawStyle": "bars" if bars else "line", "fillOpacity": 60 if bars else 10,
+                    "spanNulls": False, "showPoints": "never"}
+    if stacked:
+        custom["stacking"] = {"mode": "normal", "group": "A"}
+    kw.setdefault("options", {"legend": {"displayMode": "table", "placement": "right",
+                                         "calcs": ["sum", "max"]},
+                              "tooltip": {"mode": "multi", "sort": "desc"}})
+    return panel("timeseries", title, description, [target(sql, "time_series")],
+                 custom=custom, **kw)
+
+
+def table(title: str, description: str, sql: str, **kw: Any) -> Json:
+    kw.setdefault("options", {"showHeader": True, "cellHeight": "sm"})
+    return panel("table", title, description, [target(sql, "table")], **kw)
+
+
+def bargauge(title: str, description: str, sql: str, **kw: Any) -> Json:
+    kw.setdefault("options", {"orientation": "horizontal", "displayMode": "basic",
+                              "showUnfilled": True,
+                              "reduceOptions": {"calcs": ["lastNotNull"], "values": True}})
+    return panel("bargauge", title, description, [target(sql, "table")], **kw)
+
+
+def dashboard(uid: str, title: str, description: str, panels: list[Json], *,
+              variables: list[Json], tags: list[str], time_from: str = "now-6h") -> Json:
+    return {
+        "uid": uid,
+        "title": title,
+        "description": description,
+        "tags": tags,
+        "editable": False,  # provisioned: change build.py, not the UI
+        "graphTooltip": 1,
+        "schemaVersion": SCHEMA_VERSION,
+        "version": 1,
+        "timezone": "browser",
+        "refresh": "30s",
+        "time": {"from": time_from, "to": "now"},
+        "timepicker": {},
+        "templating": {"list": variables},
+        "annotations": {"list": []},
+        "links": [],
+        "panels": panels,
+    }
+
+
+# ------------------------------------------------------------------ dashboards
+
+
+def device_ingest_health() -> Json:
+    """Is data arriving, what is refused, which devices and cameras are down."""
+    lay = Layout()
+    ev_facility = facility_filter("e.facility_id")
+    dev_facility = facility_filter("d.facility_id")
+    panels: list[Json] = []
+
+    panels.append(lay.row("Now"))
+    panels.append(lay.place(stat(
+        "Devices online",
+        "Active devices whose liveness is online now (state topic online and heard from "
+        "within 2.5 × their heartbeat interval).",
+        f"""
+        SELECT count(*) FILTER (WHERE coalesce(s.online, false)) AS online
+        FROM devices d
+        LEFT JOIN device_status s ON s.device_id = d.id
+        WHERE d.status = 'active' AND {dev_facility}
+        """,
+        thresholds=[(None, "green")],
+    ), 4, 4))
+    panels.append(lay.place(stat(
+        "Devices offline",
+        "Active devices not online now, including devices never heard from.",
+        f"""
+        SELECT count(*) FILTER (WHERE NOT coalesce(s.online, false)) AS offline
+        FROM devices d
+        LEFT JOIN device_status s ON s.device_id = d.id
+        WHERE d.status = 'active' AND {dev_facility}
+        """,
+        thresholds=[(None, "green"), (1, "red")],
+    ), 4, 4))
+    panels.append(lay.place(stat(
+        "Cameras offline",
+        "Cameras behind active video bridges that are offline now (a camera whose bridge "
+        "is offline counts as offline; one that never reported counts too).",
+        f"""
+        SELECT count(*) FILTER (WHERE NOT coalesce(cs.online, false)) AS cameras_offline
+        FROM cameras c
+        JOIN devices d ON d.id = c.device_id AND d.status = 'active'
+        LEFT JOIN camera_status cs
+               ON cs.device_id = c.device_id AND cs.camera_id = c.camera_id
+        WHERE {dev_facility}
+        """,
+        thresholds=[(None, "green"), (1, "red")],
+    ), 4, 4))
+    panels.append(lay.place(stat(
+        "Low batteries",
+        "Active devices whose last heartbeat reported a battery below $low_battery_pct %.",
+        f"""
+        SELECT count(*) AS low_batteries
+        FROM device_status s
+        JOIN devices d ON d.id = s.device_id
+        WHERE d.status = 'active' AND s.battery < $low_battery_pct AND {dev_facility}
+        """,
+        thresholds=[(None, "green"), (1, "orange")],
+    ), 4, 4))
+    # $__timeFrom()/$__timeTo() rather than a count: the rate stays comparable
+    # whatever range the operator picks.
+    panels.append(lay.place(stat(
+        "Events per minute (range average)",
+        "Stored device events per minute, averaged over the selected time range.",
+        f"""
+        SELECT count(*) / greatest(
+                 extract(epoch FROM $__timeTo()::timestamptz - $__timeFrom()::timestamptz) / 60,
+                 1) AS events_per_minute
+        FROM device_events e
+        WHERE $__timeFilter(e.time) AND {ev_facility}
+        """,
+        unit="short", thresholds=[(None, "blue")],
+    ), 4, 4))
+    panels.append(lay.place(stat(
+        "Clock-skewed events (range)",
+        "Share of events in the range whose device clock was more than 24 h ahead or "
+        "7 days behind; those are stored at their receive time.",
+        f"""
+        SELECT coalesce(100.0 * count(*) FILTER (WHERE e.clock_skew) / nullif(count(*), 0), 0)
+               AS skewed_percent
+        FROM device_events e
+        WHERE $__timeFilter(e.time) AND {ev_facility}
+        """,
+        unit="percent", thresholds=[(None, "green"), (1, "orange"), (10, "red")],
+    ), 4, 4))
+
+    panels.append(lay.row("Ingest"))
+    # Buckets of $__interval (at least 1 min, see interval=) scaled to a per-minute
+    # rate, so the curve keeps its meaning when Grafana widens buckets on long ranges.
+    panels.append(lay.place(timeseries(
+        "Events per minute by type",
+        "Stored device events per minute, by event type (device time; receive time when "
+        "the device clock is off).",
+        f"""
+        SELECT time_bucket('$__interval', e.time) AS "time",
+               e.type AS metric,
+               count(*) / (extract(epoch FROM '$__interval'::interval) / 60) AS events_per_minute
+        FROM device_events e
+        WHERE $__timeFilter(e.time) AND {ev_facility}
+        GROUP BY 1, 2
+        ORDER BY 1, 2
+        """,
+        stacked=True, interval="1m", unit="short",
+    ), 16, 8))
+    panels.append(lay.place(bargauge(
+        "Dead letters by reason (range)",
+        "Refused messages in the range by reason (malformed_json, schema, too_large, "
+        "unknown_type, unknown_device...). Dead letters carry no facility: not filtered.",
+        """
+        SELECT reason, count(*) AS dead_letters
+        FROM dead_letters
+        WHERE $__timeFilter(received_at)
+        GROUP BY reason
+        ORDER BY dead_letters DESC
+        """,
+        thresholds=[(None, "orange")],
+    ), 8, 8))
+    panels.append(lay.place(timeseries(
+        "Dead letters by reason",
+        "Refused messages per interval, by reason.",
+        """
+        SELECT time_bucket('$__interval', received_at) AS "time",
+               reason AS metric,
+               count(*) AS dead_letters
+        FROM dead_letters
+        WHERE $__timeFilter(received_at)
+        GROUP BY 1, 2
+        ORDER BY 1, 2
+        """,
+        stacked=True, bars=True, interval="1m", unit="short",
+    ), 16, 8))
+    panels.append(lay.place(timeseries(
+        "Clock-skewed events share",
+        "Percentage of events per interval stored with the clock-skew flag.",
+        f"""
+        SELECT time_bucket('$__interval', e.time) AS "time",
+               100.0 * count(*) FILTER (WHERE e.clock_skew) / count(*) AS skewed_percent
+        FROM device_events e
+        WHERE $__timeFilter(e.time) AND {ev_facility}
+        GROUP BY 1
+        ORDER BY 1
+        """,
+        interval="1m", unit="percent",
+    ), 8, 8))
+
+    panels.append(lay.row("Device health"))
+    panels.append(lay.place(timeseries(
+        "Device online/offline transitions",
+        "Device (not camera) liveness transitions per interval; offline ones by cause "
+        "(last_will, heartbeat_timeout, state...).",
+        f"""
+        SELECT time_bucket('$__interval', sc.time) AS "time",
+               CASE WHEN sc.online THEN 'online' ELSE 'offline: ' || sc.cause END AS metric,
+               count(*) AS transitions
+        FROM state_changes sc
+        WHERE $__timeFilter(sc.time) AND sc.camera_id IS NULL
+          AND {facility_filter("sc.facility_id")}
+        GROUP BY 1, 2
+        ORDER BY 1, 2
+        """,
+        stacked=True, bars=True, interval="1m", unit="short",
+    ), 16, 8))
+    panels.append(lay.place(bargauge(
+        "Cameras offline per facility",
+        "Cameras offline now, per facility (never-reported cameras count as offline).",
+        f"""
+        SELECT coalesce(f.name, 'no facility') AS facility,
+               count(*) FILTER (WHERE NOT coalesce(cs.online, false)) AS cameras_offline
+        FROM cameras c
+        JOIN devices d ON d.id = c.device_id AND d.status = 'active'
+        LEFT JOIN camera_status cs
+               ON cs.device_id = c.device_id AND cs.camera_id = c.camera_id
+        LEFT JOIN facilities f ON f.id = d.facility_id
+        WHERE {dev_facility}
+        GROUP BY 1
+        ORDER BY cameras_offline DESC, facility
+        """,
+        thresholds=[(None, "green"), (1, "red")],
+    ), 8, 8))
+    panels.append(lay.place(table(
+        "Low batteries",
+        "Active devices whose last heartbeat reported a battery below $low_battery_pct %, "
+        "lowest first.",
+        f"""
+        SELECT d.id AS device, d.kind, coalesce(f.name, '') AS facility,
+               coalesce(d.room, '') AS room, s.battery, s.online,
+               s.last_heartbeat_at AS last_heartbeat
+        FROM device_status s
+        JOIN devices d ON d.id = s.device_id
+        LEFT JOIN facilities f ON f.id = d.facility_id
+        WHERE d.status = 'active' AND s.battery < $low_battery_pct AND {dev_facility}
+        ORDER BY s.battery, d.id
+        LIMIT 200
+        """,
+        overrides=[{"matcher": {"id": "byName", "options": "battery"},
+                    "properties": [{"id": "unit", "value": "percent"}]}],
+    ), 12, 8))
+    panels.append(lay.place(table(
+        "Devices with skewed clocks (range)",
+        "Devices that sent clock-skewed events in the range: their clocks need fixing, "
+        "and their response times are measured from receive time.",
+        f"""
+        SELECT e.device_id AS device,
+               count(*) AS skewed_events,
+               max(e.received_at) AS last_received,
+               round(max(abs(extract(epoch FROM e.received_at - e.device_ts))) / 3600, 1)
+                 AS worst_offset_hours
+        FROM device_events e
+        WHERE $__timeFilter(e.time) AND e.clock_skew AND {ev_facility}
+        GROUP BY e.device_id
+        ORDER BY skewed_events DESC, device
+        LIMIT 100
+        """,
+    ), 12, 8))
+
+    return dashboard(
+        "eldercare-device-ingest",
+        "Device ingest & health",
+        "Events arriving per type, refused messages, device and camera liveness, "
+        "batteries and device clocks.",
+        panels,
+        variables=[
+            facility_variable(),
+            constant_variable("low_battery_pct", "20",
+                              "Low-battery threshold; keep equal to ELDERCARE_LOW_BATTERY_PCT."),
+        ],
+        tags=["eldercare", "devices"],
+    )
+
+
+# File name (without .json) -> builder. Add new dashboards here.
+DASHBOARDS: dict[str, Callable[[], Json]] = {
+    "device-ingest-health": device_ingest_health,
+}
+
+
+def render(build: Callable[[], Json]) -> str:
+    return json.dumps(build(), indent=2, ensure_ascii=False) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true",
+                        help="fail if a JSON file is missing or out of date")
+    args = parser.parse_args(argv)
+    stale = []
+    for name, build in DASHBOARDS.items():
+        path = HERE / f"{name}.json"
+        text = render(build)
+        if args.check:
+            if not path.exists() or path.read_text("utf-8") != text:
+                stale.append(path.name)
+        else:
+            path.write_text(text, "utf-8")
+            print(f"wrote {path.relative_to(HERE.parent)}")
+    if stale:
+        print("out of date (run python dashboards/build.py): " + ", ".join(stale),
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
