@@ -107,18 +107,32 @@ class Layout:
     def row(self, title: str) -> Json:
         if self.x:
             self.x, self.y, self.row_h = 0, self.y + self.row_h, 0
-        panel = {"type": "row", "title": title, "collapsed": False, "panels": [],
-                 "id": self.next_id, "gridPos": {"x": 0, "y": self.y, "w": 24, "h": 1}}
+        panel = {
+            "type": "row",
+            "title": title,
+            "collapsed": False,
+            "panels": [],
+            "id": self.next_id,
+            "gridPos": {"x": 0, "y": self.y, "w": 24, "h": 1},
+        }
         self.next_id += 1
         self.y += 1
         return panel
 
 
-def panel(kind: str, title: str, description: str, targets: list[Json], *,
-          unit: str | None = None, options: Json | None = None,
-          overrides: list[Json] | None = None, interval: str | None = None,
-          thresholds: list[tuple[float | None, str]] | None = None,
-          custom: Json | None = None) -> Json:
+def panel(
+    kind: str,
+    title: str,
+    description: str,
+    targets: list[Json],
+    *,
+    unit: str | None = None,
+    options: Json | None = None,
+    overrides: list[Json] | None = None,
+    interval: str | None = None,
+    thresholds: list[tuple[float | None, str]] | None = None,
+    custom: Json | None = None,
+) -> Json:
     defaults: Json = {}
     if unit:
         defaults["unit"] = unit
@@ -144,22 +158,38 @@ def panel(kind: str, title: str, description: str, targets: list[Json], *,
 
 
 def stat(title: str, description: str, sql: str, **kw: Any) -> Json:
-    kw.setdefault("options", {"reduceOptions": {"calcs": ["lastNotNull"], "values": False},
-                              "colorMode": "background", "graphMode": "none"})
+    kw.setdefault(
+        "options",
+        {
+            "reduceOptions": {"calcs": ["lastNotNull"], "values": False},
+            "colorMode": "background",
+            "graphMode": "none",
+        },
+    )
     return panel("stat", title, description, [target(sql, "table")], **kw)
 
 
-def timeseries(title: str, description: str, sql: str, *, stacked: bool = False,
-               bars: bool = False, **kw: Any) -> Json:
-    custom: Json = {"drawStyle": "bars" if bars else "line", "fillOpacity": 60 if bars else 10,
-                    "spanNulls": False, "showPoints": "never"}
+def timeseries(
+    title: str, description: str, sql: str, *, stacked: bool = False, bars: bool = False, **kw: Any
+) -> Json:
+    custom: Json = {
+        "drawStyle": "bars" if bars else "line",
+        "fillOpacity": 60 if bars else 10,
+        "spanNulls": False,
+        "showPoints": "never",
+    }
     if stacked:
         custom["stacking"] = {"mode": "normal", "group": "A"}
-    kw.setdefault("options", {"legend": {"displayMode": "table", "placement": "right",
-                                         "calcs": ["sum", "max"]},
-                              "tooltip": {"mode": "multi", "sort": "desc"}})
-    return panel("timeseries", title, description, [target(sql, "time_series")],
-                 custom=custom, **kw)
+    kw.setdefault(
+        "options",
+        {
+            "legend": {"displayMode": "table", "placement": "right", "calcs": ["sum", "max"]},
+            "tooltip": {"mode": "multi", "sort": "desc"},
+        },
+    )
+    return panel(
+        "timeseries", title, description, [target(sql, "time_series")], custom=custom, **kw
+    )
 
 
 def table(title: str, description: str, sql: str, **kw: Any) -> Json:
@@ -168,14 +198,28 @@ def table(title: str, description: str, sql: str, **kw: Any) -> Json:
 
 
 def bargauge(title: str, description: str, sql: str, **kw: Any) -> Json:
-    kw.setdefault("options", {"orientation": "horizontal", "displayMode": "basic",
-                              "showUnfilled": True,
-                              "reduceOptions": {"calcs": ["lastNotNull"], "values": True}})
+    kw.setdefault(
+        "options",
+        {
+            "orientation": "horizontal",
+            "displayMode": "basic",
+            "showUnfilled": True,
+            "reduceOptions": {"calcs": ["lastNotNull"], "values": True},
+        },
+    )
     return panel("bargauge", title, description, [target(sql, "table")], **kw)
 
 
-def dashboard(uid: str, title: str, description: str, panels: list[Json], *,
-              variables: list[Json], tags: list[str], time_from: str = "now-6h") -> Json:
+def dashboard(
+    uid: str,
+    title: str,
+    description: str,
+    panels: list[Json],
+    *,
+    variables: list[Json],
+    tags: list[str],
+    time_from: str = "now-6h",
+) -> Json:
     return {
         "uid": uid,
         "title": title,
@@ -207,34 +251,48 @@ def device_ingest_health() -> Json:
     panels: list[Json] = []
 
     panels.append(lay.row("Now"))
-    panels.append(lay.place(stat(
-        "Devices online",
-        "Active devices whose liveness is online now (state topic online and heard from "
-        "within 2.5 × their heartbeat interval).",
-        f"""
+    panels.append(
+        lay.place(
+            stat(
+                "Devices online",
+                "Active devices whose liveness is online now (state topic online and heard from "
+                "within 2.5 × their heartbeat interval).",
+                f"""
         SELECT count(*) FILTER (WHERE coalesce(s.online, false)) AS online
         FROM devices d
         LEFT JOIN device_status s ON s.device_id = d.id
         WHERE d.status = 'active' AND {dev_facility}
         """,
-        thresholds=[(None, "green")],
-    ), 4, 4))
-    panels.append(lay.place(stat(
-        "Devices offline",
-        "Active devices not online now, including devices never heard from.",
-        f"""
+                thresholds=[(None, "green")],
+            ),
+            4,
+            4,
+        )
+    )
+    panels.append(
+        lay.place(
+            stat(
+                "Devices offline",
+                "Active devices not online now, including devices never heard from.",
+                f"""
         SELECT count(*) FILTER (WHERE NOT coalesce(s.online, false)) AS offline
         FROM devices d
         LEFT JOIN device_status s ON s.device_id = d.id
         WHERE d.status = 'active' AND {dev_facility}
         """,
-        thresholds=[(None, "green"), (1, "red")],
-    ), 4, 4))
-    panels.append(lay.place(stat(
-        "Cameras offline",
-        "Cameras behind active video bridges that are offline now (a camera whose bridge "
-        "is offline counts as offline; one that never reported counts too).",
-        f"""
+                thresholds=[(None, "green"), (1, "red")],
+            ),
+            4,
+            4,
+        )
+    )
+    panels.append(
+        lay.place(
+            stat(
+                "Cameras offline",
+                "Cameras behind active video bridges that are offline now (a camera whose bridge "
+                "is offline counts as offline; one that never reported counts too).",
+                f"""
         SELECT count(*) FILTER (WHERE NOT coalesce(cs.online, false)) AS cameras_offline
         FROM cameras c
         JOIN devices d ON d.id = c.device_id AND d.status = 'active'
@@ -242,54 +300,80 @@ def device_ingest_health() -> Json:
                ON cs.device_id = c.device_id AND cs.camera_id = c.camera_id
         WHERE {dev_facility}
         """,
-        thresholds=[(None, "green"), (1, "red")],
-    ), 4, 4))
-    panels.append(lay.place(stat(
-        "Low batteries",
-        "Active devices whose last heartbeat reported a battery below $low_battery_pct %.",
-        f"""
+                thresholds=[(None, "green"), (1, "red")],
+            ),
+            4,
+            4,
+        )
+    )
+    panels.append(
+        lay.place(
+            stat(
+                "Low batteries",
+                "Active devices whose last heartbeat reported a battery below $low_battery_pct %.",
+                f"""
         SELECT count(*) AS low_batteries
         FROM device_status s
         JOIN devices d ON d.id = s.device_id
         WHERE d.status = 'active' AND s.battery < $low_battery_pct AND {dev_facility}
         """,
-        thresholds=[(None, "green"), (1, "orange")],
-    ), 4, 4))
+                thresholds=[(None, "green"), (1, "orange")],
+            ),
+            4,
+            4,
+        )
+    )
     # $__timeFrom()/$__timeTo() rather than a count: the rate stays comparable
     # whatever range the operator picks.
-    panels.append(lay.place(stat(
-        "Events per minute (range average)",
-        "Stored device events per minute, averaged over the selected time range.",
-        f"""
+    panels.append(
+        lay.place(
+            stat(
+                "Events per minute (range average)",
+                "Stored device events per minute, averaged over the selected time range.",
+                f"""
         SELECT count(*) / greatest(
                  extract(epoch FROM $__timeTo()::timestamptz - $__timeFrom()::timestamptz) / 60,
                  1) AS events_per_minute
         FROM device_events e
         WHERE $__timeFilter(e.time) AND {ev_facility}
         """,
-        unit="short", thresholds=[(None, "blue")],
-    ), 4, 4))
-    panels.append(lay.place(stat(
-        "Clock-skewed events (range)",
-        "Share of events in the range whose device clock was more than 24 h ahead or "
-        "7 days behind; those are stored at their receive time.",
-        f"""
+                unit="short",
+                thresholds=[(None, "blue")],
+            ),
+            4,
+            4,
+        )
+    )
+    panels.append(
+        lay.place(
+            stat(
+                "Clock-skewed events (range)",
+                "Share of events in the range whose device clock was more than 24 h ahead or "
+                "7 days behind; those are stored at their receive time.",
+                f"""
         SELECT coalesce(100.0 * count(*) FILTER (WHERE e.clock_skew) / nullif(count(*), 0), 0)
                AS skewed_percent
         FROM device_events e
         WHERE $__timeFilter(e.time) AND {ev_facility}
         """,
-        unit="percent", thresholds=[(None, "green"), (1, "orange"), (10, "red")],
-    ), 4, 4))
+                unit="percent",
+                thresholds=[(None, "green"), (1, "orange"), (10, "red")],
+            ),
+            4,
+            4,
+        )
+    )
 
     panels.append(lay.row("Ingest"))
     # Buckets of $__interval (at least 1 min, see interval=) scaled to a per-minute
     # rate, so the curve keeps its meaning when Grafana widens buckets on long ranges.
-    panels.append(lay.place(timeseries(
-        "Events per minute by type",
-        "Stored device events per minute, by event type (device time; receive time when "
-        "the device clock is off).",
-        f"""
+    panels.append(
+        lay.place(
+            timeseries(
+                "Events per minute by type",
+                "Stored device events per minute, by event type (device time; receive time when "
+                "the device clock is off).",
+                f"""
         SELECT time_bucket('$__interval', e.time) AS "time",
                e.type AS metric,
                count(*) / (extract(epoch FROM '$__interval'::interval) / 60) AS events_per_minute
@@ -298,25 +382,39 @@ def device_ingest_health() -> Json:
         GROUP BY 1, 2
         ORDER BY 1, 2
         """,
-        stacked=True, interval="1m", unit="short",
-    ), 16, 8))
-    panels.append(lay.place(bargauge(
-        "Dead letters by reason (range)",
-        "Refused messages in the range by reason (malformed_json, schema, too_large, "
-        "unknown_type, unknown_device...). Dead letters carry no facility: not filtered.",
-        """
+                stacked=True,
+                interval="1m",
+                unit="short",
+            ),
+            16,
+            8,
+        )
+    )
+    panels.append(
+        lay.place(
+            bargauge(
+                "Dead letters by reason (range)",
+                "Refused messages in the range by reason (malformed_json, schema, too_large, "
+                "unknown_type, unknown_device...). Dead letters carry no facility: not filtered.",
+                """
         SELECT reason, count(*) AS dead_letters
         FROM dead_letters
         WHERE $__timeFilter(received_at)
         GROUP BY reason
         ORDER BY dead_letters DESC
         """,
-        thresholds=[(None, "orange")],
-    ), 8, 8))
-    panels.append(lay.place(timeseries(
-        "Dead letters by reason",
-        "Refused messages per interval, by reason.",
-        """
+                thresholds=[(None, "orange")],
+            ),
+            8,
+            8,
+        )
+    )
+    panels.append(
+        lay.place(
+            timeseries(
+                "Dead letters by reason",
+                "Refused messages per interval, by reason.",
+                """
         SELECT time_bucket('$__interval', received_at) AS "time",
                reason AS metric,
                count(*) AS dead_letters
@@ -325,12 +423,21 @@ def device_ingest_health() -> Json:
         GROUP BY 1, 2
         ORDER BY 1, 2
         """,
-        stacked=True, bars=True, interval="1m", unit="short",
-    ), 16, 8))
-    panels.append(lay.place(timeseries(
-        "Clock-skewed events share",
-        "Percentage of events per interval stored with the clock-skew flag.",
-        f"""
+                stacked=True,
+                bars=True,
+                interval="1m",
+                unit="short",
+            ),
+            16,
+            8,
+        )
+    )
+    panels.append(
+        lay.place(
+            timeseries(
+                "Clock-skewed events share",
+                "Percentage of events per interval stored with the clock-skew flag.",
+                f"""
         SELECT time_bucket('$__interval', e.time) AS "time",
                100.0 * count(*) FILTER (WHERE e.clock_skew) / count(*) AS skewed_percent
         FROM device_events e
@@ -338,15 +445,22 @@ def device_ingest_health() -> Json:
         GROUP BY 1
         ORDER BY 1
         """,
-        interval="1m", unit="percent",
-    ), 8, 8))
+                interval="1m",
+                unit="percent",
+            ),
+            8,
+            8,
+        )
+    )
 
     panels.append(lay.row("Device health"))
-    panels.append(lay.place(timeseries(
-        "Device online/offline transitions",
-        "Device (not camera) liveness transitions per interval; offline ones by cause "
-        "(last_will, heartbeat_timeout, state...).",
-        f"""
+    panels.append(
+        lay.place(
+            timeseries(
+                "Device online/offline transitions",
+                "Device (not camera) liveness transitions per interval; offline ones by cause "
+                "(last_will, heartbeat_timeout, state...).",
+                f"""
         SELECT time_bucket('$__interval', sc.time) AS "time",
                CASE WHEN sc.online THEN 'online' ELSE 'offline: ' || sc.cause END AS metric,
                count(*) AS transitions
@@ -356,12 +470,21 @@ def device_ingest_health() -> Json:
         GROUP BY 1, 2
         ORDER BY 1, 2
         """,
-        stacked=True, bars=True, interval="1m", unit="short",
-    ), 16, 8))
-    panels.append(lay.place(bargauge(
-        "Cameras offline per facility",
-        "Cameras offline now, per facility (never-reported cameras count as offline).",
-        f"""
+                stacked=True,
+                bars=True,
+                interval="1m",
+                unit="short",
+            ),
+            16,
+            8,
+        )
+    )
+    panels.append(
+        lay.place(
+            bargauge(
+                "Cameras offline per facility",
+                "Cameras offline now, per facility (never-reported cameras count as offline).",
+                f"""
         SELECT coalesce(f.name, 'no facility') AS facility,
                count(*) FILTER (WHERE NOT coalesce(cs.online, false)) AS cameras_offline
         FROM cameras c
@@ -373,13 +496,19 @@ def device_ingest_health() -> Json:
         GROUP BY 1
         ORDER BY cameras_offline DESC, facility
         """,
-        thresholds=[(None, "green"), (1, "red")],
-    ), 8, 8))
-    panels.append(lay.place(table(
-        "Low batteries",
-        "Active devices whose last heartbeat reported a battery below $low_battery_pct %, "
-        "lowest first.",
-        f"""
+                thresholds=[(None, "green"), (1, "red")],
+            ),
+            8,
+            8,
+        )
+    )
+    panels.append(
+        lay.place(
+            table(
+                "Low batteries",
+                "Active devices whose last heartbeat reported a battery below $low_battery_pct %, "
+                "lowest first.",
+                f"""
         SELECT d.id AS device, d.kind, coalesce(f.name, '') AS facility,
                coalesce(d.room, '') AS room, s.battery, s.online,
                s.last_heartbeat_at AS last_heartbeat
@@ -390,14 +519,24 @@ def device_ingest_health() -> Json:
         ORDER BY s.battery, d.id
         LIMIT 200
         """,
-        overrides=[{"matcher": {"id": "byName", "options": "battery"},
-                    "properties": [{"id": "unit", "value": "percent"}]}],
-    ), 12, 8))
-    panels.append(lay.place(table(
-        "Devices with skewed clocks (range)",
-        "Devices that sent clock-skewed events in the range: their clocks need fixing, "
-        "and their response times are measured from receive time.",
-        f"""
+                overrides=[
+                    {
+                        "matcher": {"id": "byName", "options": "battery"},
+                        "properties": [{"id": "unit", "value": "percent"}],
+                    }
+                ],
+            ),
+            12,
+            8,
+        )
+    )
+    panels.append(
+        lay.place(
+            table(
+                "Devices with skewed clocks (range)",
+                "Devices that sent clock-skewed events in the range: their clocks need fixing, "
+                "and their response times are measured from receive time.",
+                f"""
         SELECT e.device_id AS device,
                count(*) AS skewed_events,
                max(e.received_at) AS last_received,
@@ -409,7 +548,11 @@ def device_ingest_health() -> Json:
         ORDER BY skewed_events DESC, device
         LIMIT 100
         """,
-    ), 12, 8))
+            ),
+            12,
+            8,
+        )
+    )
 
     return dashboard(
         "eldercare-device-ingest",
@@ -419,8 +562,11 @@ def device_ingest_health() -> Json:
         panels,
         variables=[
             facility_variable(),
-            constant_variable("low_battery_pct", "20",
-                              "Low-battery threshold; keep equal to ELDERCARE_LOW_BATTERY_PCT."),
+            constant_variable(
+                "low_battery_pct",
+                "20",
+                "Low-battery threshold; keep equal to ELDERCARE_LOW_BATTERY_PCT.",
+            ),
         ],
         tags=["eldercare", "devices"],
     )
@@ -438,8 +584,9 @@ def render(build: Callable[[], Json]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true",
-                        help="fail if a JSON file is missing or out of date")
+    parser.add_argument(
+        "--check", action="store_true", help="fail if a JSON file is missing or out of date"
+    )
     args = parser.parse_args(argv)
     stale = []
     for name, build in DASHBOARDS.items():
@@ -452,8 +599,7 @@ def main(argv: list[str] | None = None) -> int:
             path.write_text(text, "utf-8")
             print(f"wrote {path.relative_to(HERE.parent)}")
     if stale:
-        print("out of date (run python dashboards/build.py): " + ", ".join(stale),
-              file=sys.stderr)
+        print("out of date (run python dashboards/build.py): " + ", ".join(stale), file=sys.stderr)
         return 1
     return 0
 

@@ -41,8 +41,9 @@ def _load_module(name: str, path: Path) -> Any:
 
 
 build = _load_module("eldercare_dashboards_build", DASHBOARD_DIR / "build.py")
-grafana_reader = _load_module("eldercare_grafana_reader",
-                              ROOT / "docker" / "platform" / "grafana_reader.py")
+grafana_reader = _load_module(
+    "eldercare_grafana_reader", ROOT / "docker" / "platform" / "grafana_reader.py"
+)
 
 
 def _dashboards() -> list[tuple[str, dict[str, Any]]]:
@@ -71,8 +72,15 @@ _TIME_FILTER = re.compile(r"\$__timeFilter\(\s*([^()]+?)\s*\)")
 _VARIABLE = re.compile(r"\$\{(\w+)(?::\w+)?\}|\[\[(\w+)\]\]|\$(\w+)")
 
 
-def expand(raw: str, *, start: datetime, end: datetime, interval: str, interval_ms: int,
-           variables: dict[str, str]) -> str:
+def expand(
+    raw: str,
+    *,
+    start: datetime,
+    end: datetime,
+    interval: str,
+    interval_ms: int,
+    variables: dict[str, str],
+) -> str:
     """Expand a panel's SQL as Grafana does.
 
     Template variables (``$facility``, ``$__interval``) are replaced first, the way the
@@ -121,8 +129,10 @@ def insert_sample_rows(conn: psycopg.Connection, now: datetime) -> dict[str, Any
     """
     tag = secrets.token_hex(3)
     fac = [
-        conn.execute("INSERT INTO facilities (code, name) VALUES (%s, %s) RETURNING id",
-                     (f"dash-{tag}-{i}", f"Dashboard home {tag} {i}")).fetchone()[0]
+        conn.execute(
+            "INSERT INTO facilities (code, name) VALUES (%s, %s) RETURNING id",
+            (f"dash-{tag}-{i}", f"Dashboard home {tag} {i}"),
+        ).fetchone()[0]
         for i in (1, 2)
     ]
     devices = {  # id -> (kind, facility, online, battery)
@@ -135,13 +145,16 @@ def insert_sample_rows(conn: psycopg.Connection, now: datetime) -> dict[str, Any
     for dev, (kind, facility, online, battery) in devices.items():
         conn.execute(
             "INSERT INTO devices (id, kind, facility_id, room, password_hash)"
-            " VALUES (%s, %s, %s, '101', '$7$101$x$y')", (dev, kind, facility))
+            " VALUES (%s, %s, %s, '101', '$7$101$x$y')",
+            (dev, kind, facility),
+        )
         if online is not None:
             conn.execute(
                 "INSERT INTO device_status (device_id, state_online, online, last_seen_at,"
                 " last_heartbeat_at, interval_s, battery, changed_at)"
                 " VALUES (%s, %s, %s, %s, %s, 60, %s, %s)",
-                (dev, online, online, now, now, battery, now - timedelta(minutes=30)))
+                (dev, online, online, now, now, battery, now - timedelta(minutes=30)),
+            )
     nvr = f"nvr-{tag}"
     for cam, online in (("cam-1", True), ("cam-2", False), ("cam-3", None)):
         conn.execute("INSERT INTO cameras (device_id, camera_id) VALUES (%s, %s)", (nvr, cam))
@@ -149,39 +162,73 @@ def insert_sample_rows(conn: psycopg.Connection, now: datetime) -> dict[str, Any
             conn.execute(
                 "INSERT INTO camera_status (device_id, camera_id, status, recording, online,"
                 " reported_at, changed_at) VALUES (%s, %s, %s, true, %s, %s, %s)",
-                (nvr, cam, "online" if online else "video_loss", online, now, now))
+                (nvr, cam, "online" if online else "video_loss", online, now, now),
+            )
     n = 0
     for minutes_ago in range(0, 180, 7):
-        for dev, typ, skew in ((f"sos-{tag}", "heartbeat", False), (f"wear-{tag}", "vitals",
-                               minutes_ago % 3 == 0), (f"sos-{tag}", "sos", False)):
+        for dev, typ, skew in (
+            (f"sos-{tag}", "heartbeat", False),
+            (f"wear-{tag}", "vitals", minutes_ago % 3 == 0),
+            (f"sos-{tag}", "sos", False),
+        ):
             at = now - timedelta(minutes=minutes_ago)
             n += 1
             conn.execute(
                 "INSERT INTO device_events (time, received_at, device_ts, device_id,"
                 " facility_id, msg_id, type, clock_skew, payload)"
                 " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                (at, at, at - timedelta(days=9) if skew else at, dev,
-                 devices[dev][1], f"m{n}", typ, skew, Jsonb({"v": 1})))
+                (
+                    at,
+                    at,
+                    at - timedelta(days=9) if skew else at,
+                    dev,
+                    devices[dev][1],
+                    f"m{n}",
+                    typ,
+                    skew,
+                    Jsonb({"v": 1}),
+                ),
+            )
     for minutes_ago, dev, online, cause in (
-        (150, f"fall-{tag}", True, "state"), (40, f"fall-{tag}", False, "heartbeat_timeout"),
-        (20, f"wear-{tag}", False, "last_will"), (10, f"wear-{tag}", True, "state"),
+        (150, f"fall-{tag}", True, "state"),
+        (40, f"fall-{tag}", False, "heartbeat_timeout"),
+        (20, f"wear-{tag}", False, "last_will"),
+        (10, f"wear-{tag}", True, "state"),
     ):
         conn.execute(
             "INSERT INTO state_changes (time, device_id, facility_id, online, status, cause)"
             " VALUES (%s, %s, %s, %s, %s, %s)",
-            (now - timedelta(minutes=minutes_ago), dev, devices[dev][1], online,
-             "online" if online else "offline", cause))
+            (
+                now - timedelta(minutes=minutes_ago),
+                dev,
+                devices[dev][1],
+                online,
+                "online" if online else "offline",
+                cause,
+            ),
+        )
     conn.execute(
         "INSERT INTO state_changes (time, device_id, camera_id, facility_id, online, status,"
         " cause) VALUES (%s, %s, 'cam-2', %s, false, 'video_loss', 'camera_status')",
-        (now - timedelta(minutes=5), nvr, fac[1]))
-    for minutes_ago, reason in ((90, "schema"), (30, "malformed_json"), (29, "schema"),
-                                (3, "unknown_device")):
+        (now - timedelta(minutes=5), nvr, fac[1]),
+    )
+    for minutes_ago, reason in (
+        (90, "schema"),
+        (30, "malformed_json"),
+        (29, "schema"),
+        (3, "unknown_device"),
+    ):
         conn.execute(
             "INSERT INTO dead_letters (received_at, topic, device_id, reason, detail, payload)"
             " VALUES (%s, %s, %s, %s, 'sample', %s)",
-            (now - timedelta(minutes=minutes_ago), f"eldercare/v1/dev/sos-{tag}/up",
-             f"sos-{tag}", reason, b"{"))
+            (
+                now - timedelta(minutes=minutes_ago),
+                f"eldercare/v1/dev/sos-{tag}/up",
+                f"sos-{tag}",
+                reason,
+                b"{",
+            ),
+        )
     return {"facilities": fac}
 
 
@@ -237,16 +284,26 @@ def test_dashboard_is_valid_grafana(name: str, dash: dict[str, Any]) -> None:
     assert isinstance(dash["schemaVersion"], int) and dash["schemaVersion"] >= 36
     assert dash["time"]["from"] and dash["time"]["to"]
     declared = {v["name"] for v in dash["templating"]["list"]}
-    ids = [p["id"] for p in dash["panels"]] + [p["id"] for p in _panels(dash)
-                                               if p not in dash["panels"]]
+    ids = [p["id"] for p in dash["panels"]] + [
+        p["id"] for p in _panels(dash) if p not in dash["panels"]
+    ]
     assert len(ids) == len(set(ids)), "panel ids must be unique"
     panels = list(_panels(dash))
     assert panels, name
     for p in panels:
         where = f"{name}: panel {p.get('title')!r}"
         assert p["title"].strip(), where
-        assert p["type"] in {"timeseries", "stat", "table", "bargauge", "barchart", "gauge",
-                             "piechart", "state-timeline", "heatmap"}, where
+        assert p["type"] in {
+            "timeseries",
+            "stat",
+            "table",
+            "bargauge",
+            "barchart",
+            "gauge",
+            "piechart",
+            "state-timeline",
+            "heatmap",
+        }, where
         g = p["gridPos"]
         assert g["w"] > 0 and g["h"] > 0 and g["x"] >= 0 and g["x"] + g["w"] <= 24, where
         assert p["datasource"] == build.DATASOURCE, where
@@ -269,29 +326,51 @@ def test_dashboard_is_valid_grafana(name: str, dash: dict[str, Any]) -> None:
 
 
 def test_expand_models_grafana() -> None:
-    start, end = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC), datetime(2025, 1, 2, 4, 4, 5,
-                                                                      tzinfo=UTC)
+    start, end = (
+        datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC),
+        datetime(2025, 1, 2, 4, 4, 5, tzinfo=UTC),
+    )
     got = expand(
         "SELECT time_bucket('$__interval', t) WHERE $__timeFilter(e.time) AND x IN ($f)"
         " AND $__timeFrom() < $__timeTo() AND ${f} = [[f]] AND $__interval_ms > 0",
-        start=start, end=end, interval="1m", interval_ms=60000, variables={"f": "'1','2'"})
+        start=start,
+        end=end,
+        interval="1m",
+        interval_ms=60000,
+        variables={"f": "'1','2'"},
+    )
     assert got == (
         "SELECT time_bucket('1m', t) WHERE e.time BETWEEN '2025-01-02T03:04:05.000000Z' AND"
         " '2025-01-02T04:04:05.000000Z' AND x IN ('1','2') AND '2025-01-02T03:04:05.000000Z'"
-        " < '2025-01-02T04:04:05.000000Z' AND '1','2' = '1','2' AND 60000 > 0")
+        " < '2025-01-02T04:04:05.000000Z' AND '1','2' = '1','2' AND 60000 > 0"
+    )
     with pytest.raises(AssertionError, match="unexpanded"):
-        expand("SELECT $__timeGroup(time, '5m')", start=start, end=end, interval="1m",
-               interval_ms=60000, variables={})
+        expand(
+            "SELECT $__timeGroup(time, '5m')",
+            start=start,
+            end=end,
+            interval="1m",
+            interval_ms=60000,
+            variables={},
+        )
     with pytest.raises(AssertionError, match="unexpanded"):
-        expand("SELECT $nope", start=start, end=end, interval="1m", interval_ms=60000,
-               variables={})
+        expand("SELECT $nope", start=start, end=end, interval="1m", interval_ms=60000, variables={})
 
 
-@pytest.mark.parametrize("spelling,seconds", [
-    ("500ms", 0.5), ("15s", 15), ("1m", 60), ("2h", 7200), ("1d", 86400), ("7d", 604800),
-])
-def test_postgres_reads_grafana_interval_spellings(db: psycopg.Connection, spelling: str,
-                                                   seconds: float) -> None:
+@pytest.mark.parametrize(
+    "spelling,seconds",
+    [
+        ("500ms", 0.5),
+        ("15s", 15),
+        ("1m", 60),
+        ("2h", 7200),
+        ("1d", 86400),
+        ("7d", 604800),
+    ],
+)
+def test_postgres_reads_grafana_interval_spellings(
+    db: psycopg.Connection, spelling: str, seconds: float
+) -> None:
     # Panels write '$__interval'::interval; these are the forms Grafana produces.
     got = db.execute("SELECT extract(epoch FROM %s::interval)::float", (spelling,)).fetchone()
     assert got == (seconds,)
@@ -315,8 +394,9 @@ def _run(conn: psycopg.Connection, query: str) -> tuple[list[str], list[tuple[An
         return [c.name for c in cur.description], cur.fetchall()
 
 
-def check_result(panel: dict[str, Any], fmt: str, cols: list[str],
-                 rows: list[tuple[Any, ...]], query: str) -> None:
+def check_result(
+    panel: dict[str, Any], fmt: str, cols: list[str], rows: list[tuple[Any, ...]], query: str
+) -> None:
     where = f"panel {panel['title']!r}:\n{query}"
     assert rows, f"no rows from sample data; {where}"
     assert len(cols) == len(set(cols)), f"duplicate column names {cols}; {where}"
@@ -343,22 +423,32 @@ def check_result(panel: dict[str, Any], fmt: str, cols: list[str],
 
 def _time_settings(now: datetime) -> list[tuple[datetime, datetime, str, int]]:
     # The default 6 h view at 1 min buckets, and a week at Grafana's widened 2 h buckets.
-    return [(now - timedelta(hours=6), now, "1m", 60_000),
-            (now - timedelta(days=7), now, "2h", 7_200_000)]
+    return [
+        (now - timedelta(hours=6), now, "1m", 60_000),
+        (now - timedelta(days=7), now, "2h", 7_200_000),
+    ]
 
 
 @pytest.mark.parametrize("dash,panel", PANELS)
-def test_panel_sql_runs_as_grafana(as_grafana: tuple[psycopg.Connection, dict[str, Any]],
-                                   dash: dict[str, Any], panel: dict[str, Any]) -> None:
+def test_panel_sql_runs_as_grafana(
+    as_grafana: tuple[psycopg.Connection, dict[str, Any]],
+    dash: dict[str, Any],
+    panel: dict[str, Any],
+) -> None:
     conn, sample = as_grafana
     one, both = sample["facilities"]
     # "All" (the custom all value) and a multi-selection, as Grafana quotes it.
     for facility in ("-1", f"'{one}','{both}'"):
         for start, end, interval, interval_ms in _time_settings(sample["now"]):
             for t in panel["targets"]:
-                query = expand(t["rawSql"], start=start, end=end, interval=interval,
-                               interval_ms=interval_ms,
-                               variables=variable_values(dash, facility))
+                query = expand(
+                    t["rawSql"],
+                    start=start,
+                    end=end,
+                    interval=interval,
+                    interval_ms=interval_ms,
+                    variables=variable_values(dash, facility),
+                )
                 cols, rows = _run(conn, query)
                 check_result(panel, t["format"], cols, rows, query)
 
@@ -367,12 +457,16 @@ def test_facility_filter_narrows(as_grafana: tuple[psycopg.Connection, dict[str,
     # The filter must really filter: only facility 1's devices when it alone is picked.
     conn, sample = as_grafana
     (dash,) = [d for _, d in _dashboards() if d["uid"] == "eldercare-device-ingest"]
-    (low,) = [p for p in _panels(dash) if p["title"] == "Low batteries"
-                  and p["type"] == "table"]
+    (low,) = [p for p in _panels(dash) if p["title"] == "Low batteries" and p["type"] == "table"]
     now = sample["now"]
-    query = expand(low["targets"][0]["rawSql"], start=now - timedelta(hours=1), end=now,
-                   interval="1m", interval_ms=60_000,
-                   variables=variable_values(dash, f"'{sample['facilities'][0]}'"))
+    query = expand(
+        low["targets"][0]["rawSql"],
+        start=now - timedelta(hours=1),
+        end=now,
+        interval="1m",
+        interval_ms=60_000,
+        variables=variable_values(dash, f"'{sample['facilities'][0]}'"),
+    )
     cols, rows = _run(conn, query)
     assert [r[cols.index("battery")] for r in rows] == [12]
 
@@ -394,7 +488,9 @@ def test_grafana_role_cannot_read_private_tables(
     as_grafana: tuple[psycopg.Connection, dict[str, Any]],
 ) -> None:
     conn, _ = as_grafana
-    for query in ("SELECT name FROM residents LIMIT 1",
-                  "SELECT password_hash FROM devices LIMIT 1"):
+    for query in (
+        "SELECT name FROM residents LIMIT 1",
+        "SELECT password_hash FROM devices LIMIT 1",
+    ):
         with pytest.raises(psycopg.errors.InsufficientPrivilege), conn.transaction():
             conn.execute(query)

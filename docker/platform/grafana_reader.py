@@ -31,8 +31,15 @@ TABLES = (
 )
 # Everything but password_hash.
 DEVICE_COLUMNS = (
-    "id", "kind", "resident_id", "facility_id", "home_bed_id", "room", "status",
-    "created_at", "revoked_at",
+    "id",
+    "kind",
+    "resident_id",
+    "facility_id",
+    "home_bed_id",
+    "room",
+    "status",
+    "created_at",
+    "revoked_at",
 )
 
 
@@ -40,10 +47,16 @@ def grant(conn: psycopg.Connection, role: str) -> None:
     """Grant ``role`` (which must exist) read access to the dashboards' tables."""
     r = sql.Identifier(role)
     conn.execute(sql.SQL("GRANT USAGE ON SCHEMA public TO {}").format(r))
-    conn.execute(sql.SQL("GRANT SELECT ON {} TO {}").format(
-        sql.SQL(", ").join(map(sql.Identifier, TABLES)), r))
-    conn.execute(sql.SQL("GRANT SELECT ({}) ON devices TO {}").format(
-        sql.SQL(", ").join(map(sql.Identifier, DEVICE_COLUMNS)), r))
+    conn.execute(
+        sql.SQL("GRANT SELECT ON {} TO {}").format(
+            sql.SQL(", ").join(map(sql.Identifier, TABLES)), r
+        )
+    )
+    conn.execute(
+        sql.SQL("GRANT SELECT ({}) ON devices TO {}").format(
+            sql.SQL(", ").join(map(sql.Identifier, DEVICE_COLUMNS)), r
+        )
+    )
 
 
 def ensure_role(conn: psycopg.Connection, role: str, password: str) -> None:
@@ -52,8 +65,11 @@ def ensure_role(conn: psycopg.Connection, role: str, password: str) -> None:
     exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
     verb = "ALTER" if exists else "CREATE"
     # NOSUPERUSER etc. explicitly: an existing role of this name must not keep more rights.
-    conn.execute(sql.SQL(verb + " ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE"
-                         " NOINHERIT PASSWORD {}").format(r, sql.Literal(password)))
+    conn.execute(
+        sql.SQL(
+            verb + " ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT PASSWORD {}"
+        ).format(r, sql.Literal(password))
+    )
     grant(conn, role)
 
 
@@ -62,8 +78,10 @@ def main() -> int:
     role = os.environ.get("ELDERCARE_GRAFANA_DB_USER", "grafana_reader")
     password = os.environ.get("ELDERCARE_GRAFANA_DB_PASSWORD", "")
     if len(password) < 16:
-        print("grafana_reader: ELDERCARE_GRAFANA_DB_PASSWORD must have 16+ characters",
-              file=sys.stderr)
+        print(
+            "grafana_reader: ELDERCARE_GRAFANA_DB_PASSWORD must have 16+ characters",
+            file=sys.stderr,
+        )
         return 1
     with psycopg.connect(url) as conn, conn.transaction():
         ensure_role(conn, role, password)
