@@ -24,9 +24,10 @@ from eldercare.platform.registry import (
     create_facility,
     create_resident,
     provision_device,
-    sync_broker,
 )
 from eldercare.simulators.device import SimDevice
+from eldercare.simulators.fleet import Fleet, FleetPlan, FleetStats, run_fleet_process
+from eldercare.simulators.scenario import Action, DevicePlan, Op, Scenario
 from tests.support import wait_for
 
 
@@ -224,3 +225,235 @@ def test_downlinks_are_recorded_in_order(sos_device: SimDevice, platform: Platfo
     seen = [d.get("status") for d in sos_device.downlinks if d.get("type") == "alarm_status"]
     assert seen == ["acknowledged", "dispatched"]
     assert orjson.loads(protocol.alarm_status("al-1", "dispatched"))["status"] == "dispatched"
+
+
+# ---------------------------------------------------------------- pure scenario logic
+
+START = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
+KINDS = ("sos_button", "fall_sensor", "home_kit", "video_bridge", "wearable")
+
+
+def _plans(n_each: int = 4) -> list[DevicePlan]:
+    out = []
+    for i in range(n_each):
+        for kind in KINDS:
+            cams = tuple(f"cam-{c}" for c in range(3)) if kind == "video_bridge" else ()
+            out.append(DevicePlan(f"{kind}-{i}", kind, "pw", "F1",
+                                  room=f"1{i:02d}" if kind == "fall_sensor" else None,
+                                  cameras=cams))
+    return out
+
+
+def _play(seed: int, *, seconds: float, incident_rate: float, ack_after: float | None = 1.0,
+          step: float = 0.25, **kw: Any) -> list[Action]:
+    """Drive a scenario on a fake clock, acking every alarm ``ack_after`` s after its first send."""
+    sc = Scenario(_plans(), seed, incident_rate=incident_rate, start=START, run_id="t", **kw)
+    acks: list[tuple[float, str, str]] = []
+    out: list[Action] = []
+    t = 0.0
+    while t <= seconds:
+        for due in [a for a in acks if a[0] <= t]:
+            acks.remove(due)
+            sc.acked(due[1], due[2])
+        for a in sc.advance(t):
+            out.append(a)
+            if ack_after is not None and a.is_alarm and a.attempt == 1:
+                assert a.msg_id is not None
+                acks.append((t + ack_after, a.device_id, a.msg_id))
+        t += step
+    return out
+
+
+def test_seeded_scenario_replays_identically() -> None:
+    a = _play(7, seconds=1800, incident_rate=30)
+    b = _play(7, seconds=1800, incident_rate=30)
+    assert len(a) > 1000
+    assert a == b
+    c = _play(8, seconds=1800, incident_rate=30)
+    assert [x.payload for x in a] != [x.payload for x in c]
+
+
+def test_scenario_messages_follow_the_protocol() -> None:
+    acts = _play(3, seconds=2 * 3600, incident_rate=30)
+    sends = [a for a in acts if a.op is Op.SEND]
+    types = {a.event_type for a in sends}
+    assert {"heartbeat", "imu", "vitals", "camera_status", "sos", "cancel", "fall",
+            "bed_exit"} <= types
+    assert any(a.op is Op.DROP for a in acts) and any(a.op is Op.RECONNECT for a in acts)
+
+    sos_ids: dict[str, set[str]] = {}
+    online: dict[str, bool] = {}
+    last_hb: dict[str, tuple[float, int]] = {}
+    last_cam: dict[tuple[str, str], float] = {}
+    for a in acts:
+        if a.op is not Op.SEND:
+            online[a.device_id] = a.op is Op.RECONNECT
+            # Periods restart after an outage (the device reports again on reconnect).
+            last_hb.pop(a.device_id, None)
+            for key in [k for k in last_cam if k[0] == a.device_id]:
+                del last_cam[key]
+            continue
+        assert online.get(a.device_id, True), f"{a.device_id} sent while its network was down"
+        assert a.payload is not None
+        u = protocol.parse_uplink(a.device_id, a.payload, START)  # raises if invalid
+        assert u.msg_id == a.msg_id and u.type == a.event_type
+        event_at = (u.device_ts - START).total_seconds()
+        if u.is_alarm:  # an alarm keeps the time it happened, even when sent after an outage
+            assert event_at <= a.at + 0.001
+        else:
+            assert abs(event_at - a.at) < 0.001
+        if u.type == "sos":
+            sos_ids.setdefault(a.device_id, set()).add(u.msg_id)
+        if u.type == "cancel":
+            assert u.body["ref"] in sos_ids.get(a.device_id, set()), "cancel of an unknown sos"
+        if u.type == "imu":
+            assert u.body["hz"] == 25 and len(u.body["acc"]) == 25
+        if u.type == "heartbeat":
+            prev = last_hb.get(a.device_id)
+            if prev is not None:
+                # Never later than declared (liveness would flap), never a gain in battery
+                # except a wearable's recharge.
+                assert a.at - prev[0] <= u.body["interval_s"] + 1e-6
+                assert u.body["battery"] <= prev[1] or a.device_id.startswith("wearable")
+            last_hb[a.device_id] = (a.at, u.body["battery"])
+        if u.type == "camera_status":
+            key = (a.device_id, u.body["camera_id"])
+            if key in last_cam:
+                assert a.at - last_cam[key] <= 300, "a camera went unreported for 5 minutes"
+            last_cam[key] = a.at
+    cams = {(a.device_id, orjson.loads(a.payload or b"{}")["camera_id"]) for a in sends
+            if a.event_type == "camera_status"}
+    assert len(cams) == 4 * 3  # every camera of every bridge reported
+
+
+def test_alarm_resends_same_bytes_until_acked_then_stops() -> None:
+    acts = _play(5, seconds=1800, incident_rate=40, ack_after=5.0, retry_s=2.0)
+    by_id: dict[tuple[str, str | None], list[Action]] = {}
+    for a in acts:
+        if a.op is Op.SEND and a.is_alarm:
+            by_id.setdefault((a.device_id, a.msg_id), []).append(a)
+    assert by_id
+    retried = 0
+    for sends in by_id.values():
+        assert len({s.payload for s in sends}) == 1, "a re-send changed the message"
+        assert [s.attempt for s in sends] == list(range(sends[0].attempt,
+                                                        sends[0].attempt + len(sends)))
+        first = sends[0].at
+        # Acked 5 s after the first send: re-sends at +2 and +4 s, then silence.
+        assert all(s.at < first + 5.0 for s in sends)
+        retried += len(sends) > 1
+    assert retried > 0
+
+    unacked = _play(5, seconds=60, incident_rate=400, ack_after=None, retry_s=2.0)
+    alarms = [a for a in unacked if a.op is Op.SEND and a.is_alarm]
+    assert max(a.attempt for a in alarms) >= 15  # nobody acks: every 2 s, they never give up
+
+
+def test_rare_alarms_and_camera_faults_happen() -> None:
+    acts = _play(11, seconds=3600, incident_rate=200, step=1.0)
+    types = {a.event_type for a in acts if a.op is Op.SEND}
+    assert {"smoke", "water_leak", "gas", "inactivity"} <= types
+    statuses = {orjson.loads(a.payload)["status"] for a in acts
+                if a.event_type == "camera_status" and a.payload}
+    assert "online" in statuses and len(statuses) >= 3
+
+
+def test_rate_multiplies_background_traffic_only() -> None:
+    def count(rate: float) -> tuple[int, int]:
+        sc = Scenario(_plans(), 1, rate=rate, incident_rate=0, start=START)
+        acts = sc.advance(600.0)
+        return (sum(a.event_type in ("heartbeat", "imu", "vitals") for a in acts),
+                sum(a.is_alarm for a in acts))
+    slow, fast = count(1.0), count(10.0)
+    assert slow[1] == fast[1] == 0
+    assert 8 * slow[0] < fast[0] < 12 * slow[0]
+
+
+# ---------------------------------------------------------------- fleet: registry + runner
+
+
+class AckingPlatform(Platform):
+    """Acks every alarm it receives, as the gateway will (here without a database)."""
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        super()._on_message(client, userdata, msg)
+        device_id, channel = protocol.parse_topic(msg.topic)
+        if channel is protocol.Channel.UP:
+            u = protocol.parse_uplink(device_id, bytes(msg.payload), datetime.now(UTC))
+            if u.is_alarm:
+                client.publish(protocol.topic(device_id, "down"),
+                               protocol.ack(u.msg_id, "al-" + u.msg_id), qos=1)
+
+
+@pytest.fixture(scope="module")
+def fleet_plan(settings: Settings) -> FleetPlan:
+    with psycopg.connect(settings.database_url) as conn:
+        return Fleet.provision(conn, settings, seed=42, facilities=2, rooms_per_facility=3,
+                               home_beds=3, wearable_share=0.5)
+
+
+def test_fleet_provision_is_seeded_and_complete(fleet_plan: FleetPlan, db: psycopg.Connection,
+                                                settings: Settings) -> None:
+    kinds = fleet_plan.kinds()
+    assert kinds["video_bridge"] == 2 and kinds["home_kit"] == 3
+    assert kinds["sos_button"] == kinds["fall_sensor"] >= 6 and kinds.get("wearable", 0) > 0
+    ids = [d.device_id for d in fleet_plan.devices]
+    rows = db.execute("SELECT id, kind, resident_id IS NOT NULL FROM devices WHERE id = ANY(%s)",
+                      (ids,)).fetchall()
+    assert {r[0]: r[1] for r in rows} == {d.device_id: d.kind for d in fleet_plan.devices}
+    assert all(has_resident == (kind != "video_bridge") for _, kind, has_resident in rows)
+    cams = db.execute("SELECT count(*) FROM cameras WHERE device_id = ANY(%s)", (ids,)).fetchone()
+    assert cams is not None
+    assert cams[0] == sum(len(d.cameras) for d in fleet_plan.devices) >= 8
+    assert "password" not in repr(fleet_plan.devices[0]) and fleet_plan.devices[0].password
+    # The same seed lays out the same fleet (names, rooms, cameras); only the tag differs.
+    with psycopg.connect(settings.database_url) as conn:
+        again = Fleet.provision(conn, settings, seed=42, facilities=2, rooms_per_facility=3,
+                                home_beds=3, wearable_share=0.5)
+    assert [f.name for f in again.facilities] == [f.name for f in fleet_plan.facilities]
+    assert [(d.kind, d.room, d.cameras) for d in again.devices] == [
+        (d.kind, d.room, d.cameras) for d in fleet_plan.devices]
+    assert again.tag != fleet_plan.tag
+
+
+def test_fleet_runs_on_one_loop_and_gets_its_alarms_acked(fleet_plan: FleetPlan,
+                                                          settings: Settings) -> None:
+    platform = AckingPlatform(settings).start()
+    try:
+        stats = run_fleet_process(fleet_plan.devices, settings.model_dump(), rate=20,
+                                  duration=4.0, seed=1, incident_rate=600, drain_s=3.0)
+        time.sleep(0.3)
+    finally:
+        platform.stop()
+    n = len(fleet_plan.devices)
+    assert stats.devices == stats.connected == n, stats.summary()
+    assert stats.alarms_raised > 0 and stats.acks_received > 0, stats.summary()
+    assert stats.by_type["heartbeat"] >= n and stats.by_type["imu"] > 0
+    p99 = stats.latency(0.99)
+    assert p99 is not None and p99 < 1.0, stats.summary()
+    # Everything the fleet sent reached the broker as a valid message from its own device.
+    ups = [(m[0], m[1]) for m in platform.messages if m[0].endswith("/up")]
+    assert len(ups) == stats.sent
+    for t, payload in ups:
+        protocol.parse_uplink(protocol.parse_topic(t)[0], payload, datetime.now(UTC))
+    # Every device said online at start; those still connected said offline at the end.
+    states: dict[str, list[bytes]] = {}
+    for t, payload, _, _ in platform.messages:
+        if t.endswith("/state"):
+            states.setdefault(protocol.parse_topic(t)[0], []).append(payload)
+    assert set(states) == {d.device_id for d in fleet_plan.devices}
+    assert all(s[0] == b"online" and s[-1] == b"offline" for s in states.values())
+    # Each connection ends in exactly one offline: the clean close's or, after a drop, the
+    # broker's Last Will (the runner cannot publish on a dropped link).
+    online = sum(s.count(b"online") for s in states.values())
+    offline = sum(s.count(b"offline") for s in states.values())
+    assert stats.drops > 0, stats.summary()
+    assert online == offline == n + stats.reconnects
+
+
+def test_fleet_run_in_spawned_processes(fleet_plan: FleetPlan, settings: Settings) -> None:
+    stats = Fleet.run(fleet_plan, settings, rate=10, duration=2.0, processes=2, seed=3,
+                      incident_rate=0, drain_s=0)
+    assert isinstance(stats, FleetStats)
+    assert stats.devices == stats.connected == len(fleet_plan.devices), stats.summary()
+    assert stats.sent >= len(fleet_plan.devices) and stats.alarms_raised == 0
