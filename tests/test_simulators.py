@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import secrets
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -28,7 +30,7 @@ from eldercare.platform.registry import (
 from eldercare.simulators.device import SimDevice
 from eldercare.simulators.fleet import Fleet, FleetPlan, FleetStats, run_fleet_process
 from eldercare.simulators.scenario import Action, DevicePlan, Op, Scenario
-from tests.support import wait_for
+from tests.support import settings_env, wait_for
 
 
 class Platform:
@@ -457,3 +459,19 @@ def test_fleet_run_in_spawned_processes(fleet_plan: FleetPlan, settings: Setting
     assert isinstance(stats, FleetStats)
     assert stats.devices == stats.connected == len(fleet_plan.devices), stats.summary()
     assert stats.sent >= len(fleet_plan.devices) and stats.alarms_raised == 0
+
+
+def test_simulate_command_provisions_runs_and_summarises(settings: Settings,
+                                                          db: psycopg.Connection) -> None:
+    before = db.execute("SELECT count(*) FROM devices").fetchone()
+    out = subprocess.run(
+        [sys.executable, "-m", "eldercare", "simulate", "--facilities", "1", "--rooms", "2",
+         "--home-beds", "1", "--seed", "9", "--rate", "5", "--duration", "1"],
+        env=settings_env(settings), capture_output=True, text=True, timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("simulate ") and " sent " in lines[0]
+    after = db.execute("SELECT count(*) FROM devices").fetchone()
+    assert before is not None and after is not None and after[0] > before[0]
+    assert "password" not in out.stdout + out.stderr
