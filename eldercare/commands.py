@@ -7,5 +7,6 @@ from __future__ import annotations
 
 from eldercare.cli import EXTRA_COMMANDS
 from eldercare.gateway import cli as gateway_cli
+from eldercare.simulators import cli as sim_cli
 
-EXTRA_COMMANDS.extend([gateway_cli.register])
+EXTRA_COMMANDS.extend([gateway_cli.register, sim_cli.register])
