@@ -1,8 +1,15 @@
 """Alarm intake: turn an alarm-class device event into an alarm, inside the gateway's
 transaction, so the device's ``ack`` can carry the platform's alarm id.
 
-Called with an open transaction on ``conn``; never commits. A per-device
-advisory lock makes concurrent workers agree on joining an open alarm.
+Called with an open transaction on ``conn`` (plain tuple rows); never commits. An
+advisory lock per resident (or per device when it has no resident) makes concurrent
+gateway workers agree on joining: every alarm a device can raise takes the same lock.
+
+Correlation, in order:
+1. the same device and kind while that alarm is open -> joined (counted);
+2. a fall or SOS of a resident whose fall/SOS alarm is open and younger than
+   :data:`rules.CORRELATION_WINDOW` -> the same incident (``kinds`` grows);
+3. otherwise a new alarm.
 """
 
 from __future__ import annotations
@@ -16,15 +23,10 @@ import psycopg
 
 from eldercare.models.protocol import Uplink
 from eldercare.models.registry import DeviceInfo
+from eldercare.platform import events, rules
 
-# 1 = life-safety; lower numbers are served first.
-PRIORITY: Final = {
-    "fall": 1, "sos": 1, "smoke": 1, "gas": 1,
-    "water_leak": 2,
-    "bed_exit": 3, "inactivity": 3,
-    "device_offline": 4, "low_battery": 4, "camera_offline": 4, "facility_outage": 2,
-}
-OPEN_STATUSES: Final = ("raised", "acknowledged", "dispatched", "accepted", "on_site")
+PRIORITY: Final = rules.PRIORITY
+OPEN_STATUSES: Final = rules.JOINABLE
 
 
 def _details(event: Uplink) -> str:
@@ -32,40 +34,78 @@ def _details(event: Uplink) -> str:
     return json.dumps(keep)
 
 
+def _lock(conn: psycopg.Connection, device: DeviceInfo) -> None:
+    key = f"res:{device.resident_id}" if device.resident_id is not None else f"dev:{device.id}"
+    conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (key,))
+
+
+def _join(conn: psycopg.Connection, alarm_id: uuid.UUID, event: Uplink, device: DeviceInfo,
+          now: datetime, how: str) -> None:
+    conn.execute(
+        "UPDATE alarms SET occurrences = occurrences + 1,"
+        " last_occurrence_at = GREATEST(last_occurrence_at, %s),"
+        " kinds = CASE WHEN %s = ANY(kinds) THEN kinds ELSE array_append(kinds, %s) END,"
+        " devices = CASE WHEN %s = ANY(devices) THEN devices ELSE array_append(devices, %s) END"
+        " WHERE id = %s",
+        (event.received_at, event.type, event.type, device.id, device.id, alarm_id),
+    )
+    actor = f"device:{device.id}"
+    events.audit(conn, alarm_id, now, actor, how, detail={
+        "kind": event.type, "msg_id": event.msg_id, "event_time": event.time.isoformat()})
+    events.emit(conn, alarm_id, "joined", actor, how=how, kind=event.type)
+
+
 def raise_alarm(
     conn: psycopg.Connection, event: Uplink, device: DeviceInfo, now: datetime
 ) -> tuple[uuid.UUID, bool]:
-    """Open a new alarm, or join this device's open alarm of the same kind.
+    """Open a new alarm, or join an open one (see the module's correlation rules).
 
-    Returns ``(alarm_id, created)``. Repeated presses are counted, not new alarms.
+    Returns ``(alarm_id, created)``.
     """
-    conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (device.id,))
+    _lock(conn, device)
     row = conn.execute(
-        "SELECT id FROM alarms WHERE device_id = %s AND kind = %s AND status = ANY(%s)"
+        "SELECT id FROM alarms WHERE %s = ANY(devices) AND %s = ANY(kinds) AND status = ANY(%s)"
         " ORDER BY received_at DESC LIMIT 1",
-        (device.id, event.type, list(OPEN_STATUSES)),
+        (device.id, event.type, list(rules.JOINABLE)),
     ).fetchone()
     if row is not None:
-        conn.execute(
-            "UPDATE alarms SET occurrences = occurrences + 1, last_occurrence_at = %s"
-            " WHERE id = %s",
-            (event.received_at, row[0]),
-        )
-        conn.execute("SELECT pg_notify('eldercare_alarms', %s)",
-                     (json.dumps({"alarm_id": str(row[0]), "event": "joined"}),))
+        _join(conn, row[0], event, device, now, "joined")
         return row[0], False
+    if event.type in rules.PERSONAL_KINDS and device.resident_id is not None:
+        row = conn.execute(
+            "SELECT id FROM alarms WHERE resident_id = %s AND kinds && %s AND status = ANY(%s)"
+            " AND received_at >= %s ORDER BY received_at DESC LIMIT 1",
+            (device.resident_id, sorted(rules.PERSONAL_KINDS), list(rules.JOINABLE),
+             event.received_at - rules.CORRELATION_WINDOW),
+        ).fetchone()
+        if row is not None:
+            _join(conn, row[0], event, device, now, "correlated")
+            return row[0], False
+    area_row = conn.execute(
+        "SELECT COALESCE((SELECT area FROM home_beds WHERE id = %s),"
+        " (SELECT area FROM facilities WHERE id = %s), 'town')",
+        (device.home_bed_id, device.facility_id),
+    ).fetchone()
+    area = area_row[0] if area_row else "town"
     new = conn.execute(
-        "INSERT INTO alarms (kind, priority, device_id, resident_id, facility_id, home_bed_id,"
-        " source_msg_id, event_time, received_at, clock_skew, last_occurrence_at, details)"
-        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb) RETURNING id",
-        (event.type, PRIORITY[event.type], device.id, device.resident_id, device.facility_id,
-         device.home_bed_id, event.msg_id, event.time, event.received_at, event.clock_skew,
-         event.received_at, _details(event)),
+        "INSERT INTO alarms (kind, kinds, devices, priority, device_id, resident_id, facility_id,"
+        " home_bed_id, source_msg_id, event_time, received_at, clock_skew, last_occurrence_at,"
+        " details, area) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,"
+        " %s::jsonb, %s) RETURNING id",
+        (event.type, [event.type], [device.id], PRIORITY[event.type], device.id,
+         device.resident_id, device.facility_id, device.home_bed_id, event.msg_id, event.time,
+         event.received_at, event.clock_skew, event.received_at, _details(event), area),
     ).fetchone()
     assert new is not None
-    conn.execute("SELECT pg_notify('eldercare_alarms', %s)",
-                 (json.dumps({"alarm_id": str(new[0]), "event": "raised"}),))
-    return new[0], True
+    alarm_id: uuid.UUID = new[0]
+    actor = f"device:{device.id}"
+    events.audit(conn, alarm_id, now, actor, "raised", None, "raised",
+                 {"kind": event.type, "msg_id": event.msg_id})
+    events.emit(conn, alarm_id, "raised", actor, kind=event.type, facility_id=device.facility_id)
+    events.enqueue_webhooks(conn, alarm_id, "raised", device.facility_id, {
+        "kind": event.type, "priority": PRIORITY[event.type], "facility_id": device.facility_id,
+        "device_id": device.id, "room": device.room}, now)
+    return alarm_id, True
 
 
 def record_cancel(
@@ -83,6 +123,8 @@ def record_cancel(
         " 'cancel_msg_id', %s::text) WHERE id = %s",
         (event.time.isoformat(), event.msg_id, row[0]),
     )
-    conn.execute("SELECT pg_notify('eldercare_alarms', %s)",
-                 (json.dumps({"alarm_id": str(row[0]), "event": "cancel_requested"}),))
+    actor = f"device:{device.id}"
+    events.audit(conn, row[0], now, actor, "cancel_requested",
+                 detail={"msg_id": event.msg_id, "ref": event.body["ref"]})
+    events.emit(conn, row[0], "cancel_requested", actor)
     return row[0]

@@ -1,0 +1,207 @@
+"""Alarm lifecycle: queries and validated, audited, concurrency-safe transitions.
+
+Every transition locks the alarm row (``SELECT ... FOR UPDATE``) and checks the
+status it finds, so of two operators acting at once the second waits, sees the
+first one's result and gets a ConflictError (HTTP 409) naming it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from typing import Any, Final
+
+import psycopg
+from psycopg.rows import dict_row
+
+from eldercare.errors import NotFoundError
+from eldercare.platform import events, rules
+from eldercare.platform.auth import Actor
+
+SUMMARY_SQL: Final = """
+SELECT a.id, a.kind, a.kinds, a.priority, a.status, a.facility_id, f.name AS facility_name,
+       a.home_bed_id, a.resident_id, r.name AS resident_name,
+       COALESCE(d.room, r.room) AS room, a.device_id, a.camera_id, a.devices, a.occurrences,
+       (a.details->>'cancel_requested_at')::timestamptz AS cancel_requested_at,
+       a.event_time, a.received_at, a.acknowledged_at, a.dispatched_at, a.accepted_at,
+       a.on_site_at, a.resolved_at, a.closed_at, a.cleared_at, a.disposition,
+       a.acknowledged_by, a.escalation_step, a.escalation_due_at, a.supervisor_notified_at,
+       a.merged_into, a.area, a.details
+FROM alarms a
+LEFT JOIN facilities f ON f.id = a.facility_id
+LEFT JOIN residents r ON r.id = a.resident_id
+LEFT JOIN devices d ON d.id = a.device_id
+"""
+
+# Who may start each action (facility staff: only on their own facility's alarms).
+ALL_ROLES: Final = ("operator", "supervisor", "admin", "facility_staff")
+DESK_ROLES: Final = ("operator", "supervisor", "admin")
+PERMITTED: Final = {
+    "acknowledge": ALL_ROLES, "dispatch": DESK_ROLES, "accept": ALL_ROLES,
+    "decline": ALL_ROLES, "on_site": ALL_ROLES, "resolve": ALL_ROLES, "close": DESK_ROLES,
+    "note": ALL_ROLES, "emergency": ALL_ROLES,
+}
+
+
+def _rows(conn: psycopg.Connection, sql: str, params: Any = None) -> list[dict[str, Any]]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(sql, params)
+        return cur.fetchall()
+
+
+def _finish(row: dict[str, Any]) -> dict[str, Any]:
+    row["category"] = rules.category(row["kind"])
+    return row
+
+
+def summary(conn: psycopg.Connection, alarm_id: uuid.UUID | str,
+            actor: Actor | None = None) -> dict[str, Any]:
+    rows = _rows(conn, SUMMARY_SQL + " WHERE a.id = %s", (alarm_id,))
+    if not rows or (actor is not None and actor.scoped
+                    and rows[0]["facility_id"] != actor.facility_id):
+        raise NotFoundError(f"alarm {alarm_id} not found")
+    return _finish(rows[0])
+
+
+def list_alarms(conn: psycopg.Connection, actor: Actor, *, statuses: list[str] | None = None,
+                priority: int | None = None, facility: int | None = None,
+                since: datetime | None = None, category: str | None = None,
+                limit: int = 200) -> list[dict[str, Any]]:
+    where: list[str] = []
+    params: list[Any] = []
+    wanted = statuses or ["open"]
+    expanded: set[str] = set()
+    for s in wanted:
+        expanded.update(rules.ACTIVE if s == "open" else (s,))
+    where.append("a.status = ANY(%s)")
+    params.append(sorted(expanded))
+    if actor.scoped:
+        where.append("a.facility_id = %s")
+        params.append(actor.facility_id)
+    if facility is not None:
+        where.append("a.facility_id = %s")
+        params.append(facility)
+    if priority is not None:
+        where.append("a.priority = %s")
+        params.append(priority)
+    if since is not None:
+        where.append("a.received_at >= %s")
+        params.append(since)
+    if category is not None:
+        where.append("a.kind = ANY(%s)")
+        params.append(list(rules.HEALTH_KINDS if category == "health" else rules.ALARM_KINDS))
+    sql = (SUMMARY_SQL + " WHERE " + " AND ".join(where)
+           + " ORDER BY a.priority, a.received_at LIMIT %s")
+    params.append(limit)
+    return [_finish(r) for r in _rows(conn, sql, params)]
+
+
+def detail(conn: psycopg.Connection, alarm_id: uuid.UUID | str, actor: Actor,
+           now: datetime) -> dict[str, Any]:
+    from eldercare.platform import dispatch
+
+    a = summary(conn, alarm_id, actor)
+    out: dict[str, Any] = {"alarm": a, "resident": None, "device": None, "facility": None}
+    if a["resident_id"] is not None:
+        res = _rows(conn, "SELECT id, name, birth_date, gender, ability_level, facility_id, room,"
+                          " home_bed_id FROM residents WHERE id = %s", (a["resident_id"],))
+        out["resident"] = res[0] if res else None
+    if a["device_id"] is not None:
+        dev = _rows(conn, "SELECT d.id, d.kind, d.room, COALESCE(s.online, false) AS online,"
+                          " s.battery, s.last_seen_at FROM devices d LEFT JOIN device_status s"
+                          " ON s.device_id = d.id WHERE d.id = %s", (a["device_id"],))
+        out["device"] = dev[0] if dev else None
+    if a["facility_id"] is not None:
+        fac = _rows(conn, "SELECT id, name, area, lat, lon, phone FROM facilities WHERE id = %s",
+                    (a["facility_id"],))
+        out["facility"] = fac[0] if fac else None
+    window = timedelta(minutes=10)
+    out["events"] = _rows(
+        conn,
+        "SELECT time, received_at, device_id, type, msg_id, payload FROM device_events"
+        " WHERE device_id = ANY(%s) AND time BETWEEN %s AND %s ORDER BY time LIMIT 100",
+        (a["devices"] or [], a["event_time"] - window, a["event_time"] + window),
+    )
+    out["timeline"] = timeline(conn, a["id"])
+    out["offers"] = dispatch.offers(conn, a["id"])
+    policy = dispatch.policy_for(conn, a)
+    out["policy"] = policy.as_dict()
+    out["proposal"] = (dispatch.proposal(conn, a, policy, now) if a["status"] in
+                       ("raised", "acknowledged", "dispatched") else None)
+    return out
+
+
+def timeline(conn: psycopg.Connection, alarm_id: uuid.UUID | str) -> list[dict[str, Any]]:
+    return _rows(conn, "SELECT id, at, actor, action, from_status, to_status, detail"
+                       " FROM alarm_events WHERE alarm_id = %s ORDER BY id", (alarm_id,))
+
+
+def lock(conn: psycopg.Connection, alarm_id: uuid.UUID | str, actor: Actor,
+         action: str) -> dict[str, Any]:
+    """Lock the alarm for a change; unknown (or another facility's) -> NotFoundError."""
+    rows = _rows(conn, "SELECT id, kind, status, facility_id, home_bed_id, resident_id, devices,"
+                       " area, escalation_step, priority FROM alarms WHERE id = %s FOR UPDATE",
+                 (alarm_id,))
+    if not rows or (actor.scoped and rows[0]["facility_id"] != actor.facility_id):
+        raise NotFoundError(f"alarm {alarm_id} not found")
+    actor.require(*PERMITTED[action])
+    return rows[0]
+
+
+def announce(conn: psycopg.Connection, a: dict[str, Any], event: str, to_status: str,
+             actor: Actor, now: datetime, **extra: Any) -> None:
+    """Outbox and NOTIFY for a committed-with-us change of alarm ``a``."""
+    if rules.category(a["kind"]) == "alarm":
+        events.enqueue_device(conn, a["id"], a["devices"] or [], to_status, now)
+    events.enqueue_webhooks(conn, a["id"], event, a["facility_id"], {
+        "kind": a["kind"], "priority": a["priority"], "status": to_status,
+        "facility_id": a["facility_id"], "actor": actor.username}, now)
+    events.emit(conn, a["id"], event, actor.username, **extra)
+
+
+def act(conn: psycopg.Connection, alarm_id: uuid.UUID | str, action: str, actor: Actor,
+        now: datetime, *, note: str | None = None,
+        disposition: str | None = None) -> dict[str, Any]:
+    """acknowledge, on_site, resolve or close (dispatch/accept/decline live in dispatch.py)."""
+    with conn.transaction():
+        a = lock(conn, alarm_id, actor, action)
+        to = rules.check_move(action, a["status"], a["kind"])
+        move = rules.MOVES[action]
+        sets = ["status = %s"]
+        params: list[Any] = [to]
+        if move.stamp:
+            sets.append(f"{move.stamp} = COALESCE({move.stamp}, %s)")
+            params.append(now)
+        if action == "acknowledge":
+            sets.append("acknowledged_by = %s")
+            params.append(actor.username)
+        if action == "close":
+            sets.append("disposition = %s")
+            params.append(disposition)
+        if action in ("resolve", "close"):
+            # Nobody is needed any more: stop the escalation clock and the open offers.
+            sets.append("escalation_due_at = NULL")
+            conn.execute("UPDATE dispatch_offers SET status = 'withdrawn', answered_at = %s"
+                         " WHERE alarm_id = %s AND status = 'pending'", (now, a["id"]))
+        params.append(a["id"])
+        conn.execute(f"UPDATE alarms SET {', '.join(sets)} WHERE id = %s", params)
+        detail: dict[str, Any] = {}
+        if note:
+            detail["note"] = note
+        if disposition:
+            detail["disposition"] = disposition
+        past = {"acknowledge": "acknowledged", "on_site": "on_site", "resolve": "resolved",
+                "close": "closed"}[action]
+        events.audit(conn, a["id"], now, actor.username, past, a["status"], to, detail)
+        announce(conn, a, past, to, actor, now)
+    return summary(conn, alarm_id)
+
+
+def add_note(conn: psycopg.Connection, alarm_id: uuid.UUID | str, actor: Actor, now: datetime,
+             text: str) -> dict[str, Any]:
+    with conn.transaction():
+        a = lock(conn, alarm_id, actor, "note")
+        events.audit(conn, a["id"], now, actor.username, "note", a["status"], a["status"],
+                     {"text": text})
+        events.emit(conn, a["id"], "note", actor.username)
+    return summary(conn, alarm_id)

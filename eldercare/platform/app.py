@@ -1,0 +1,175 @@
+"""The HTTP app: API, websocket push, health and Prometheus metrics, with the alert
+engine running in its lifespan.
+
+``create_app(settings)`` is what ``eldercare serve`` runs; tests pass a frozen
+``clock``, their own ``publisher`` and ``background=False`` to drive timers with
+:meth:`Engine.tick` instead of waiting for them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import psycopg
+from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
+from fastapi.responses import JSONResponse, Response
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool
+
+from eldercare.config import Settings
+from eldercare.errors import AuthError, ConflictError, NotFoundError, StorageError
+from eldercare.platform import api, auth, notify, rules
+from eldercare.platform.auth import PermissionDenied
+from eldercare.platform.engine import Client, Engine, Hub
+
+log = logging.getLogger(__name__)
+
+
+def _error(status: int, detail: str, **headers: str) -> JSONResponse:
+    return JSONResponse({"detail": detail}, status_code=status, headers=headers or None)
+
+
+def create_app(settings: Settings, *, clock: rules.Clock | None = None,
+               publisher: notify.Publisher | None = None,
+               poster: notify.Poster | None = None, background: bool = True) -> FastAPI:
+    clock = clock or rules.utc_now
+    hub = Hub()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        pool = ConnectionPool(settings.database_url, min_size=2, max_size=settings.db_pool_max,
+                              kwargs={"autocommit": True, "row_factory": dict_row}, open=False,
+                              check=ConnectionPool.check_connection)
+        await asyncio.to_thread(pool.open, True, 30)
+        own_publisher = publisher is None
+        pub = publisher if publisher is not None else notify.MqttPublisher(settings)
+        engine = Engine(settings, clock=clock, publisher=pub, poster=poster or notify.http_post,
+                        hub=hub)
+        app.state.pool, app.state.engine = pool, engine
+        if background:
+            engine.start()
+        listener = asyncio.create_task(engine.listen(), name="engine-listen")
+        # Consoles connecting right after startup must not miss the first alarm.
+        await asyncio.to_thread(engine.listening.wait, 10)
+        try:
+            yield
+        finally:
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await listener
+            await asyncio.to_thread(engine.stop)
+            if own_publisher and isinstance(pub, notify.MqttPublisher):
+                pub.close()
+            await asyncio.to_thread(pool.close)
+
+    app = FastAPI(title="eldercare alert engine", version="1", lifespan=lifespan,
+                  description="Alarms, dispatch, escalation and response metrics. See docs/api.md.")
+    app.state.settings, app.state.clock, app.state.hub = settings, clock, hub
+
+    @app.exception_handler(NotFoundError)
+    async def _404(request: Request, exc: NotFoundError) -> JSONResponse:
+        return _error(404, str(exc))
+
+    @app.exception_handler(ConflictError)
+    async def _409(request: Request, exc: ConflictError) -> JSONResponse:
+        return _error(409, str(exc))
+
+    @app.exception_handler(AuthError)
+    async def _401(request: Request, exc: AuthError) -> JSONResponse:
+        if isinstance(exc, PermissionDenied):
+            return _error(403, str(exc))
+        return _error(401, str(exc), **{"WWW-Authenticate": "Bearer"})
+
+    @app.exception_handler(StorageError)
+    async def _503(request: Request, exc: StorageError) -> JSONResponse:
+        log.error("storage error: %s", exc)
+        return _error(503, "database unavailable")
+
+    @app.exception_handler(psycopg.OperationalError)
+    async def _503pg(request: Request, exc: psycopg.OperationalError) -> JSONResponse:
+        log.error("database error: %s", type(exc).__name__)
+        return _error(503, "database unavailable")
+
+    app.include_router(api.router)
+
+    @app.websocket("/api/ws")
+    async def ws(websocket: WebSocket, token: str = "") -> None:
+        try:
+            actor = auth.read_token(settings, token, clock())
+        except AuthError:
+            await websocket.close(code=4401)
+            return
+        await websocket.accept()
+        client = Client(websocket, actor)
+        await websocket.send_json({"type": "hello", "username": actor.username,
+                                   "role": actor.role, "facility_id": actor.facility_id})
+        hub.add(client)
+
+        async def pump() -> None:
+            while True:
+                await websocket.send_text((await client.queue.get()).decode())
+
+        sender = asyncio.create_task(pump())
+        try:
+            while True:
+                msg = await websocket.receive_json()
+                if isinstance(msg, dict) and msg.get("type") == "ping":
+                    await client.queue.put(b'{"type":"pong"}')
+        except (WebSocketDisconnect, RuntimeError, ValueError):
+            pass
+        finally:
+            hub.remove(client)
+            sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await sender
+
+    @app.get("/healthz", tags=["service"])
+    def healthz(request: Request) -> Response:
+        engine: Engine | None = getattr(request.app.state, "engine", None)
+        try:
+            with request.app.state.pool.connection(timeout=2) as conn:
+                conn.execute("SELECT 1")
+            db = True
+        except Exception:
+            db = False
+        ok = db and engine is not None and engine.listening.is_set()
+        body: dict[str, Any] = {"status": "ok" if ok else "degraded", "db": db,
+                                "engine": bool(engine and engine.listening.is_set())}
+        return JSONResponse(body, status_code=200 if ok else 503)
+
+    @app.get("/metrics", tags=["service"])
+    def metrics() -> Response:
+        from prometheus_client import (
+            CONTENT_TYPE_LATEST,
+            REGISTRY,
+            CollectorRegistry,
+            generate_latest,
+        )
+
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            from prometheus_client import multiprocess
+
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)
+            return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+    _mount_console(app)
+    return app
+
+
+def _mount_console(app: FastAPI) -> None:
+    """The operator console and staff page (issue 4) plug in here when present."""
+    try:
+        from eldercare.platform import console  # type: ignore[attr-defined]
+    except ImportError:
+        return
+    router = getattr(console, "router", None)
+    if router is not None:
+        app.include_router(router)

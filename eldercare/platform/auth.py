@@ -1,0 +1,108 @@
+"""Users, bcrypt password hashes and short-lived JWTs; who may do what."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Final
+
+import bcrypt
+import jwt
+import psycopg
+from psycopg.rows import dict_row
+
+from eldercare.config import Settings
+from eldercare.errors import AuthError, ConflictError, NotFoundError
+
+ROLES: Final = ("operator", "supervisor", "facility_staff", "admin")
+ALGORITHM: Final = "HS256"
+# Checked against when the username is unknown, so both paths cost one bcrypt.
+_DUMMY_HASH: Final = bcrypt.hashpw(b"not-a-password", bcrypt.gensalt(rounds=12))
+
+
+class PermissionDenied(AuthError):
+    """Authenticated, but the role may not do this (HTTP 403)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    username: str
+    role: str
+    facility_id: int | None = None
+    responder_id: int | None = None
+
+    @property
+    def scoped(self) -> bool:
+        """Facility staff see only their own facility."""
+        return self.role == "facility_staff"
+
+    def require(self, *roles: str) -> None:
+        if self.role not in roles:
+            raise PermissionDenied(f"role {self.role} may not do this")
+
+
+SYSTEM: Final = Actor("system", "admin")
+
+
+def hash_password(password: str) -> str:
+    return bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=12)).decode()
+
+
+def create_user(conn: psycopg.Connection, username: str, password: str, role: str,
+                facility_id: int | None = None, responder_id: int | None = None) -> dict[str, Any]:
+    if role not in ROLES:
+        raise ConflictError(f"unknown role {role!r}; one of {', '.join(ROLES)}")
+    if role == "facility_staff" and facility_id is None:
+        raise ConflictError("facility_staff users need --facility")
+    if len(password) < 8:
+        raise ConflictError("passwords need at least 8 characters")
+    with conn.cursor(row_factory=dict_row) as cur:
+        try:
+            cur.execute(
+                "INSERT INTO users (username, password_hash, role, facility_id, responder_id)"
+                " VALUES (%s, %s, %s, %s, %s)"
+                " RETURNING id, username, role, facility_id, responder_id, active",
+                (username, hash_password(password), role, facility_id, responder_id),
+            )
+        except psycopg.errors.UniqueViolation as exc:
+            raise ConflictError(f"user {username!r} already exists") from exc
+        except psycopg.errors.ForeignKeyViolation as exc:
+            raise NotFoundError("no such facility or responder") from exc
+        row = cur.fetchone()
+    assert row is not None
+    return row
+
+
+def authenticate(conn: psycopg.Connection, username: str, password: str) -> Actor:
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute("SELECT username, password_hash, role, facility_id, responder_id, active"
+                    " FROM users WHERE username = %s", (username,))
+        row = cur.fetchone()
+    stored = row["password_hash"].encode() if row else _DUMMY_HASH
+    ok = bcrypt.checkpw(password.encode(), stored)
+    if row is None or not ok or not row["active"]:
+        raise AuthError("incorrect username or password")
+    return Actor(row["username"], row["role"], row["facility_id"], row["responder_id"])
+
+
+def make_token(settings: Settings, actor: Actor, now: datetime) -> str:
+    claims = {
+        "sub": actor.username, "role": actor.role, "fac": actor.facility_id,
+        "rsp": actor.responder_id, "iat": int(now.timestamp()),
+        "exp": int((now + timedelta(minutes=settings.token_minutes)).timestamp()),
+    }
+    return jwt.encode(claims, settings.secret_key, algorithm=ALGORITHM)
+
+
+def read_token(settings: Settings, token: str, now: datetime) -> Actor:
+    try:
+        # The engine's clock decides expiry, so frozen-clock tests stay deterministic.
+        claims = jwt.decode(token, settings.secret_key, algorithms=[ALGORITHM],
+                            options={"verify_exp": False, "require": ["sub", "exp"]})
+    except jwt.PyJWTError as exc:
+        raise AuthError("not authenticated") from exc
+    if int(claims["exp"]) <= int(now.timestamp()):
+        raise AuthError("token expired")
+    if claims.get("role") not in ROLES:
+        raise AuthError("not authenticated")
+    return Actor(str(claims["sub"]), claims["role"], claims.get("fac"), claims.get("rsp"))

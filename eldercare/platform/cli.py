@@ -1,0 +1,45 @@
+"""``eldercare users ...``: operator, supervisor, facility staff and admin logins."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def _users_add(args: argparse.Namespace) -> int:
+    from eldercare.config import get_settings
+    from eldercare.platform import auth
+    from eldercare.storage.db import connect
+
+    with connect(get_settings().database_url, autocommit=True) as conn:
+        row = auth.create_user(conn, args.username, args.password, args.role, args.facility,
+                               args.responder)
+    # The password is never echoed; the id and role are enough to confirm.
+    print(f"user {row['username']} (id {row['id']}, role {row['role']}) created")
+    return 0
+
+
+def _users_list(args: argparse.Namespace) -> int:
+    from eldercare.config import get_settings
+    from eldercare.storage.db import connect
+
+    with connect(get_settings().database_url, autocommit=True) as conn:
+        rows = conn.execute("SELECT username, role, facility_id, responder_id, active FROM users"
+                            " ORDER BY username").fetchall()
+    for username, role, fac, rsp, active in rows:
+        print(f"{username}\t{role}\tfacility={fac or '-'}\tresponder={rsp or '-'}"
+              f"\t{'active' if active else 'disabled'}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    users = sub.add_parser("users", help="console and API logins").add_subparsers(
+        dest="users", required=True)
+    add = users.add_parser("add", help="create a login")
+    add.add_argument("--username", required=True)
+    add.add_argument("--password", required=True)
+    add.add_argument("--role", required=True,
+                     choices=["operator", "supervisor", "facility_staff", "admin"])
+    add.add_argument("--facility", type=int, help="required for facility_staff")
+    add.add_argument("--responder", type=int, help="link to a responder (accepts offers)")
+    add.set_defaults(func=_users_add)
+    users.add_parser("list", help="list logins").set_defaults(func=_users_list)

@@ -1,0 +1,246 @@
+"""The running alert engine: timers, outbox delivery, the LISTEN loop and the websocket hub.
+
+Everything it acts on is derived from database state (escalation_due_at, raised
+alarms past their target, due outbox rows, liveness tables), so a restarted engine
+resumes every running escalation and undelivered notification. NOTIFYs only make it
+act sooner. :meth:`Engine.tick` runs one pass of everything with the engine's clock,
+which is how tests drive timers with frozen time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import orjson
+import psycopg
+from psycopg.rows import dict_row
+from starlette.websockets import WebSocket
+
+from eldercare.config import Settings
+from eldercare.platform import dispatch, events, health, notify, rules
+from eldercare.platform.alarms import SUMMARY_SQL, _finish
+from eldercare.platform.auth import Actor
+from eldercare.platform.dispatch import OFFER_SQL
+
+log = logging.getLogger(__name__)
+
+
+# ---------------------------------------------------------------- websocket hub
+
+
+@dataclass(eq=False)
+class Client:
+    ws: WebSocket
+    actor: Actor
+    queue: asyncio.Queue[bytes] = field(default_factory=lambda: asyncio.Queue(maxsize=1000))
+
+    def sees(self, facility_id: int | None) -> bool:
+        return not self.actor.scoped or facility_id == self.actor.facility_id
+
+
+class Hub:
+    """Connected consoles and staff pages; one queue per client so a slow one waits alone."""
+
+    def __init__(self) -> None:
+        self.clients: set[Client] = set()
+
+    def add(self, client: Client) -> None:
+        self.clients.add(client)
+
+    def remove(self, client: Client) -> None:
+        self.clients.discard(client)
+
+    def send(self, message: dict[str, Any], facility_id: int | None, *,
+             staff: bool = True) -> int:
+        data = orjson.dumps(message)
+        sent = 0
+        for c in list(self.clients):
+            if not c.sees(facility_id) or (not staff and c.actor.scoped):
+                continue
+            try:
+                c.queue.put_nowait(data)
+                sent += 1
+            except asyncio.QueueFull:
+                # A console this far behind reloads from the API when it reconnects.
+                log.warning("websocket client %s is not reading; dropping it", c.actor.username)
+                self.remove(c)
+                with contextlib.suppress(Exception):
+                    asyncio.get_running_loop().create_task(c.ws.close(code=1013))
+        return sent
+
+
+# ---------------------------------------------------------------- engine
+
+
+class Engine:
+    def __init__(self, settings: Settings, *, clock: rules.Clock,
+                 publisher: notify.Publisher | None, poster: notify.Poster = notify.http_post,
+                 hub: Hub | None = None, tick_s: float = 0.5, health_s: float = 5.0) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.publisher = publisher
+        self.poster = poster
+        self.hub = hub or Hub()
+        self.tick_s = tick_s
+        self.health_s = health_s
+        self.listening = threading.Event()
+        self._stop = threading.Event()
+        self._wake_device = threading.Event()
+        self._wake_webhook = threading.Event()
+        self._wake_health = threading.Event()
+        self._dirty: set[int] = set()
+        self._dirty_lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+
+    # ---------------------------------------------------------------- one pass (tests)
+
+    def tick(self, now: datetime | None = None) -> dict[str, Any]:
+        """Run every timer and delivery once, synchronously."""
+        now = now or self.clock()
+        with self._connect() as conn:
+            return {
+                "escalated": dispatch.escalate_due(conn, now),
+                "supervisor": dispatch.supervisor_due(conn, now),
+                "health": health.scan(conn, self.settings, now),
+                "device": notify.deliver_due(conn, now, "device", publisher=self.publisher),
+                "webhook": notify.deliver_due(conn, now, "webhook", poster=self.poster),
+            }
+
+    def _connect(self) -> psycopg.Connection:
+        return psycopg.connect(self.settings.database_url, autocommit=True, connect_timeout=5)
+
+    # ---------------------------------------------------------------- background threads
+
+    def start(self) -> None:
+        self._stop.clear()
+        for name, target in (("timers", self._timers), ("health", self._health),
+                             ("device-out", self._device_out), ("webhook-out", self._webhook_out)):
+            t = threading.Thread(target=self._loop, args=(name, target), name=f"engine-{name}",
+                                 daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        for ev in (self._wake_device, self._wake_webhook, self._wake_health):
+            ev.set()
+        for t in self._threads:
+            t.join(timeout)
+        self._threads.clear()
+
+    def _loop(self, name: str, body: Callable[[psycopg.Connection], None]) -> None:
+        while not self._stop.is_set():
+            try:
+                with self._connect() as conn:
+                    while not self._stop.is_set():
+                        body(conn)
+            except Exception:
+                # Never let a timer die: log, back off, reconnect.
+                log.exception("engine %s loop failed; restarting in 1 s", name)
+                self._stop.wait(1.0)
+
+    def _timers(self, conn: psycopg.Connection) -> None:
+        now = self.clock()
+        dispatch.escalate_due(conn, now)
+        dispatch.supervisor_due(conn, now)
+        self._stop.wait(self.tick_s)
+
+    def _health(self, conn: psycopg.Connection) -> None:
+        woken = self._wake_health.wait(self.health_s)
+        self._wake_health.clear()
+        if self._stop.is_set():
+            return
+        with self._dirty_lock:
+            dirty, self._dirty = self._dirty, set()
+        if woken and dirty:
+            # Let a burst of offline transitions land before judging the facility.
+            self._stop.wait(0.2)
+            with self._dirty_lock:
+                dirty |= self._dirty
+                self._dirty = set()
+            health.scan(conn, self.settings, self.clock(), dirty)
+        else:
+            health.scan(conn, self.settings, self.clock())
+
+    def _device_out(self, conn: psycopg.Connection) -> None:
+        notify.deliver_due(conn, self.clock(), "device", publisher=self.publisher)
+        self._wake_device.wait(1.0)
+        self._wake_device.clear()
+
+    def _webhook_out(self, conn: psycopg.Connection) -> None:
+        notify.deliver_due(conn, self.clock(), "webhook", poster=self.poster)
+        self._wake_webhook.wait(2.0)
+        self._wake_webhook.clear()
+
+    # ---------------------------------------------------------------- LISTEN
+
+    async def listen(self) -> None:
+        """Forward alarm NOTIFYs to websockets and wake the outbox; survive DB restarts."""
+        while not self._stop.is_set():
+            try:
+                conn = await psycopg.AsyncConnection.connect(self.settings.database_url,
+                                                             autocommit=True)
+                query = await psycopg.AsyncConnection.connect(self.settings.database_url,
+                                                              autocommit=True,
+                                                              row_factory=dict_row)
+                async with conn, query:
+                    await conn.execute(f"LISTEN {events.ALARM_CHANNEL}")
+                    await conn.execute(f"LISTEN {events.STATE_CHANNEL}")
+                    self.listening.set()
+                    async for n in conn.notifies():
+                        try:
+                            await self._on_notify(n.channel, n.payload, query)
+                        except psycopg.Error:
+                            raise
+                        except Exception:
+                            log.exception("could not handle a %s notification", n.channel)
+            except asyncio.CancelledError:
+                raise
+            except psycopg.Error as exc:
+                self.listening.clear()
+                log.warning("engine lost its LISTEN connection (%s); reconnecting", exc)
+                # Anything missed meanwhile is caught by the timers' database scans.
+                self._wake_device.set()
+                self._wake_webhook.set()
+                self._wake_health.set()
+                await asyncio.sleep(1.0)
+
+    async def _on_notify(self, channel: str, payload: str,
+                         query: psycopg.AsyncConnection[dict[str, Any]]) -> None:
+        body = json.loads(payload)
+        if channel == events.STATE_CHANNEL:
+            if body.get("facility_id") is not None:
+                with self._dirty_lock:
+                    self._dirty.add(int(body["facility_id"]))
+            self._wake_health.set()
+            return
+        self._wake_device.set()
+        self._wake_webhook.set()
+        if not self.hub.clients:
+            return
+        cur = await query.execute(SUMMARY_SQL + " WHERE a.id = %s", (body["alarm_id"],))
+        row = await cur.fetchone()
+        if row is None:
+            return
+        alarm = _finish(row)
+        at = self.clock().isoformat()
+        event = body.get("event", "changed")
+        fac = alarm["facility_id"]
+        if event == "supervisor":
+            self.hub.send({"type": "supervisor", "alarm": alarm, "reason": body.get("reason"),
+                           "at": at}, fac, staff=False)
+        self.hub.send({"type": "alarm", "event": event, "alarm": alarm, "at": at,
+                       "actor": body.get("actor")}, fac)
+        offer_ids = body.get("offer_ids") or []
+        if offer_ids and event in ("dispatched", "escalated", "emergency"):
+            cur = await query.execute(OFFER_SQL + " WHERE id = ANY(%s) ORDER BY id", (offer_ids,))
+            for offer in await cur.fetchall():
+                self.hub.send({"type": "offer", "offer": offer, "alarm": alarm, "at": at}, fac)
