@@ -1,0 +1,277 @@
+"""The HTTP API and websocket over the real database, with a frozen clock."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from fastapi.testclient import TestClient
+
+from eldercare.config import Settings
+from eldercare.platform import auth
+from eldercare.platform.app import create_app
+from tests.alarm_support import FrozenClock, RecordingPublisher, World, build_world, rows
+
+PASSWORD = "correct-horse-battery"
+
+
+@pytest.fixture(scope="module")
+def clock() -> FrozenClock:
+    return FrozenClock()
+
+
+@pytest.fixture(scope="module")
+def world(settings: Settings, clock: FrozenClock) -> World:
+    return build_world(settings, clock)
+
+
+@pytest.fixture(scope="module")
+def users(settings: Settings, world: World) -> dict[str, str]:
+    tag = secrets.token_hex(3)
+    names = {"operator": f"op-{tag}", "supervisor": f"sup-{tag}", "admin": f"adm-{tag}",
+             "staff": f"staff-{tag}", "other_staff": f"ostaff-{tag}"}
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        auth.create_user(conn, names["operator"], PASSWORD, "operator")
+        auth.create_user(conn, names["supervisor"], PASSWORD, "supervisor")
+        auth.create_user(conn, names["admin"], PASSWORD, "admin")
+        auth.create_user(conn, names["staff"], PASSWORD, "facility_staff", world.facility_id,
+                         world.staff[0])
+        auth.create_user(conn, names["other_staff"], PASSWORD, "facility_staff",
+                         world.home_facility_id)
+    return names
+
+
+@pytest.fixture(scope="module")
+def publisher() -> RecordingPublisher:
+    return RecordingPublisher()
+
+
+@pytest.fixture(scope="module")
+def client(settings: Settings, clock: FrozenClock,
+           publisher: RecordingPublisher) -> Iterator[TestClient]:
+    app = create_app(settings, clock=clock, publisher=publisher, background=False)
+    with TestClient(app) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def tokens(client: TestClient, users: dict[str, str]) -> dict[str, dict[str, str]]:
+    out = {}
+    for role, name in users.items():
+        r = client.post("/api/auth/token", data={"username": name, "password": PASSWORD})
+        assert r.status_code == 200, r.text
+        out[role] = {"Authorization": f"Bearer {r.json()['access_token']}"}
+    return out
+
+
+def test_anonymous_and_bad_credentials_get_401(client: TestClient, users: dict[str, str]) -> None:
+    for path in ("/api/alarms", "/api/facilities", "/api/residents", "/api/metrics/response"):
+        r = client.get(path)
+        assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
+    assert client.get("/api/alarms", headers={"Authorization": "Bearer nope"}).status_code == 401
+    r = client.post("/api/auth/token", data={"username": users["operator"], "password": "wrong"})
+    assert r.status_code == 401 and r.json() == {"detail": "incorrect username or password"}
+    r = client.post("/api/auth/token", data={"username": "nobody", "password": "x"})
+    assert r.status_code == 401
+    assert client.get("/openapi.json").status_code == 200
+
+
+def test_token_expires_on_the_engine_clock(client: TestClient, clock: FrozenClock,
+                                           tokens: dict[str, Any], settings: Settings) -> None:
+    r = client.get("/api/me", headers=tokens["operator"])
+    assert r.status_code == 200 and r.json()["role"] == "operator"
+    saved = clock.now
+    clock.advance(settings.token_minutes * 60 + 1)
+    try:
+        assert client.get("/api/me", headers=tokens["operator"]).status_code == 401
+    finally:
+        clock.now = saved
+
+
+def test_alarm_flow_over_http(client: TestClient, world: World, tokens: dict[str, Any],
+                              publisher: RecordingPublisher) -> None:
+    op, staff = tokens["operator"], tokens["staff"]
+    aid = str(world.send(world.sos, "sos").alarm_id)
+    listed = client.get("/api/alarms", params={"facility": world.facility_id}, headers=op).json()
+    assert aid in [a["id"] for a in listed]
+    d = client.get(f"/api/alarms/{aid}", headers=op).json()
+    assert d["alarm"]["resident_name"] == "Test Resident" and d["alarm"]["room"] == "203"
+    assert d["resident"]["id"] == world.resident_id and "medical_notes" not in d["resident"]
+    assert d["device"]["id"] == world.sos and d["timeline"][0]["action"] == "raised"
+    assert d["proposal"]["kind"] == "facility_staff" and len(d["proposal"]["responders"]) == 2
+    assert d["events"] and d["events"][0]["type"] == "sos"
+
+    r = client.post(f"/api/alarms/{aid}/acknowledge", json={"note": "on the phone"}, headers=op)
+    assert r.status_code == 200 and r.json()["status"] == "acknowledged"
+    r = client.post(f"/api/alarms/{aid}/acknowledge", headers=op)
+    assert r.status_code == 409 and "alarm is acknowledged" in r.json()["detail"]
+    # Facility staff may not dispatch (403), and bodies are validated (422).
+    assert client.post(f"/api/alarms/{aid}/dispatch", headers=staff).status_code == 403
+    r = client.post(f"/api/alarms/{aid}/dispatch", json={"responder_ids": "x"}, headers=op)
+    assert r.status_code == 422
+    r = client.post(f"/api/alarms/{aid}/dispatch", headers=op)
+    assert r.status_code == 200 and r.json()["status"] == "dispatched"
+    r = client.post(f"/api/alarms/{aid}/accept", headers=staff)  # the nurse's own offer
+    assert r.status_code == 200 and r.json()["status"] == "accepted"
+    assert client.post(f"/api/alarms/{aid}/on-site", headers=staff).json()["status"] == "on_site"
+    r = client.post(f"/api/alarms/{aid}/note", json={"text": "resident is fine"}, headers=staff)
+    assert r.status_code == 200
+    assert client.post(f"/api/alarms/{aid}/note", json={}, headers=staff).status_code == 422
+    assert client.post(f"/api/alarms/{aid}/resolve", headers=staff).json()["status"] == "resolved"
+    r = client.post(f"/api/alarms/{aid}/close", json={"disposition": "bogus"}, headers=op)
+    assert r.status_code == 422
+    r = client.post(f"/api/alarms/{aid}/close", json={"disposition": "fall_without_injury"},
+                    headers=op)
+    assert r.status_code == 200 and r.json()["status"] == "closed"
+    timeline = client.get(f"/api/alarms/{aid}", headers=op).json()["timeline"]
+    assert [e["action"] for e in timeline] == ["raised", "acknowledged", "dispatched",
+                                               "accepted", "on_site", "note", "resolved",
+                                               "closed"]
+    client.app.state.engine.tick()  # type: ignore[attr-defined]
+    assert publisher.statuses(world.sos) == ["acknowledged", "dispatched", "on_site",
+                                             "resolved"]
+
+
+def test_unknown_ids_and_bad_filters(client: TestClient, tokens: dict[str, Any]) -> None:
+    op = tokens["operator"]
+    missing = "00000000-0000-0000-0000-000000000000"
+    assert client.get(f"/api/alarms/{missing}", headers=op).status_code == 404
+    assert client.post(f"/api/alarms/{missing}/acknowledge", headers=op).status_code == 404
+    assert client.get("/api/alarms/not-a-uuid", headers=op).status_code == 422
+    assert client.get("/api/alarms", params={"status": "weird"}, headers=op).status_code == 422
+    assert client.get("/api/alarms", params={"priority": 9}, headers=op).status_code == 422
+
+
+def test_facility_staff_never_see_another_facility(client: TestClient, world: World,
+                                                   tokens: dict[str, Any]) -> None:
+    other = tokens["other_staff"]
+    aid = str(world.send(world.sos, "bed_exit").alarm_id)
+    assert client.get(f"/api/alarms/{aid}", headers=other).status_code == 404
+    assert client.post(f"/api/alarms/{aid}/acknowledge", headers=other).status_code == 404
+    assert aid not in [a["id"] for a in client.get("/api/alarms", headers=other).json()]
+    assert all(a["facility_id"] == world.home_facility_id
+               for a in client.get("/api/alarms", headers=other).json())
+    ids = [r["id"] for r in client.get("/api/residents", headers=other).json()]
+    assert world.resident_id not in ids and world.home_resident_id in ids
+    assert client.get(f"/api/residents/{world.resident_id}", headers=other).status_code == 404
+    r = client.post(f"/api/residents/{world.resident_id}/reveal", json={"reason": "curious"},
+                    headers=other)
+    assert r.status_code == 404
+    r = client.get("/api/devices", params={"facility": world.facility_id}, headers=other)
+    assert r.status_code == 404
+    mine = client.get(f"/api/alarms/{aid}", headers=tokens["staff"])
+    assert mine.status_code == 200
+
+
+def test_reveal_is_audited(client: TestClient, world: World, tokens: dict[str, Any],
+                           settings: Settings) -> None:
+    op = tokens["operator"]
+    pub = client.get(f"/api/residents/{world.resident_id}", headers=op).json()
+    assert "contacts" not in pub and "id_number" not in pub
+    r = client.post(f"/api/residents/{world.resident_id}/reveal",
+                    json={"reason": "calling family during alarm"}, headers=op)
+    assert r.status_code == 200 and r.json()["contacts"][0]["phone"] == "13800000001"
+    assert client.post(f"/api/residents/{world.resident_id}/reveal", json={"reason": ""},
+                       headers=op).status_code == 422
+    log = client.get(f"/api/residents/{world.resident_id}/reveals",
+                     headers=tokens["supervisor"]).json()
+    assert log[0]["reason"] == "calling family during alarm"
+    assert client.get(f"/api/residents/{world.resident_id}/reveals",
+                      headers=op).status_code == 403
+
+
+def test_response_metrics(client: TestClient, settings: Settings, clock: FrozenClock,
+                          tokens: dict[str, Any]) -> None:
+    w = build_world(settings, clock)
+    start = clock()
+    op = tokens["operator"]
+    # Ten alarms acknowledged after 10, 20, ... 100 s: 6 within 60 s, all within 180 s.
+    for i in range(10):
+        dev = w.device("sos_button")
+        aid = str(w.send(dev, "sos").alarm_id)
+        clock.advance(10 * (i + 1))
+        assert client.post(f"/api/alarms/{aid}/acknowledge", headers=op).status_code == 200
+        clock.advance(-10 * (i + 1))
+    clock.advance(1)
+    m = client.get("/api/metrics/response", headers=op,
+                   params={"from": start.isoformat(), "to": clock().isoformat(),
+                           "facility": w.facility_id}).json()
+    assert m["counts"]["total"] == 10 and m["counts"]["acknowledged"] == 10
+    ack = m["intervals"]["ack"]
+    assert ack["n"] == 10 and ack["p50_s"] == 55.0 and ack["p90_s"] == 91.0
+    t60 = next(t for t in m["targets"] if t["name"] == "ack_60s")
+    assert t60["within"] == 6 and t60["share"] == 0.6 and t60["met"] is False
+    t180 = next(t for t in m["targets"] if t["name"] == "ack_180s")
+    assert t180["share"] == 1.0 and t180["met"] is True
+    assert client.get("/api/metrics/response", headers=tokens["staff"]).status_code == 403
+
+
+def test_registry_reads_for_the_console(client: TestClient, world: World,
+                                        tokens: dict[str, Any]) -> None:
+    op = tokens["operator"]
+    facs = client.get("/api/facilities", headers=op).json()
+    mine = next(f for f in facs if f["id"] == world.facility_id)
+    assert mine["lat"] == 31.23 and "open_alarms" in mine
+    assert client.get("/api/health/summary", headers=op).json()["devices"]["total"] >= 3
+    assert client.get("/api/devices", params={"facility": world.facility_id},
+                      headers=op).status_code == 200
+    assert client.get("/api/cameras", headers=op).status_code == 200
+    assert client.get("/api/policies", headers=op).json()[0]["steps"]
+    r = client.put("/api/policies", headers=tokens["supervisor"], json={
+        "area": "remote", "name": "remote", "on_site_target_s": 1800,
+        "steps": [{"kind": "outreach", "count": 1, "timeout_s": 120},
+                  {"kind": "emergency", "number": "120"}]})
+    assert r.status_code == 200 and r.json()["on_site_target_s"] == 1800
+    assert client.put("/api/policies", headers=op, json={}).status_code in (403, 422)
+    r = client.post("/api/responders", headers=tokens["admin"], json={
+        "kind": "provider", "name": "Clinic", "lat": 31.0, "lon": 121.0})
+    assert r.status_code == 201
+    assert client.get("/healthz").json()["status"] == "ok"
+    assert client.get("/metrics").status_code == 200
+
+
+def test_websocket_pushes_alarm_events(client: TestClient, world: World,
+                                       tokens: dict[str, Any], users: dict[str, str]) -> None:
+    token = tokens["staff"]["Authorization"].split()[1]
+    with client.websocket_connect(f"/api/ws?token={token}") as ws:
+        hello = ws.receive_json()
+        assert hello["type"] == "hello" and hello["role"] == "facility_staff"
+        # Another facility's alarm is not pushed to this staff member; ours is.
+        world.send(world.home_sos, "sos")
+        aid = str(world.send(world.sos, "gas").alarm_id)
+        msg = ws.receive_json()
+        assert msg["type"] == "alarm" and msg["event"] == "raised"
+        assert msg["alarm"]["id"] == aid and msg["alarm"]["kind"] == "gas"
+        ws.send_json({"type": "ping"})
+        assert ws.receive_json() == {"type": "pong"}
+    with pytest.raises(Exception), client.websocket_connect("/api/ws?token=bad") as ws:
+        ws.receive_json()
+
+
+def test_open_alarms_and_escalations_survive_an_app_restart(
+        settings: Settings, world: World, clock: FrozenClock, users: dict[str, str],
+        db: psycopg.Connection) -> None:
+    first = create_app(settings, clock=clock, publisher=RecordingPublisher(), background=False)
+    with TestClient(first) as c:
+        h = {"Authorization": "Bearer " + c.post("/api/auth/token", data={
+            "username": users["operator"], "password": PASSWORD}).json()["access_token"]}
+        aid = str(world.send(world.fall, "fall", confidence=0.9).alarm_id)
+        c.post(f"/api/alarms/{aid}/acknowledge", headers=h)
+        assert c.post(f"/api/alarms/{aid}/dispatch", headers=h).status_code == 200
+    clock.advance(121)
+    second = create_app(settings, clock=clock, publisher=RecordingPublisher(), background=True)
+    with TestClient(second) as c:
+        h = {"Authorization": "Bearer " + c.post("/api/auth/token", data={
+            "username": users["operator"], "password": PASSWORD}).json()["access_token"]}
+        assert aid in [a["id"] for a in c.get("/api/alarms", headers=h).json()]
+        # The background timer thread of the new app escalates on its own.
+        from tests.support import wait_for
+
+        wait_for(lambda: rows(db, "SELECT escalation_step FROM alarms WHERE id = %s",
+                              (aid,))[0]["escalation_step"] == 2, timeout=10,
+                 what="escalation after restart")
+        acts = [e["action"] for e in c.get(f"/api/alarms/{aid}", headers=h).json()["timeline"]]
+        assert acts[-1] == "escalated"
