@@ -28,7 +28,13 @@ from eldercare.platform.registry import (
     provision_device,
 )
 from eldercare.simulators.device import SimDevice
-from eldercare.simulators.fleet import Fleet, FleetPlan, FleetStats, run_fleet_process
+from eldercare.simulators.fleet import (
+    Fleet,
+    FleetPlan,
+    FleetRunner,
+    FleetStats,
+    run_fleet_process,
+)
 from eldercare.simulators.scenario import Action, DevicePlan, Op, Scenario
 from tests.support import settings_env, wait_for
 
@@ -434,16 +440,19 @@ def test_fleet_runs_on_one_loop_and_gets_its_alarms_acked(fleet_plan: FleetPlan,
     p99 = stats.latency(0.99)
     assert p99 is not None and p99 < 1.0, stats.summary()
     # Everything the fleet sent reached the broker as a valid message from its own device.
-    ups = [(m[0], m[1]) for m in platform.messages if m[0].endswith("/up")]
+    mine = {d.device_id for d in fleet_plan.devices}
+    ups = [(m[0], m[1]) for m in platform.messages
+           if m[0].endswith("/up") and protocol.parse_topic(m[0])[0] in mine]
     assert len(ups) == stats.sent
     for t, payload in ups:
         protocol.parse_uplink(protocol.parse_topic(t)[0], payload, datetime.now(UTC))
     # Every device said online at start; those still connected said offline at the end.
     states: dict[str, list[bytes]] = {}
-    for t, payload, _, _ in platform.messages:
-        if t.endswith("/state"):
+    for t, payload, retained, _ in platform.messages:
+        # Retained copies are other runs' history, replayed to us on subscribe.
+        if t.endswith("/state") and not retained and protocol.parse_topic(t)[0] in mine:
             states.setdefault(protocol.parse_topic(t)[0], []).append(payload)
-    assert set(states) == {d.device_id for d in fleet_plan.devices}
+    assert set(states) == mine
     assert all(s[0] == b"online" and s[-1] == b"offline" for s in states.values())
     # Each connection ends in exactly one offline: the clean close's or, after a drop, the
     # broker's Last Will (the runner cannot publish on a dropped link).
@@ -475,3 +484,30 @@ def test_simulate_command_provisions_runs_and_summarises(settings: Settings,
     after = db.execute("SELECT count(*) FROM devices").fetchone()
     assert before is not None and after is not None and after[0] > before[0]
     assert "password" not in out.stdout + out.stderr
+
+
+def _nodelay(sock: Any) -> bool:
+    return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+
+
+def test_every_device_socket_disables_nagle(sos_device: SimDevice, settings: Settings,
+                                            fleet_plan: FleetPlan) -> None:
+    # Nagle plus delayed ACK costs ~88 ms per small-packet round trip here; 0.5 ms without.
+    sos_device.connect()
+    assert _nodelay(sos_device._client.socket())
+    plan = fleet_plan.devices[0]
+    runner = FleetRunner([plan], Scenario([plan], 0, incident_rate=0), settings.mqtt_host,
+                         settings.mqtt_port)
+    try:
+        runner.connect_all(timeout=5)
+        assert runner.stats.connected == 1
+        assert _nodelay(runner.links[plan.device_id].sock)
+    finally:
+        runner.close()
+
+
+def test_close_is_safe_before_connect_and_twice(sos_device: SimDevice) -> None:
+    sos_device.close()
+    sos_device.close()
+    with pytest.raises(BrokerError):
+        sos_device.connect(timeout=1)

@@ -151,6 +151,7 @@ class SimDevice:
         self._sock: Any = None
         self._connected_once = False
         self._stopping = False
+        self._closed = False
         self._thread: threading.Thread | None = None
 
     @classmethod
@@ -179,6 +180,8 @@ class SimDevice:
 
         Returns only after the broker granted the ``down`` subscription, so no ack is missed.
         """
+        if self._closed:
+            raise BrokerError(f"{self.device_id}: device is closed")
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name=f"sim-{self.device_id}",
                                             daemon=True)
@@ -279,9 +282,9 @@ class SimDevice:
 
     def close(self, timeout: float = 5.0) -> None:
         """Clean shutdown: retained ``offline``, DISCONNECT, stop re-sending and the I/O thread."""
-        if self._thread is None:
+        if self._closed:
             return
-        if self._thread.is_alive():
+        if self._thread is not None and self._thread.is_alive():
             try:
                 self._call(self._do_close, timeout)
             except (TimeoutError, BrokerError):
@@ -289,6 +292,7 @@ class SimDevice:
             self._stopping = True
             self._wake()
             self._thread.join(timeout)
+        self._closed = True
         self._sel.close()
         self._wake_r.close()
         self._wake_w.close()

@@ -38,7 +38,7 @@ from eldercare.models.registry import (
     ResidentCreate,
 )
 from eldercare.platform import registry
-from eldercare.simulators.device import OFFLINE, ONLINE, make_client
+from eldercare.simulators.device import OFFLINE, ONLINE, make_client, set_nodelay
 from eldercare.simulators.scenario import Action, DevicePlan, Op, Scenario
 
 log = logging.getLogger(__name__)
@@ -487,8 +487,7 @@ class FleetRunner:
     # ---------------------------------------------------------------- paho callbacks
 
     def _on_socket_open(self, client: mqtt.Client, link: _Link, sock: Any) -> None:
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        set_nodelay(client, link, sock)
         link.sock, link.writing = sock, False
         self._sel.register(sock, selectors.EVENT_READ, link)
 
