@@ -46,3 +46,57 @@ def db(settings: Settings) -> Iterator[psycopg.Connection]:
 @pytest.fixture
 def logdir(tmp_path: Path) -> Path:
     return tmp_path
+
+
+# ---------------------------------------------------------------- gateway and devices
+
+@pytest.fixture(scope="session")
+def facility_id(settings: Settings) -> int:
+    from eldercare.models.registry import FacilityCreate
+    from eldercare.platform import registry
+
+    with psycopg.connect(settings.database_url) as conn:
+        f = registry.create_facility(conn, FacilityCreate(
+            code="T-" + settings.mqtt_client_prefix, name="测试养老院", lat=31.23, lon=121.47))
+        conn.commit()
+    return int(f["id"])
+
+
+@pytest.fixture(scope="session")
+def gateway(settings: Settings):
+    """An in-process gateway worker with short batches and a fast liveness sweep."""
+    from eldercare.gateway.worker import GatewayWorker
+
+    fast = settings.model_copy(update={"batch_max_ms": 5, "liveness_sweep_s": 0.2})
+    worker = GatewayWorker(fast, 0)
+    worker.start()
+    assert worker.wait_connected(10)
+    yield worker
+    worker.stop()
+
+
+@pytest.fixture(scope="module")
+def make_device(settings: Settings, facility_id: int):
+    """Provision a device (real credentials in the broker) and connect it."""
+    from eldercare.models.registry import DeviceCreate
+    from eldercare.platform import registry
+    from eldercare.simulators.device import SimDevice
+
+    made: list[SimDevice] = []
+
+    def make(kind: str = "sos_button", *, connect: bool = True, retry_s: float = 1.0,
+             cameras: list[str] | None = None) -> SimDevice:
+        with psycopg.connect(settings.database_url) as conn:
+            cred = registry.provision_device(
+                conn, settings, DeviceCreate(kind=kind, facility_id=facility_id,
+                                             cameras=cameras or []))
+        dev = SimDevice.from_credentials(cred, retry_s=retry_s)
+        dev.credentials = cred  # type: ignore[attr-defined]  (tests impersonate devices)
+        made.append(dev)
+        if connect:
+            dev.connect()
+        return dev
+
+    yield make
+    for dev in made:
+        dev.close()

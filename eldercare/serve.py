@@ -1,0 +1,50 @@
+"""``eldercare serve``: the gateway workers and the HTTP API (alert engine, console) in one
+command. Gateway workers run as child processes so ingest never competes with the API's
+event loop for one interpreter lock."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from eldercare.config import Settings
+
+log = logging.getLogger(__name__)
+
+
+def serve(settings: Settings, *, workers: int | None = None) -> int:
+    import uvicorn
+
+    from eldercare.gateway.runner import prepare_multiprocess_metrics, start_workers, stop_workers
+    from eldercare.platform.registry import sync_broker
+    from eldercare.storage.db import connect
+    from eldercare.storage.migrate import migrate
+
+    migrate(settings.database_url)
+    with connect(settings.database_url) as conn:
+        # The gateway's own broker credentials must be in place before it connects.
+        sync_broker(conn, settings)
+    prepare_multiprocess_metrics()
+    procs = start_workers(settings, workers or settings.gateway_workers)
+    try:
+        from eldercare.platform.app import create_app
+
+        app = create_app(settings)
+        log.info("console on http://%s:%s/console", settings.api_host, settings.api_port)
+        uvicorn.run(app, host=settings.api_host, port=settings.api_port, log_level="info",
+                    ws_ping_interval=20)
+    finally:
+        stop_workers(procs)
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from eldercare.config import get_settings
+
+    return serve(get_settings(), workers=args.workers)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    s = sub.add_parser("serve", help="run the gateway and the HTTP API (console, alert engine)")
+    s.add_argument("--workers", type=int, help="gateway worker processes")
+    s.set_defaults(func=_serve)
