@@ -167,7 +167,7 @@ def create_app(settings: Settings, *, clock: rules.Clock | None = None,
 def _mount_console(app: FastAPI) -> None:
     """The operator console and staff page (issue 4) plug in here when present."""
     try:
-        from eldercare.platform import console  # type: ignore[attr-defined]
+        from eldercare.platform import web as console
     except ImportError:
         return
     router = getattr(console, "router", None)
