@@ -7,6 +7,7 @@ sessions (and a running demo) never share broker credentials or rows.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -175,3 +176,58 @@ class Proc:
 
 def have_chromium() -> bool:
     return shutil.which("chromium") is not None
+
+
+class PrivatePostgres:
+    """A throwaway TimescaleDB cluster for tests that crash or restart the database, so
+    other sessions sharing the project cluster are never disturbed."""
+
+    BIN = Path("/usr/lib/postgresql/15/bin")
+
+    def __init__(self) -> None:
+        base = ROOT / ".local" / "tmp"
+        base.mkdir(parents=True, exist_ok=True)
+        self.dir = base / ("pg-" + secrets.token_hex(4))
+        self.port = free_port()
+        self.url = f"postgresql://eldercare:eldercare@127.0.0.1:{self.port}/eldercare"
+
+    def _as_pg(self, *args: str) -> None:
+        cmd = list(args)
+        if os.geteuid() == 0:
+            cmd = ["runuser", "-u", "postgres", "--", *cmd]
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def start(self) -> PrivatePostgres:
+        self.dir.mkdir()
+        if os.geteuid() == 0:
+            shutil.chown(self.dir, "postgres", "postgres")
+        data = str(self.dir / "data")
+        self._as_pg(str(self.BIN / "initdb"), "-D", data, "-U", "postgres", "-A", "trust",
+                    "-E", "UTF8", "--locale=C.UTF-8")
+        with open(self.dir / "data" / "postgresql.conf", "a") as fh:
+            fh.write(f"port = {self.port}\nlisten_addresses = '127.0.0.1'\n"
+                     f"unix_socket_directories = '{self.dir}'\n"
+                     "shared_preload_libraries = 'timescaledb'\n"
+                     "timescaledb.telemetry_level = off\nfsync = on\n")
+        self._ctl("start")
+        subprocess.run(
+            [str(self.BIN / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres",
+             "-d", "postgres", "-q",
+             "-c", "CREATE ROLE eldercare LOGIN SUPERUSER PASSWORD 'eldercare'",
+             "-c", "CREATE DATABASE eldercare OWNER eldercare"],
+            check=True, stdout=subprocess.DEVNULL)
+        return self
+
+    def _ctl(self, action: str, *extra: str) -> None:
+        self._as_pg(str(self.BIN / "pg_ctl"), "-D", str(self.dir / "data"), "-w", "-t", "60",
+                    "-l", str(self.dir / "log"), *extra, action)
+
+    def crash_restart(self) -> None:
+        """Stop without a checkpoint (like a crash), then start: recovery replays the WAL."""
+        self._ctl("stop", "-m", "immediate")
+        self._ctl("start")
+
+    def stop(self) -> None:
+        with contextlib.suppress(subprocess.CalledProcessError):
+            self._ctl("stop", "-m", "fast")
+        shutil.rmtree(self.dir, ignore_errors=True)

@@ -16,14 +16,14 @@ from eldercare.config import Settings
 log = logging.getLogger(__name__)
 
 
-def _child(settings_json: str, index: int) -> None:
+def _child(settings_json: str, index: int, shared: bool) -> None:
     from eldercare.config import Settings
     from eldercare.gateway.worker import GatewayWorker
 
     logging.basicConfig(level=logging.INFO,
                         format=f"%(asctime)s %(levelname)s gw{index} %(name)s: %(message)s")
     settings = Settings.model_validate_json(settings_json)
-    worker = GatewayWorker(settings, index)
+    worker = GatewayWorker(settings, index, shared=shared)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -43,7 +43,7 @@ def prepare_multiprocess_metrics() -> Path:
 
 
 def start_workers(settings: Settings, count: int) -> list[mp.process.BaseProcess]:
-    return [start_workers_one(settings, i) for i in range(count)]
+    return [start_workers_one(settings, i, shared=count > 1) for i in range(count)]
 
 
 def stop_workers(procs: list[mp.process.BaseProcess], timeout: float = 15) -> None:
@@ -82,14 +82,14 @@ def run_gateway(settings: Settings, workers: int) -> int:
             # A worker that died (it should not) is replaced; its session is resumed.
             i = procs.index(p)
             log.error("gateway worker %d exited with %s; restarting it", i, p.exitcode)
-            procs[i] = start_workers_one(settings, i)
+            procs[i] = start_workers_one(settings, i, shared=len(procs) > 1)
     stop_workers(procs)
     return 0
 
 
-def start_workers_one(settings: Settings, index: int) -> mp.process.BaseProcess:
+def start_workers_one(settings: Settings, index: int, *, shared: bool) -> mp.process.BaseProcess:
     ctx = mp.get_context("spawn")
-    proc = ctx.Process(target=_child, args=(settings.model_dump_json(), index),
+    proc = ctx.Process(target=_child, args=(settings.model_dump_json(), index, shared),
                        name=f"eldercare-gateway-{index}")
     proc.start()
     return proc

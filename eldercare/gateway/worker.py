@@ -49,9 +49,14 @@ class _Item:
 
 class GatewayWorker:
     def __init__(self, settings: Settings, index: int = 0, *, clock: Clock = utc_now,
-                 sweep: bool = True) -> None:
+                 sweep: bool = True, shared: bool = False) -> None:
         self.settings = settings
         self.index = index
+        # Mosquitto 2.0 does not restore *shared* subscriptions from its persistence file,
+        # so after a broker restart messages sent before a shared subscriber re-subscribes
+        # are dropped. A lone worker therefore uses a plain subscription, which the broker
+        # restores and queues for; several workers share one at that known cost.
+        self.shared = shared
         self.clock = clock
         self.client_id = f"{settings.mqtt_client_prefix}-{index}"
         self._alarm_q: queue.Queue[_Item] = queue.Queue()
@@ -110,7 +115,8 @@ class GatewayWorker:
             return
         self.acks.new_generation()
         m.BROKER_RECONNECTS.inc()
-        subs = [(f"$share/{self.settings.mqtt_share_group}/{p.TOPIC_ROOT}/+/up", 1)]
+        up = f"{p.TOPIC_ROOT}/+/up"
+        subs = [(f"$share/{self.settings.mqtt_share_group}/{up}" if self.shared else up, 1)]
         if self.index == 0:
             # Not shared: one worker sees every device's state in order, retained ones too.
             subs.append((f"{p.TOPIC_ROOT}/+/state", 1))
