@@ -7,6 +7,7 @@ import json
 import threading
 import uuid
 from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import ClassVar
 
 import psycopg
 import pytest
@@ -165,7 +166,8 @@ def test_two_acknowledges_at_once_exactly_one_wins(world: World, settings: Setti
         barrier = threading.Barrier(2)
         results: list[str] = []
 
-        def ack(actor: Actor, aid: uuid.UUID = aid, barrier: threading.Barrier = barrier) -> None:
+        def ack(actor: Actor, aid: uuid.UUID = aid, barrier: threading.Barrier = barrier,
+                results: list[str] = results) -> None:
             with psycopg.connect(settings.database_url, autocommit=True) as conn:
                 barrier.wait()
                 try:
@@ -377,7 +379,7 @@ def test_low_battery_and_camera_offline(world: World, db: psycopg.Connection,
 
 class _Hook(BaseHTTPRequestHandler):
     fail_first = 2
-    received: list[tuple[dict, bytes]] = []
+    received: ClassVar[list[tuple[dict, bytes]]] = []
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))

@@ -247,8 +247,12 @@ def test_websocket_pushes_alarm_events(client: TestClient, world: World,
         assert msg["alarm"]["id"] == aid and msg["alarm"]["kind"] == "gas"
         ws.send_json({"type": "ping"})
         assert ws.receive_json() == {"type": "pong"}
-    with pytest.raises(Exception), client.websocket_connect("/api/ws?token=bad") as ws:
+    from starlette.websockets import WebSocketDisconnect
+
+    with pytest.raises(WebSocketDisconnect) as closed, \
+            client.websocket_connect("/api/ws?token=bad") as ws:
         ws.receive_json()
+    assert closed.value.code == 4401
 
 
 def test_open_alarms_and_escalations_survive_an_app_restart(
