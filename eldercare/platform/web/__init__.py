@@ -14,7 +14,7 @@ from datetime import timedelta
 from importlib import resources
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -70,7 +70,7 @@ def static_file(path: str) -> Response:
 
 
 @router.get("/api/console/open", tags=["console"])
-def open_extras(user: User, conn: Conn, now: Now) -> dict[str, Any]:
+def open_extras(request: Request, user: User, conn: Conn, now: Now) -> dict[str, Any]:
     """Per open alarm: where to draw it (home bed, else facility) and who holds it.
 
     ``now`` is the server's clock so pages can tick alarm ages without trusting the
@@ -95,7 +95,11 @@ def open_extras(user: User, conn: Conn, now: Now) -> dict[str, Any]:
         ORDER BY a.priority, a.received_at LIMIT 1000""",
         (fac, fac),
     )
-    return {"now": now.isoformat(), "alarms": rows}
+    return {
+        "now": now.isoformat(),
+        "low_battery_pct": request.app.state.settings.low_battery_pct,
+        "alarms": rows,
+    }
 
 
 # ---------------------------------------------------------------- shift handover
