@@ -17,7 +17,6 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -36,9 +35,16 @@ pytestmark = [
 ]
 
 PASSWORD = "correct-horse-battery"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run", "--disable-sync",
-                 "--autoplay-policy=user-gesture-required"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+    "--autoplay-policy=user-gesture-required",
+]
 SHOTS = ROOT / "docs" if os.environ.get("ELDERCARE_SCREENSHOTS") == "1" else None
 STATUSES = ("acknowledged", "dispatched", "on_site", "resolved")
 
@@ -65,11 +71,20 @@ class Place:
 
         assert self.settings is not None
         with psycopg.connect(self.settings.database_url) as conn:
-            r = registry.create_resident(conn, ResidentCreate(
-                name=name, birth_date=date(1940, 1, 1), gender="male", ability_level="自理",
-                facility_id=facility, room=room))
-            cred = registry.provision_device(conn, self.settings, DeviceCreate(
-                kind="sos_button", resident_id=r["id"]))
+            r = registry.create_resident(
+                conn,
+                ResidentCreate(
+                    name=name,
+                    birth_date=date(1940, 1, 1),
+                    gender="male",
+                    ability_level="自理",
+                    facility_id=facility,
+                    room=room,
+                ),
+            )
+            cred = registry.provision_device(
+                conn, self.settings, DeviceCreate(kind="sos_button", resident_id=r["id"])
+            )
             conn.commit()
         dev = SimDevice.from_credentials(cred, retry_s=1.0)
         dev.connect()
@@ -83,35 +98,77 @@ def place(settings: Settings, gateway: object) -> Iterator[Place]:
 
     tag = secrets.token_hex(3)
     with psycopg.connect(settings.database_url) as conn:
-        fa = registry.create_facility(conn, FacilityCreate(
-            code=f"SUN-{tag}", name="阳光颐养院", area="town", address="示例区健康路 8 号",
-            lat=31.2304, lon=121.4737, phone="021-55550101"))
-        fb = registry.create_facility(conn, FacilityCreate(
-            code=f"PINE-{tag}", name="松鹤养老中心", area="town", lat=31.2650, lon=121.5200,
-            phone="021-55550202"))
-        ra = registry.create_resident(conn, ResidentCreate(
-            name="王秀英", birth_date=date(1938, 3, 12), gender="female", ability_level="半失能",
-            medical_notes="高血压，房颤，服用华法林", allergies="青霉素", facility_id=fa["id"],
-            room="203", contacts=[Contact(name="李明", relation="儿子", phone="13800000001")]))
-        rb = registry.create_resident(conn, ResidentCreate(
-            name="赵德明", birth_date=date(1941, 7, 2), gender="male", ability_level="自理",
-            facility_id=fb["id"], room="108"))
-        row = conn.execute("INSERT INTO responders (kind, name, phone, facility_id) VALUES"
-                           " ('facility_staff', '护士 陈静', '15100000001', %s) RETURNING id",
-                           (fa["id"],)).fetchone()
+        fa = registry.create_facility(
+            conn,
+            FacilityCreate(
+                code=f"SUN-{tag}",
+                name="阳光颐养院",
+                area="town",
+                address="示例区健康路 8 号",
+                lat=31.2304,
+                lon=121.4737,
+                phone="021-55550101",
+            ),
+        )
+        fb = registry.create_facility(
+            conn,
+            FacilityCreate(
+                code=f"PINE-{tag}",
+                name="松鹤养老中心",
+                area="town",
+                lat=31.2650,
+                lon=121.5200,
+                phone="021-55550202",
+            ),
+        )
+        ra = registry.create_resident(
+            conn,
+            ResidentCreate(
+                name="王秀英",
+                birth_date=date(1938, 3, 12),
+                gender="female",
+                ability_level="半失能",
+                medical_notes="高血压，房颤，服用华法林",
+                allergies="青霉素",
+                facility_id=fa["id"],
+                room="203",
+                contacts=[Contact(name="李明", relation="儿子", phone="13800000001")],
+            ),
+        )
+        rb = registry.create_resident(
+            conn,
+            ResidentCreate(
+                name="赵德明",
+                birth_date=date(1941, 7, 2),
+                gender="male",
+                ability_level="自理",
+                facility_id=fb["id"],
+                room="108",
+            ),
+        )
+        row = conn.execute(
+            "INSERT INTO responders (kind, name, phone, facility_id) VALUES"
+            " ('facility_staff', '护士 陈静', '15100000001', %s) RETURNING id",
+            (fa["id"],),
+        ).fetchone()
         assert row is not None
         nurse = int(row[0])
         now = datetime.now(UTC)
-        conn.execute("INSERT INTO rota (responder_id, facility_id, starts_at, ends_at) VALUES"
-                     " (%s, %s, %s, %s)", (nurse, fa["id"], now - timedelta(hours=1),
-                                           now + timedelta(hours=8)))
+        conn.execute(
+            "INSERT INTO rota (responder_id, facility_id, starts_at, ends_at) VALUES"
+            " (%s, %s, %s, %s)",
+            (nurse, fa["id"], now - timedelta(hours=1), now + timedelta(hours=8)),
+        )
         op, staff = f"op-{tag}", f"nurse-{tag}"
         auth.create_user(conn, op, PASSWORD, "operator")
         auth.create_user(conn, staff, PASSWORD, "facility_staff", fa["id"], nurse)
         conn.commit()
-        creds = {name: registry.provision_device(conn, settings, DeviceCreate(
-                     kind="sos_button", resident_id=rid))
-                 for name, rid in (("a", ra["id"]), ("b", rb["id"]))}
+        creds = {
+            name: registry.provision_device(
+                conn, settings, DeviceCreate(kind="sos_button", resident_id=rid)
+            )
+            for name, rid in (("a", ra["id"]), ("b", rb["id"]))
+        }
         conn.commit()
     p = Place(fa["id"], fb["id"], ra["id"], rb["id"], nurse, op, staff, settings)
     for name, cred in creds.items():
@@ -127,8 +184,9 @@ def place(settings: Settings, gateway: object) -> Iterator[Place]:
 def base_url(settings: Settings, place: Place) -> Iterator[str]:
     port = free_port()
     app = create_app(settings.model_copy(update={"api_port": port}))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                           ws_ping_interval=None))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", ws_ping_interval=None)
+    )
     thread = threading.Thread(target=server.run, name="uvicorn-browser", daemon=True)
     thread.start()
     wait_for(lambda: server.started, timeout=20, what="uvicorn")
@@ -159,8 +217,12 @@ class Pages:
 
     def open(self, path: str, *, mobile: bool = False, before: Any = None) -> Any:
         if mobile:
-            ctx = self.browser.new_context(viewport={"width": 390, "height": 844},
-                                           device_scale_factor=2, is_mobile=True, has_touch=True)
+            ctx = self.browser.new_context(
+                viewport={"width": 390, "height": 844},
+                device_scale_factor=2,
+                is_mobile=True,
+                has_touch=True,
+            )
         else:
             ctx = self.browser.new_context(viewport={"width": 1440, "height": 900})
         self.contexts.append(ctx)
@@ -204,14 +266,22 @@ def press_sos(device: Any) -> tuple[str, float]:
 
 
 def told(device: Any, alarm_id: str) -> list[str]:
-    return [d["status"] for d in device.downlinks
-            if d.get("type") == "alarm_status" and d.get("alarm_id") == alarm_id]
+    return [
+        d["status"]
+        for d in device.downlinks
+        if d.get("type") == "alarm_status" and d.get("alarm_id") == alarm_id
+    ]
 
 
 def wait_told(device: Any, alarm_id: str, status: str) -> None:
-    device.wait_downlink(lambda d: d.get("type") == "alarm_status"
-                         and d.get("alarm_id") == alarm_id and d.get("status") == status,
-                         timeout=10)
+    device.wait_downlink(
+        lambda d: (
+            d.get("type") == "alarm_status"
+            and d.get("alarm_id") == alarm_id
+            and d.get("status") == status
+        ),
+        timeout=10,
+    )
 
 
 def row(page: Any, alarm_id: str) -> Any:
@@ -263,9 +333,11 @@ def test_operator_and_nurse_handle_an_sos(pages: Pages, place: Place, settings: 
     op.wait_for_selector("#detail .revealed")
     assert "青霉素" in op.inner_text("#detail") and "13800000001" in op.inner_text("#detail")
     with psycopg.connect(settings.database_url) as conn:
-        n = conn.execute("SELECT count(*) FROM reveals WHERE username = %s AND resident_id = %s"
-                         " AND alarm_id = %s", (place.operator, place.resident_a,
-                                                alarm_id)).fetchone()
+        n = conn.execute(
+            "SELECT count(*) FROM reveals WHERE username = %s AND resident_id = %s"
+            " AND alarm_id = %s",
+            (place.operator, place.resident_a, alarm_id),
+        ).fetchone()
     assert n is not None and n[0] == 1
 
     op.check(f'#detail input[name=responder][value="{place.nurse}"]')
@@ -296,8 +368,9 @@ def test_operator_and_nurse_handle_an_sos(pages: Pages, place: Place, settings: 
     row(op, alarm_id).wait_for(state="detached")
     assert told(dev, alarm_id) == list(STATUSES)
     with psycopg.connect(settings.database_url) as conn:
-        r = conn.execute("SELECT status, disposition FROM alarms WHERE id = %s",
-                         (alarm_id,)).fetchone()
+        r = conn.execute(
+            "SELECT status, disposition FROM alarms WHERE id = %s", (alarm_id,)
+        ).fetchone()
     assert r == ("closed", "genuine_emergency")
     # The timeline on screen shows the whole story.
     timeline = op.inner_text("#detail ol.timeline")
@@ -323,8 +396,9 @@ def test_staff_never_sees_another_facilitys_alarm(pages: Pages, place: Place) ->
     nurse.wait_for_selector("body[data-conn=live]")
     nurse.locator(f'article[data-id="{ours}"]').wait_for()
     assert nurse.locator(f'[data-id="{theirs}"]').count() == 0
-    status = nurse.evaluate("id => EC.api('GET', `/api/alarms/${id}`).then(() => 200,"
-                            " e => e.status)", theirs)
+    status = nurse.evaluate(
+        "id => EC.api('GET', `/api/alarms/${id}`).then(() => 200, e => e.status)", theirs
+    )
     assert status == 404
 
 
@@ -342,8 +416,9 @@ def test_socket_drop_shows_banner_and_resync_catches_up(pages: Pages, place: Pla
         ws.connect_to_server()
         sockets.append(ws)
 
-    op = pages.open("/console",
-                    before=lambda page: page.route_web_socket(re.compile(r".*/api/ws.*"), route))
+    op = pages.open(
+        "/console", before=lambda page: page.route_web_socket(re.compile(r".*/api/ws.*"), route)
+    )
     login(op, place.operator)
     assert op.is_hidden("#banner")
 
@@ -408,6 +483,8 @@ def _visit_everything(page: Any) -> list[str]:
         page.click(f"[data-tab={tab}]")
         page.wait_for_timeout(200)
         bad += _untranslated(page, lang)
+        if lang == "zh-CN" and tab in ("map", "health"):
+            shoot(page, f"console-{tab}.png")
     page.keyboard.press("?")
     bad += _untranslated(page, lang)
     page.keyboard.press("Escape")
