@@ -24,8 +24,8 @@ class Slot:
 
 
 class AckSequencer:
-    def __init__(self, send_ack: Callable[[int], None]) -> None:
-        self._send = send_ack
+    def __init__(self, send_acks: Callable[[list[int]], None]) -> None:
+        self._send = send_acks
         self._lock = threading.Lock()
         self._queue: deque[Slot] = deque()
         self._generation = 0
@@ -43,7 +43,7 @@ class AckSequencer:
 
     def complete(self, slots: list[Slot] | tuple[Slot, ...]) -> int:
         """Mark slots done and send every PUBACK now releasable; returns how many were sent."""
-        sent = 0
+        ready: list[int] = []
         with self._lock:
             for s in slots:
                 s.done = True
@@ -51,9 +51,11 @@ class AckSequencer:
             while q and q[0].done:
                 slot = q.popleft()
                 if slot.generation == self._generation:
-                    self._send(slot.mid)
-                    sent += 1
-        return sent
+                    ready.append(slot.mid)
+            # Sent under the lock: two lanes releasing at once must not reorder PUBACKs.
+            if ready:
+                self._send(ready)
+        return len(ready)
 
     def pending(self) -> int:
         with self._lock:

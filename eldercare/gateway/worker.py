@@ -26,7 +26,7 @@ from eldercare.config import Settings
 from eldercare.errors import ProtocolError, StorageError
 from eldercare.gateway import metrics as m
 from eldercare.gateway.acks import AckSequencer, Slot
-from eldercare.gateway.mqtt import make_client
+from eldercare.gateway.mqtt import make_client, send_pubacks
 from eldercare.gateway.store import AlarmResult, Refusal, StateReport, Store
 from eldercare.models import protocol as p
 
@@ -66,9 +66,9 @@ class GatewayWorker:
         self._threads: list[threading.Thread] = []
         self._sweep_enabled = sweep
         self.client = make_client(self.client_id, settings.mqtt_username, settings.mqtt_password,
-                                  clean_session=False, manual_ack=True)
+                                  clean_session=False, manual_ack=True, buffered=True)
         self.client.max_inflight_messages_set(5000)
-        self.acks = AckSequencer(lambda mid: self.client.ack(mid, 1))
+        self.acks = AckSequencer(lambda mids: send_pubacks(self.client, mids))
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
