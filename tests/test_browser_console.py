@@ -290,7 +290,8 @@ def row(page: Any, alarm_id: str) -> Any:
 
 def shoot(page: Any, name: str) -> None:
     if SHOTS is not None:
-        page.wait_for_timeout(300)  # let the flash animation settle for a clean picture
+        # The new-alarm flash lasts 3 s; the picture shows the screen at rest.
+        page.wait_for_function("!document.body.classList.contains('flash')", timeout=5_000)
         page.screenshot(path=str(SHOTS / name))
 
 

@@ -513,7 +513,7 @@
   }
   function renderMap() {
     const map = $("map");
-    const W = 640, H = 440, PAD = 40;
+    const W = 640, H = 440, PAD = 70;
     const facs = [...state.facilities.values()].filter((f) => f.lat !== null && f.lon !== null);
     const pts = [];
     for (const a of state.alarms.values()) {
@@ -548,38 +548,44 @@
     const dec = Math.max(0, -Math.floor(Math.log10(step)));
     for (let lo = Math.ceil(lon0 / step) * step; lo <= lon1; lo += step) {
       g.append(svg("line", { x1: X(lo), x2: X(lo), y1: 0, y2: H }));
-      g.append(svg("text", { x: X(lo) + 3, y: H - 4 }, `${lo.toFixed(dec)}°`));
+      if (X(lo) < W - 40) g.append(svg("text", { x: X(lo) + 3, y: H - 4 }, `${lo.toFixed(dec)}°`));
     }
     for (let la = Math.ceil(lat0 / step) * step; la <= lat1; la += step) {
       g.append(svg("line", { x1: 0, x2: W, y1: Y(la), y2: Y(la) }));
       g.append(svg("text", { x: 3, y: Y(la) - 3 }, `${la.toFixed(dec)}°`));
     }
     map.append(g);
+    const facAt = new Set(facs.map((f) => `${f.lat.toFixed(5)},${f.lon.toFixed(5)}`));
+    const labels = [];
     for (const f of facs) {
       const x = X(f.lon), y = Y(f.lat);
       const bad = f.devices_offline > 0 || f.cameras_offline > 0;
       map.append(svg("g", { class: `fac${bad ? " bad" : ""}`, "data-facility": f.id, onclick: () => openFacility(f.id) },
-        svg("rect", { x: x - 6, y: y - 6, width: 12, height: 12, rx: 2 }),
-        svg("text", { x: x + 10, y: y + 4, "data-raw": "" }, f.name)));
+        svg("rect", { x: x - 6, y: y - 6, width: 12, height: 12, rx: 2 })));
+      // Names go under the square, drawn last so no alarm dot covers them.
+      labels.push(svg("text", { x, y: y + 34, "text-anchor": x < 80 ? "start" : x > W - 80 ? "end" : "middle",
+        class: "fac-label", "data-raw": "", onclick: () => openFacility(f.id) }, f.name));
     }
-    // Alarms at one place fan out on a small circle so each stays clickable.
+    // Alarms at one place sit on a ring around it (around the facility's square when
+    // they are at a facility) so each stays visible and clickable.
     const byPlace = new Map();
     for (const p of pts) {
       const key = `${p.lat.toFixed(5)},${p.lon.toFixed(5)}`;
       if (!byPlace.has(key)) byPlace.set(key, []);
       byPlace.get(key).push(p);
     }
-    for (const group of byPlace.values()) {
+    for (const [key, group] of byPlace.entries()) {
+      const ring = facAt.has(key) || group.length > 1 ? 17 : 0;
       group.forEach((p, i) => {
-        const ang = (2 * Math.PI * i) / group.length;
-        const r = group.length > 1 ? 14 : 0;
-        const x = X(p.lon) + r * Math.cos(ang), y = Y(p.lat) + r * Math.sin(ang);
+        const ang = -Math.PI / 2 + (2 * Math.PI * i) / Math.max(group.length, 1);
+        const x = X(p.lon) + ring * Math.cos(ang), y = Y(p.lat) + ring * Math.sin(ang);
         const a = p.a;
         map.append(svg("g", { class: `alarm-pt p${a.priority} st-${a.status}${a.id === state.selected ? " selected" : ""}`, "data-id": a.id, onclick: () => select(a.id) },
           svg("circle", { cx: x, cy: y, r: 8 }),
           svg("title", {}, tr("kind", a.kind))));
       });
     }
+    labels.forEach((l) => map.append(l));
   }
 
   /* ------------------------------------------------------------ health */
