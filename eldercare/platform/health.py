@@ -90,7 +90,13 @@ def scan(conn: psycopg.Connection, settings: Settings, now: datetime,
         WHERE d.status = 'active' AND s.last_seen_at IS NOT NULL AND d.facility_id IS NOT NULL
           AND (%s::bigint[] IS NULL OR d.facility_id = ANY(%s))
         GROUP BY d.facility_id""", (only, only))
+    # Only facilities with something offline or a health alarm still open need a look.
+    watched = {r["facility_id"] for r in _rows(conn, """
+        SELECT DISTINCT facility_id FROM alarms WHERE cleared_at IS NULL
+          AND kind IN ('device_offline', 'facility_outage')""")}
     for t in totals:
+        if t["offline"] == 0 and t["facility_id"] not in watched:
+            continue
         with conn.transaction():
             _facility(conn, t["facility_id"], t["total"], t["offline"], now,
                       areas.get(t["facility_id"], "town"), stats)
