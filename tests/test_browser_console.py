@@ -373,7 +373,8 @@ def test_operator_and_nurse_handle_an_sos(pages: Pages, place: Place, settings: 
             "SELECT status, disposition FROM alarms WHERE id = %s", (alarm_id,)
         ).fetchone()
     assert r == ("closed", "genuine_emergency")
-    # The timeline on screen shows the whole story.
+    # The timeline on screen shows the whole story, once the page has reloaded it.
+    op.locator("#detail ol.timeline li", has_text="关闭").wait_for()
     timeline = op.inner_text("#detail ol.timeline")
     for word in ("报警", "确认", "派单", "接单", "到场", "解除", "关闭", "查看敏感信息"):
         assert word in timeline, word
@@ -486,6 +487,19 @@ def _visit_everything(page: Any) -> list[str]:
         bad += _untranslated(page, lang)
         if lang == "zh-CN" and tab in ("map", "health"):
             shoot(page, f"console-{tab}.png")
+        if tab == "health":  # one facility's devices and cameras, and its alarms only
+            page.click("#health tr[data-facility]")
+            page.click("[data-action=filter-facility]")
+            page.wait_for_selector("#queue-filter:not([hidden])")
+            bad += _untranslated(page, lang)
+            page.click("#queue-filter button")
+            page.click("[data-action=health-back]")
+        if tab == "handover":
+            text = f"{lang}: 203 房家属 20:00 回电"
+            page.fill("#handover-text", text)
+            page.click("#handover-form button[type=submit]")
+            page.locator("#handover-notes .note-text", has_text=text).wait_for()
+            bad += _untranslated(page, lang)
     page.keyboard.press("?")
     bad += _untranslated(page, lang)
     page.keyboard.press("Escape")

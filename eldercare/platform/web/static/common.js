@@ -59,6 +59,9 @@ const EC = (() => {
     if (!LANGS.includes(l)) return;
     lang = l;
     localStorage.setItem("eldercare.lang", l);
+    // Toasts were written in the old language; they are transient, so drop them.
+    const toasts = document.getElementById("toasts");
+    if (toasts) toasts.replaceChildren();
     applyI18n();
     document.querySelectorAll("select.lang").forEach((s) => { s.value = l; });
     langListeners.forEach((fn) => fn(l));
@@ -264,6 +267,9 @@ const EC = (() => {
         this.ws = null;
         if (this.stopped) return;
         if (ev.code === 4401) { logout("auth.expired"); return; }
+        // A refused upgrade (expired token) reaches the page as a bare 1006: ask the API,
+        // whose 401 signs the page out instead of retrying forever.
+        if (!this.greeted) api("GET", "/api/me").catch(() => {});
         // Backoff 0.5 s, 1 s, 2 s ... 10 s, with jitter so a restarted server is not
         // hit by every console at the same instant.
         const base = Math.min(10000, 500 * 2 ** this.attempt);

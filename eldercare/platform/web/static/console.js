@@ -636,7 +636,7 @@
     // Devices that never reported are not offline yet (the API counts the same way).
     const reallyOffline = offline.filter((d) => d.last_seen_at);
     $("health").replaceChildren(
-      h("div", { class: "row" }, h("button", { class: "ghost small", onclick: () => { state.healthFacility = null; renderHealth(); } }, "← ", t("health.back")),
+      h("div", { class: "row" }, h("button", { class: "ghost small", "data-action": "health-back", onclick: () => { state.healthFacility = null; renderHealth(); } }, "← ", t("health.back")),
         h("h3", {}, raw(f.name)),
         h("button", { class: "small", "data-action": "filter-facility", onclick: () => { state.filterFacility = id; renderAll(); } }, t("health.show_alarms", { n: f.open_alarms }))),
       f.phone ? h("p", {}, t("health.phone"), " ", raw(f.phone, "phone")) : null,
