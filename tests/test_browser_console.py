@@ -443,6 +443,14 @@ def test_socket_drop_shows_banner_and_resync_catches_up(pages: Pages, place: Pla
 
 
 VISIBLE_TEXT = """() => {
+  const where = (el) => {
+    const parts = [];
+    for (let e = el; e && e !== document.body && parts.length < 4; e = e.parentElement) {
+      parts.unshift(e.tagName.toLowerCase() + (e.id ? '#' + e.id : '')
+        + (e.className && typeof e.className === 'string' ? '.' + e.className.split(' ')[0] : ''));
+    }
+    return parts.join(' > ');
+  };
   const out = [];
   const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
   const docLang = document.documentElement.lang;
@@ -455,15 +463,15 @@ VISIBLE_TEXT = """() => {
     if (!el.getClientRects().length) continue;
     const style = getComputedStyle(el);
     if (style.visibility === 'hidden' || style.display === 'none') continue;
-    out.push(text);
+    out.push([text, where(el)]);
   }
   for (const el of document.querySelectorAll('[placeholder],[title],[aria-label]')) {
     if (el.closest('[data-raw]') || !el.getClientRects().length) continue;
     for (const a of ['placeholder', 'title', 'aria-label']) {
-      if (el.getAttribute(a)) out.push(el.getAttribute(a));
+      if (el.getAttribute(a)) out.push([el.getAttribute(a), where(el) + '@' + a]);
     }
   }
-  out.push(document.title);
+  out.push([document.title, 'title']);
   return out;
 }"""
 CJK = re.compile(r"[\u3400-\u9fff]")
@@ -471,10 +479,11 @@ LATIN_WORD = re.compile(r"[A-Za-z]{2,}")
 
 
 def _untranslated(page: Any, lang: str) -> list[str]:
+    """Visible interface text in the wrong script, with where it is on the page. Data
+    (names, rooms, ids, notes) is marked data-raw by the pages and not checked."""
     texts = page.evaluate(VISIBLE_TEXT)
-    if lang == "en":
-        return [s for s in texts if CJK.search(s)]
-    return [s for s in texts if LATIN_WORD.search(s)]
+    wrong = CJK if lang == "en" else LATIN_WORD
+    return [f"{text!r} at {where}" for text, where in texts if wrong.search(text)]
 
 
 def _visit_everything(page: Any) -> list[str]:

@@ -639,7 +639,8 @@
       h("div", { class: "row" }, h("button", { class: "ghost small", "data-action": "health-back", onclick: () => { state.healthFacility = null; renderHealth(); } }, "← ", t("health.back")),
         h("h3", {}, raw(f.name)),
         h("button", { class: "small", "data-action": "filter-facility", onclick: () => { state.filterFacility = id; renderAll(); } }, t("health.show_alarms", { n: f.open_alarms }))),
-      f.phone ? h("p", {}, t("health.phone"), " ", raw(f.phone, "phone")) : null,
+      // replaceChildren would print a null as the word "null": an empty span instead.
+      f.phone ? h("p", {}, t("health.phone"), " ", raw(f.phone, "phone")) : h("span"),
       h("h4", {}, t("health.devices_offline"), ` (${reallyOffline.length})`),
       devList(reallyOffline, (d) => h("span", { class: "muted small" }, t("health.last_seen"), " ", d.last_seen_at ? EC.fmtTime(d.last_seen_at) : t("common.none"))),
       h("h4", {}, t("health.low_battery"), ` (${low.length})`),
