@@ -36,7 +36,22 @@ from eldercare.simulators.fleet import (
     run_fleet_process,
 )
 from eldercare.simulators.scenario import Action, DevicePlan, Op, Scenario
-from tests.support import settings_env, wait_for
+from tests.support import Broker, make_settings, settings_env, wait_for
+
+
+@pytest.fixture(scope="module")
+def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    """This module plays the platform itself, so it gets a broker of its own: a session
+    gateway started by another module would otherwise answer the simulated devices first."""
+    broker = Broker(tmp_path_factory.mktemp("sim-mosquitto"))
+    broker.start()
+    s = make_settings(database_url, broker)
+    from eldercare.platform.registry import sync_broker
+
+    with psycopg.connect(s.database_url) as conn:
+        sync_broker(conn, s)
+    yield s
+    broker.stop()
 
 
 class Platform:
