@@ -28,8 +28,8 @@ bench: services
 	@$(PY) -m bench.run
 
 lint: venv
-	@$(VENV)/bin/ruff check eldercare tests bench
-	@$(VENV)/bin/ruff format --check eldercare tests bench
+	@$(VENV)/bin/ruff check eldercare tests bench dashboards docker
+	@$(VENV)/bin/ruff format --check eldercare tests bench dashboards docker
 	@$(VENV)/bin/mypy
 
 fmt: venv

@@ -72,9 +72,15 @@ class _Conn:
         out = []
         for k, msg_id in enumerate(ids):
             self.pid = self.pid % 65535 + 1
-            payload = (b'{"v":1,"id":"' + msg_id.encode() + b'","ts":"' + ts.encode()
-                       + b'","type":"vitals","heart_rate":' + str(60 + (seq + k) % 50).encode()
-                       + b"}")
+            payload = (
+                b'{"v":1,"id":"'
+                + msg_id.encode()
+                + b'","ts":"'
+                + ts.encode()
+                + b'","type":"vitals","heart_rate":'
+                + str(60 + (seq + k) % 50).encode()
+                + b"}"
+            )
             var = self.topic + self.pid.to_bytes(2, "big")
             out.append(b"\x32" + _remaining_length(len(var) + len(payload)) + var + payload)
         self.sent += len(ids)
@@ -88,8 +94,9 @@ class _Conn:
             pass
 
 
-def blast(devices: list[tuple[str, str]], host: str, port: int, rate: float, duration: float,
-          tag: str) -> BlastResult:
+def blast(
+    devices: list[tuple[str, str]], host: str, port: int, rate: float, duration: float, tag: str
+) -> BlastResult:
     """Publish ``vitals`` round-robin over ``devices`` at ``rate`` msgs/s (0: as fast as the
     broker acknowledges, within a window per connection) for ``duration`` seconds."""
     conns = [_Conn(d, pw, host, port) for d, pw in devices]

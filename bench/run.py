@@ -17,7 +17,6 @@ import json
 import multiprocessing as mp
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import threading
@@ -54,11 +53,19 @@ def machine() -> dict[str, Any]:
     mosq = subprocess.run(["mosquitto", "-h"], capture_output=True, text=True).stdout.split("\n")[0]
     with psycopg.connect(ADMIN_URL) as conn:
         pg = conn.execute("SELECT version()").fetchone()[0].split(" on ")[0]
-        ts = conn.execute("SELECT default_version FROM pg_available_extensions"
-                          " WHERE name='timescaledb'").fetchone()[0]
-    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(mem, 1),
-            "python": platform.python_version(), "postgres": pg, "timescaledb": ts,
-            "mosquitto": mosq.strip(), "kernel": platform.release()}
+        ts = conn.execute(
+            "SELECT default_version FROM pg_available_extensions WHERE name='timescaledb'"
+        ).fetchone()[0]
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gib": round(mem, 1),
+        "python": platform.python_version(),
+        "postgres": pg,
+        "timescaledb": ts,
+        "mosquitto": mosq.strip(),
+        "kernel": platform.release(),
+    }
 
 
 def fresh_database() -> str:
@@ -72,11 +79,19 @@ def fresh_database() -> str:
 
 def provision(settings: Settings, n: int, kind: str = "home_kit") -> list[tuple[str, str]]:
     with psycopg.connect(settings.database_url) as conn:
-        fac = registry.create_facility(conn, FacilityCreate(
-            code=f"BENCH-{time.time_ns()}", name="基准测试养老院", lat=31.2, lon=121.5))
+        fac = registry.create_facility(
+            conn,
+            FacilityCreate(
+                code=f"BENCH-{time.time_ns()}", name="基准测试养老院", lat=31.2, lon=121.5
+            ),
+        )
         conn.commit()
-        creds = [registry.provision_device(conn, settings, DeviceCreate(
-            kind=kind, facility_id=fac["id"]), sync=False) for _ in range(n)]
+        creds = [
+            registry.provision_device(
+                conn, settings, DeviceCreate(kind=kind, facility_id=fac["id"]), sync=False
+            )
+            for _ in range(n)
+        ]
         registry.sync_broker(conn, settings)
     return [(c.username, c.password) for c in creds]
 
@@ -106,18 +121,34 @@ def count_rows(url: str) -> int:
         return int(conn.execute("SELECT count(*) FROM device_events").fetchone()[0])
 
 
-def start_blasters(settings: Settings, devices: list[tuple[str, str]], procs: int, rate: float,
-                   duration: float, tag: str):
+def start_blasters(
+    settings: Settings,
+    devices: list[tuple[str, str]],
+    procs: int,
+    rate: float,
+    duration: float,
+    tag: str,
+):
     ctx = mp.get_context("spawn")
     pool = ctx.Pool(procs)
     per = [devices[i::procs] for i in range(procs)]
-    args = [(per[i], settings.mqtt_host, settings.mqtt_port, rate / procs if rate else 0,
-             duration, f"{tag}{i}") for i in range(procs)]
+    args = [
+        (
+            per[i],
+            settings.mqtt_host,
+            settings.mqtt_port,
+            rate / procs if rate else 0,
+            duration,
+            f"{tag}{i}",
+        )
+        for i in range(procs)
+    ]
     return pool, pool.map_async(blast_process, args)
 
 
-def phase_ingest(settings: Settings, workers: int, publishers: int, duration: float,
-                 log: Path) -> dict[str, Any]:
+def phase_ingest(
+    settings: Settings, workers: int, publishers: int, duration: float, log: Path
+) -> dict[str, Any]:
     devices = provision(settings, 16 * publishers)
     gw = Proc(["gateway", "--workers", str(workers)], settings, log).start()
     try:
@@ -136,17 +167,27 @@ def phase_ingest(settings: Settings, workers: int, publishers: int, duration: fl
         pool.close()
         sent = sum(b.sent for b in blasts)
         acked = sum(b.acked for b in blasts)
-        wait_for(lambda: count_rows(settings.database_url) - before >= acked, timeout=120,
-                 interval=0.5, what="ingest drained")
+        wait_for(
+            lambda: count_rows(settings.database_url) - before >= acked,
+            timeout=120,
+            interval=0.5,
+            what="ingest drained",
+        )
         stored = count_rows(settings.database_url) - before
         cpu = tree_cpu_seconds(gw.proc.pid) - cpu0
         # Steady window: skip the first 3 s (connects, warm-up) and the tail.
         window = [s for s in samples if 3 <= s[0] <= duration - 1]
         rate = (window[-1][1] - window[0][1]) / (window[-1][0] - window[0][0])
-        return {"ingest_msgs_per_s": round(rate), "ingest_workers": workers,
-                "ingest_publishers": publishers, "ingest_sent": sent, "ingest_acked": acked,
-                "ingest_stored": stored, "publish_rate_msgs_per_s": round(sent / duration),
-                "gateway_cpu_us_per_msg": round(cpu / stored * 1e6, 1)}
+        return {
+            "ingest_msgs_per_s": round(rate),
+            "ingest_workers": workers,
+            "ingest_publishers": publishers,
+            "ingest_sent": sent,
+            "ingest_acked": acked,
+            "ingest_stored": stored,
+            "publish_rate_msgs_per_s": round(sent / duration),
+            "gateway_cpu_us_per_msg": round(cpu / stored * 1e6, 1),
+        }
     finally:
         gw.stop()
 
@@ -179,14 +220,14 @@ def probe_sos(dev: SimDevice, n: int, gap: float, on_sent=None) -> list[float]:
     return out
 
 
-def phase_latency(settings: Settings, workers: int, background: float, samples: int,
-                  log: Path) -> dict[str, Any]:
+def phase_latency(
+    settings: Settings, workers: int, background: float, samples: int, log: Path
+) -> dict[str, Any]:
     devices = provision(settings, 33)
     gw = Proc(["gateway", "--workers", str(workers)], settings, log).start()
     try:
         wait_ready(settings, devices[0])
-        pool, res = start_blasters(settings, devices[1:], 2, background, 10 + samples * 0.03,
-                                   "bg")
+        pool, res = start_blasters(settings, devices[1:], 2, background, 10 + samples * 0.03, "bg")
         time.sleep(3)
         dev = SimDevice(devices[0][0], devices[0][1], settings.mqtt_host, settings.mqtt_port)
         dev.connect()
@@ -195,31 +236,51 @@ def phase_latency(settings: Settings, workers: int, background: float, samples: 
         blasts = res.get()
         pool.close()
         bg = sum(b.sent for b in blasts) / max(b.seconds for b in blasts)
-        return {"sos_ack_p50_ms": pct(lat, 50), "sos_ack_p99_ms": pct(lat, 99),
-                "sos_ack_max_ms": pct(lat, 100), "sos_samples": len(lat),
-                "background_msgs_per_s": round(bg), "latency_workers": workers}
+        return {
+            "sos_ack_p50_ms": pct(lat, 50),
+            "sos_ack_p99_ms": pct(lat, 99),
+            "sos_ack_max_ms": pct(lat, 100),
+            "sos_samples": len(lat),
+            "background_msgs_per_s": round(bg),
+            "latency_workers": workers,
+        }
     finally:
         gw.stop()
 
 
-def phase_console(settings: Settings, background: float, samples: int,
-                  log: Path) -> dict[str, Any]:
+def phase_console(settings: Settings, background: float, samples: int, log: Path) -> dict[str, Any]:
     import websockets.sync.client as wsc
 
     devices = provision(settings, 33)
     port = free_port()
     s = settings.model_copy(update={"api_port": port})
-    subprocess.run([sys.executable, "-m", "eldercare", "users", "add", "--username", "bench-op",
-                    "--password", "bench-operator-pw", "--role", "operator"],
-                   env=_env(s), check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "eldercare",
+            "users",
+            "add",
+            "--username",
+            "bench-op",
+            "--password",
+            "bench-operator-pw",
+            "--role",
+            "operator",
+        ],
+        env=_env(s),
+        check=True,
+        capture_output=True,
+    )
     app = Proc(["serve"], s, log).start()
     try:
         import httpx
 
         wait_for(lambda: _healthy(port), timeout=60, interval=0.2, what="serve healthy")
-        tok = httpx.post(f"http://127.0.0.1:{port}/api/auth/token",
-                         data={"username": "bench-op", "password": "bench-operator-pw"}
-                         ).json()["access_token"]
+        tok = httpx.post(
+            f"http://127.0.0.1:{port}/api/auth/token",
+            data={"username": "bench-op", "password": "bench-operator-pw"},
+        ).json()["access_token"]
         wait_ready(s, devices[0])
         sent_at: dict[str, float] = {}
         seen: list[float] = []
@@ -236,8 +297,11 @@ def phase_console(settings: Settings, background: float, samples: int,
                 except Exception:
                     return
                 alarm = msg.get("alarm") or {}
-                if msg.get("type") == "alarm" and msg.get("event") in ("raised", "joined") \
-                        and probe_id in (alarm.get("devices") or [alarm.get("device_id")]):
+                if (
+                    msg.get("type") == "alarm"
+                    and msg.get("event") in ("raised", "joined")
+                    and probe_id in (alarm.get("devices") or [alarm.get("device_id")])
+                ):
                     rx = time.monotonic()
                     pending = [t for t in sent_at.values()]
                     if pending:
@@ -260,8 +324,11 @@ def phase_console(settings: Settings, background: float, samples: int,
         ws.close()
         res.get()
         pool.close()
-        return {"alarm_to_console_p50_ms": pct(seen, 50), "alarm_to_console_p99_ms": pct(seen, 99),
-                "alarm_to_console_samples": len(seen)}
+        return {
+            "alarm_to_console_p50_ms": pct(seen, 50),
+            "alarm_to_console_p99_ms": pct(seen, 99),
+            "alarm_to_console_samples": len(seen),
+        }
     finally:
         app.stop()
 
@@ -291,8 +358,11 @@ def main() -> int:
     ap.add_argument("--samples", type=int, default=400)
     args = ap.parse_args()
     WORK.mkdir(parents=True, exist_ok=True)
-    result: dict[str, Any] = {"when": datetime.now(UTC).isoformat(timespec="seconds"),
-                              "machine": machine(), "command": "make bench " + " ".join(sys.argv[1:])}
+    result: dict[str, Any] = {
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "command": "make bench " + " ".join(sys.argv[1:]),
+    }
     url = fresh_database()
     for phase in args.phases.split(","):
         broker = Broker(WORK / f"mosquitto-{phase}")

@@ -31,8 +31,11 @@ def _db_retention(args: argparse.Namespace) -> int:
     from eldercare.storage.retention import apply_retention
 
     settings = get_settings()
-    report = apply_retention(settings.database_url, days=args.days or settings.retention_days,
-                             dedup_days=settings.dedup_days)
+    report = apply_retention(
+        settings.database_url,
+        days=args.days or settings.retention_days,
+        dedup_days=settings.dedup_days,
+    )
     print(json.dumps(report, default=str))
     return 0
 
@@ -44,8 +47,14 @@ def _devices_provision(args: argparse.Namespace) -> int:
     from eldercare.storage.db import connect
 
     settings = get_settings()
-    spec = DeviceCreate(kind=args.kind, device_id=args.device_id, resident_id=args.resident,
-                        facility_id=args.facility, room=args.room, cameras=args.camera or [])
+    spec = DeviceCreate(
+        kind=args.kind,
+        device_id=args.device_id,
+        resident_id=args.resident,
+        facility_id=args.facility,
+        room=args.room,
+        cameras=args.camera or [],
+    )
     with connect(settings.database_url) as conn:
         cred = registry.provision_device(conn, settings, spec)
     if args.json:
@@ -91,10 +100,15 @@ def build_parser() -> argparse.ArgumentParser:
     ret.add_argument("--days", type=int)
     ret.set_defaults(func=_db_retention)
 
-    dev = sub.add_parser("devices", help="device registry").add_subparsers(dest="dev", required=True)
+    dev = sub.add_parser("devices", help="device registry").add_subparsers(
+        dest="dev", required=True
+    )
     prov = dev.add_parser("provision", help="create a device with fresh MQTT credentials")
-    prov.add_argument("--kind", required=True,
-                      choices=["sos_button", "fall_sensor", "video_bridge", "home_kit", "wearable"])
+    prov.add_argument(
+        "--kind",
+        required=True,
+        choices=["sos_button", "fall_sensor", "video_bridge", "home_kit", "wearable"],
+    )
     prov.add_argument("--resident", type=int)
     prov.add_argument("--facility", type=int)
     prov.add_argument("--room")
@@ -106,7 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     rev.add_argument("device_id")
     rev.set_defaults(func=_devices_revoke)
 
-    brk = sub.add_parser("broker", help="broker credentials").add_subparsers(dest="brk", required=True)
+    brk = sub.add_parser("broker", help="broker credentials").add_subparsers(
+        dest="brk", required=True
+    )
     sync = brk.add_parser("sync", help="write password file and ACL from the registry")
     sync.add_argument("--no-wait", action="store_true")
     sync.set_defaults(func=_broker_sync)

@@ -59,7 +59,9 @@ class Settings(BaseSettings):
     metrics_port: int = Field(9108, ge=0, le=65535)
 
     retention_days: int = Field(365, ge=1)
-    dedup_days: int = Field(8, ge=8, description="message ids kept for dedup; > the 7-day ts window")
+    dedup_days: int = Field(
+        8, ge=8, description="message ids kept for dedup; > the 7-day ts window"
+    )
 
     liveness_factor: float = Field(2.5, gt=1.0)
     liveness_sweep_s: float = Field(1.0, gt=0)

@@ -31,8 +31,13 @@ def serve(settings: Settings, *, workers: int | None = None) -> int:
 
         app = create_app(settings)
         log.info("console on http://%s:%s/console", settings.api_host, settings.api_port)
-        uvicorn.run(app, host=settings.api_host, port=settings.api_port, log_level="info",
-                    ws_ping_interval=20)
+        uvicorn.run(
+            app,
+            host=settings.api_host,
+            port=settings.api_port,
+            log_level="info",
+            ws_ping_interval=20,
+        )
     finally:
         stop_workers(procs)
     return 0

@@ -81,11 +81,22 @@ class World:
     store: Store
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def send(self, device_id: str, etype: str, msg_id: str | None = None,
-             ts: datetime | None = None, **fields: Any) -> Any:
+    def send(
+        self,
+        device_id: str,
+        etype: str,
+        msg_id: str | None = None,
+        ts: datetime | None = None,
+        **fields: Any,
+    ) -> Any:
         now = self.clock()
-        body = {"v": 1, "id": msg_id or secrets.token_hex(6), "ts": (ts or now).isoformat(),
-                "type": etype, **fields}
+        body = {
+            "v": 1,
+            "id": msg_id or secrets.token_hex(6),
+            "ts": (ts or now).isoformat(),
+            "type": etype,
+            **fields,
+        }
         up = parse_uplink(device_id, orjson.dumps(body), now)
         if up.is_alarm or etype == "cancel":
             return self.store.store_alarm(up)
@@ -94,13 +105,25 @@ class World:
     def state(self, device_id: str, online: bool) -> Any:
         return self.store.store_batch([], [StateReport(device_id, online, self.clock())])
 
-    def device(self, kind: str = "sos_button", resident: int | None = None,
-               facility: int | None = None, cameras: list[str] | None = None) -> str:
+    def device(
+        self,
+        kind: str = "sos_button",
+        resident: int | None = None,
+        facility: int | None = None,
+        cameras: list[str] | None = None,
+    ) -> str:
         with psycopg.connect(self.settings.database_url) as conn:
-            cred = registry.provision_device(conn, self.settings, DeviceCreate(
-                kind=kind, resident_id=resident,
-                facility_id=None if resident else (facility or self.facility_id),
-                cameras=cameras or []), sync=False)
+            cred = registry.provision_device(
+                conn,
+                self.settings,
+                DeviceCreate(
+                    kind=kind,
+                    resident_id=resident,
+                    facility_id=None if resident else (facility or self.facility_id),
+                    cameras=cameras or [],
+                ),
+                sync=False,
+            )
             conn.commit()
         return cred.device_id
 
@@ -114,50 +137,103 @@ def rows(conn: psycopg.Connection, sql: str, params: Any = None) -> list[dict[st
 def build_world(settings: Settings, clock: FrozenClock, *, area: str = "town") -> World:
     tag = secrets.token_hex(3)
     with psycopg.connect(settings.database_url) as conn:
-        fac = registry.create_facility(conn, FacilityCreate(
-            code=f"F-{tag}", name=f"Facility {tag}", area=area, lat=31.2300, lon=121.4700))
-        home_fac = registry.create_facility(conn, FacilityCreate(
-            code=f"H-{tag}", name=f"Home service {tag}", kind="community_center", area="remote",
-            lat=30.0, lon=120.0))
-        bed = registry.create_home_bed(conn, HomeBedCreate(
-            facility_id=home_fac["id"], address="1 Test Road", area="remote",
-            lat=30.01, lon=120.01))
-        res = registry.create_resident(conn, ResidentCreate(
-            name="Test Resident", facility_id=fac["id"], room="203", contacts=[
-                Contact(name="Daughter", relation="daughter", phone="13800000001"),
-                Contact(name="Son", relation="son", phone="13800000002")]))
-        home_res = registry.create_resident(conn, ResidentCreate(
-            name="Home Resident", home_bed_id=bed["id"],
-            contacts=[Contact(name="Niece", phone="13900000003")]))
+        fac = registry.create_facility(
+            conn,
+            FacilityCreate(
+                code=f"F-{tag}", name=f"Facility {tag}", area=area, lat=31.2300, lon=121.4700
+            ),
+        )
+        home_fac = registry.create_facility(
+            conn,
+            FacilityCreate(
+                code=f"H-{tag}",
+                name=f"Home service {tag}",
+                kind="community_center",
+                area="remote",
+                lat=30.0,
+                lon=120.0,
+            ),
+        )
+        bed = registry.create_home_bed(
+            conn,
+            HomeBedCreate(
+                facility_id=home_fac["id"],
+                address="1 Test Road",
+                area="remote",
+                lat=30.01,
+                lon=120.01,
+            ),
+        )
+        res = registry.create_resident(
+            conn,
+            ResidentCreate(
+                name="Test Resident",
+                facility_id=fac["id"],
+                room="203",
+                contacts=[
+                    Contact(name="Daughter", relation="daughter", phone="13800000001"),
+                    Contact(name="Son", relation="son", phone="13800000002"),
+                ],
+            ),
+        )
+        home_res = registry.create_resident(
+            conn,
+            ResidentCreate(
+                name="Home Resident",
+                home_bed_id=bed["id"],
+                contacts=[Contact(name="Niece", phone="13900000003")],
+            ),
+        )
         staff, providers, outreach = [], [], []
         # Providers are city-wide: earlier worlds' providers must not be the nearest here.
         conn.execute("UPDATE responders SET available = false WHERE kind = 'provider'")
         for i in range(3):
-            r = conn.execute("INSERT INTO responders (kind, name, phone, facility_id) VALUES"
-                             " ('facility_staff', %s, %s, %s) RETURNING id",
-                             (f"Nurse {i}", f"1500000000{i}", fac["id"])).fetchone()
+            r = conn.execute(
+                "INSERT INTO responders (kind, name, phone, facility_id) VALUES"
+                " ('facility_staff', %s, %s, %s) RETURNING id",
+                (f"Nurse {i}", f"1500000000{i}", fac["id"]),
+            ).fetchone()
             assert r is not None
             staff.append(r[0])
         # Nurses 0 and 1 are on duty now; nurse 2 is off.
         for rid in staff[:2]:
-            conn.execute("INSERT INTO rota (responder_id, facility_id, starts_at, ends_at)"
-                         " VALUES (%s, %s, %s, %s)", (rid, fac["id"], clock() - timedelta(hours=4),
-                                                      clock() + timedelta(hours=8)))
+            conn.execute(
+                "INSERT INTO rota (responder_id, facility_id, starts_at, ends_at)"
+                " VALUES (%s, %s, %s, %s)",
+                (rid, fac["id"], clock() - timedelta(hours=4), clock() + timedelta(hours=8)),
+            )
         # Providers at increasing distance from the home bed (30.01, 120.01).
         for i, (lat, lon) in enumerate([(30.20, 120.20), (30.02, 120.02), (30.05, 120.05)]):
-            r = conn.execute("INSERT INTO responders (kind, name, phone, lat, lon) VALUES"
-                             " ('provider', %s, %s, %s, %s) RETURNING id",
-                             (f"Provider {tag}-{i}", f"1600000000{i}", lat, lon)).fetchone()
+            r = conn.execute(
+                "INSERT INTO responders (kind, name, phone, lat, lon) VALUES"
+                " ('provider', %s, %s, %s, %s) RETURNING id",
+                (f"Provider {tag}-{i}", f"1600000000{i}", lat, lon),
+            ).fetchone()
             assert r is not None
             providers.append(r[0])
-        r = conn.execute("INSERT INTO responders (kind, name, phone, facility_id) VALUES"
-                         " ('outreach', 'Outreach A', '17000000000', %s) RETURNING id",
-                         (home_fac["id"],)).fetchone()
+        r = conn.execute(
+            "INSERT INTO responders (kind, name, phone, facility_id) VALUES"
+            " ('outreach', 'Outreach A', '17000000000', %s) RETURNING id",
+            (home_fac["id"],),
+        ).fetchone()
         assert r is not None
         outreach.append(r[0])
         conn.commit()
-    w = World(settings, clock, fac["id"], home_fac["id"], res["id"], home_res["id"], "", "", "",
-              staff, providers, outreach, Store(settings.database_url, clock))
+    w = World(
+        settings,
+        clock,
+        fac["id"],
+        home_fac["id"],
+        res["id"],
+        home_res["id"],
+        "",
+        "",
+        "",
+        staff,
+        providers,
+        outreach,
+        Store(settings.database_url, clock),
+    )
     w.sos = w.device("sos_button", resident=res["id"])
     w.fall = w.device("fall_sensor", resident=res["id"])
     w.home_sos = w.device("home_kit", resident=home_res["id"])

@@ -50,14 +50,19 @@ def logdir(tmp_path: Path) -> Path:
 
 # ---------------------------------------------------------------- gateway and devices
 
+
 @pytest.fixture(scope="session")
 def facility_id(settings: Settings) -> int:
     from eldercare.models.registry import FacilityCreate
     from eldercare.platform import registry
 
     with psycopg.connect(settings.database_url) as conn:
-        f = registry.create_facility(conn, FacilityCreate(
-            code="T-" + settings.mqtt_client_prefix, name="测试养老院", lat=31.23, lon=121.47))
+        f = registry.create_facility(
+            conn,
+            FacilityCreate(
+                code="T-" + settings.mqtt_client_prefix, name="测试养老院", lat=31.23, lon=121.47
+            ),
+        )
         conn.commit()
     return int(f["id"])
 
@@ -84,12 +89,19 @@ def make_device(settings: Settings, facility_id: int):
 
     made: list[SimDevice] = []
 
-    def make(kind: str = "sos_button", *, connect: bool = True, retry_s: float = 1.0,
-             cameras: list[str] | None = None) -> SimDevice:
+    def make(
+        kind: str = "sos_button",
+        *,
+        connect: bool = True,
+        retry_s: float = 1.0,
+        cameras: list[str] | None = None,
+    ) -> SimDevice:
         with psycopg.connect(settings.database_url) as conn:
             cred = registry.provision_device(
-                conn, settings, DeviceCreate(kind=kind, facility_id=facility_id,
-                                             cameras=cameras or []))
+                conn,
+                settings,
+                DeviceCreate(kind=kind, facility_id=facility_id, cameras=cameras or []),
+            )
         dev = SimDevice.from_credentials(cred, retry_s=retry_s)
         dev.credentials = cred  # type: ignore[attr-defined]  (tests impersonate devices)
         made.append(dev)

@@ -87,8 +87,9 @@ class Broker:
             (self.directory / name).touch()
         conf = self.directory / "mosquitto.conf"
         conf.write_text(render_mosquitto_conf(self.directory, self.port))
-        self.proc = subprocess.Popen(["mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            ["mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         wait_port(self.port)
         wait_for(lambda: (self.directory / "mosquitto.pid").exists(), what="mosquitto pid file")
 
@@ -147,10 +148,13 @@ class Proc:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Proc:
-        fh = open(self.log, "ab")
+        fh = open(self.log, "ab")  # noqa: SIM115 - the child keeps writing after we return
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "eldercare", *self.args], env=settings_env(self.settings),
-            stdout=fh, stderr=subprocess.STDOUT, start_new_session=True,
+            [sys.executable, "-m", "eldercare", *self.args],
+            env=settings_env(self.settings),
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         return self
 
@@ -202,25 +206,61 @@ class PrivatePostgres:
         if os.geteuid() == 0:
             shutil.chown(self.dir, "postgres", "postgres")
         data = str(self.dir / "data")
-        self._as_pg(str(self.BIN / "initdb"), "-D", data, "-U", "postgres", "-A", "trust",
-                    "-E", "UTF8", "--locale=C.UTF-8")
+        self._as_pg(
+            str(self.BIN / "initdb"),
+            "-D",
+            data,
+            "-U",
+            "postgres",
+            "-A",
+            "trust",
+            "-E",
+            "UTF8",
+            "--locale=C.UTF-8",
+        )
         with open(self.dir / "data" / "postgresql.conf", "a") as fh:
-            fh.write(f"port = {self.port}\nlisten_addresses = '127.0.0.1'\n"
-                     f"unix_socket_directories = '{self.dir}'\n"
-                     "shared_preload_libraries = 'timescaledb'\n"
-                     "timescaledb.telemetry_level = off\nfsync = on\n")
+            fh.write(
+                f"port = {self.port}\nlisten_addresses = '127.0.0.1'\n"
+                f"unix_socket_directories = '{self.dir}'\n"
+                "shared_preload_libraries = 'timescaledb'\n"
+                "timescaledb.telemetry_level = off\nfsync = on\n"
+            )
         self._ctl("start")
         subprocess.run(
-            [str(self.BIN / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres",
-             "-d", "postgres", "-q",
-             "-c", "CREATE ROLE eldercare LOGIN SUPERUSER PASSWORD 'eldercare'",
-             "-c", "CREATE DATABASE eldercare OWNER eldercare"],
-            check=True, stdout=subprocess.DEVNULL)
+            [
+                str(self.BIN / "psql"),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-q",
+                "-c",
+                "CREATE ROLE eldercare LOGIN SUPERUSER PASSWORD 'eldercare'",
+                "-c",
+                "CREATE DATABASE eldercare OWNER eldercare",
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
         return self
 
     def _ctl(self, action: str, *extra: str) -> None:
-        self._as_pg(str(self.BIN / "pg_ctl"), "-D", str(self.dir / "data"), "-w", "-t", "60",
-                    "-l", str(self.dir / "log"), *extra, action)
+        self._as_pg(
+            str(self.BIN / "pg_ctl"),
+            "-D",
+            str(self.dir / "data"),
+            "-w",
+            "-t",
+            "60",
+            "-l",
+            str(self.dir / "log"),
+            *extra,
+            action,
+        )
 
     def crash_restart(self) -> None:
         """Stop without a checkpoint (like a crash), then start: recovery replays the WAL."""

@@ -56,8 +56,9 @@ def test_repeated_presses_join_the_open_alarm(world: World, db: psycopg.Connecti
     assert actions == ["raised", "joined"]
 
 
-def test_fall_and_sos_of_one_resident_are_one_incident(world: World,
-                                                       db: psycopg.Connection) -> None:
+def test_fall_and_sos_of_one_resident_are_one_incident(
+    world: World, db: psycopg.Connection
+) -> None:
     fall = world.send(world.fall, "fall", confidence=0.93)
     world.clock.advance(90)
     sos = world.send(world.sos, "sos")
@@ -83,16 +84,18 @@ def test_cancel_is_recorded_but_never_closes(world: World, db: psycopg.Connectio
     assert a["status"] == "raised" and a["cancel_requested_at"] is not None
     alarms.act(db, res.alarm_id, "acknowledge", OPERATOR, world.clock())
     alarms.act(db, res.alarm_id, "resolve", OPERATOR, world.clock())
-    done = alarms.act(db, res.alarm_id, "close", OPERATOR, world.clock(),
-                      disposition="accidental_press")
+    done = alarms.act(
+        db, res.alarm_id, "close", OPERATOR, world.clock(), disposition="accidental_press"
+    )
     assert done["status"] == "closed" and done["disposition"] == "accidental_press"
 
 
 # ---------------------------------------------------------------- lifecycle
 
 
-def test_full_lifecycle_clocks_audit_and_device_told(world: World, db: psycopg.Connection,
-                                                     settings: Settings) -> None:
+def test_full_lifecycle_clocks_audit_and_device_told(
+    world: World, db: psycopg.Connection, settings: Settings
+) -> None:
     aid = world.send(world.sos, "sos").alarm_id
     t0 = world.clock()
     world.clock.advance(20)
@@ -125,9 +128,14 @@ def test_full_lifecycle_clocks_audit_and_device_told(world: World, db: psycopg.C
     assert a["acknowledged_by"] == "op1"
     trail = alarms.timeline(db, aid)
     assert [(e["action"], e["actor"]) for e in trail] == [
-        ("raised", f"device:{world.sos}"), ("acknowledged", "op1"), ("dispatched", "op1"),
-        ("accepted", "nurse0"), ("on_site", "nurse0"), ("resolved", "nurse0"),
-        ("closed", "op1")]
+        ("raised", f"device:{world.sos}"),
+        ("acknowledged", "op1"),
+        ("dispatched", "op1"),
+        ("accepted", "nurse0"),
+        ("on_site", "nurse0"),
+        ("resolved", "nurse0"),
+        ("closed", "op1"),
+    ]
     assert trail[1]["detail"] == {"note": "called the room"}
     # The audit trail is append-only, enforced by the database.
     with pytest.raises(psycopg.errors.RaiseException):
@@ -137,8 +145,11 @@ def test_full_lifecycle_clocks_audit_and_device_told(world: World, db: psycopg.C
     pub = RecordingPublisher()
     notify.deliver_due(db, world.clock(), "device", publisher=pub)
     assert pub.statuses(world.sos) == ["acknowledged", "dispatched", "on_site", "resolved"]
-    assert all(p["alarm_id"] == str(aid) and p["type"] == "alarm_status"
-               for d, p in pub.sent if d == world.sos)
+    assert all(
+        p["alarm_id"] == str(aid) and p["type"] == "alarm_status"
+        for d, p in pub.sent
+        if d == world.sos
+    )
 
 
 def test_no_skipping_back_and_unknown_ids(world: World, db: psycopg.Connection) -> None:
@@ -159,15 +170,20 @@ def test_no_skipping_back_and_unknown_ids(world: World, db: psycopg.Connection) 
         alarms.act(db, aid, "note", other, world.clock())
 
 
-def test_two_acknowledges_at_once_exactly_one_wins(world: World, settings: Settings,
-                                                   db: psycopg.Connection) -> None:
+def test_two_acknowledges_at_once_exactly_one_wins(
+    world: World, settings: Settings, db: psycopg.Connection
+) -> None:
     for _ in range(5):
         aid = world.send(world.sos, "smoke").alarm_id
         barrier = threading.Barrier(2)
         results: list[str] = []
 
-        def ack(actor: Actor, aid: uuid.UUID = aid, barrier: threading.Barrier = barrier,
-                results: list[str] = results) -> None:
+        def ack(
+            actor: Actor,
+            aid: uuid.UUID = aid,
+            barrier: threading.Barrier = barrier,
+            results: list[str] = results,
+        ) -> None:
             with psycopg.connect(settings.database_url, autocommit=True) as conn:
                 barrier.wait()
                 try:
@@ -206,8 +222,7 @@ def test_escalation_runs_until_someone_accepts(world: World, db: psycopg.Connect
     assert [o["status"] for o in offers[:2]] == ["expired", "expired"]
     assert offers[2]["responder_kind"] == "family" and offers[2]["phone"] == "13800000001"
     # The daughter declines: the next step starts at once (nearest provider).
-    dispatch.decline(db, aid, OPERATOR, world.clock(), offer_id=offers[2]["id"],
-                     reason="abroad")
+    dispatch.decline(db, aid, OPERATOR, world.clock(), offer_id=offers[2]["id"], reason="abroad")
     a = alarm_row(db, aid)
     assert a["escalation_step"] == 3
     prov = dispatch.offers(db, aid)[-1]
@@ -232,8 +247,9 @@ def test_escalation_runs_until_someone_accepts(world: World, db: psycopg.Connect
     assert actions.count("escalated") == 4 and actions[-1] == "accepted"
 
 
-def test_home_bed_goes_to_outreach_then_nearest_provider(world: World,
-                                                         db: psycopg.Connection) -> None:
+def test_home_bed_goes_to_outreach_then_nearest_provider(
+    world: World, db: psycopg.Connection
+) -> None:
     aid = world.send(world.home_sos, "sos").alarm_id
     a = alarm_row(db, aid)
     assert a["area"] == "remote"
@@ -253,10 +269,11 @@ def test_home_bed_goes_to_outreach_then_nearest_provider(world: World,
 
 
 def test_policy_per_facility_replaces_the_default(world: World, db: psycopg.Connection) -> None:
-    db.execute("INSERT INTO response_policies (facility_id, name, on_site_target_s,"
-               " supervisor_after_s, steps) VALUES (%s, 'strict', 600, 30, %s)",
-               (world.facility_id, json.dumps([{"kind": "emergency", "number": "119",
-                                                "timeout_s": 60}])))
+    db.execute(
+        "INSERT INTO response_policies (facility_id, name, on_site_target_s,"
+        " supervisor_after_s, steps) VALUES (%s, 'strict', 600, 30, %s)",
+        (world.facility_id, json.dumps([{"kind": "emergency", "number": "119", "timeout_s": 60}])),
+    )
     aid = world.send(world.sos, "gas").alarm_id
     world.clock.advance(31)
     assert str(aid) in dispatch.supervisor_due(db, world.clock())
@@ -266,8 +283,9 @@ def test_policy_per_facility_replaces_the_default(world: World, db: psycopg.Conn
     assert o["name"] == "119" and o["status"] == "called"
 
 
-def test_supervisor_told_once_when_unacknowledged_past_target(world: World,
-                                                              db: psycopg.Connection) -> None:
+def test_supervisor_told_once_when_unacknowledged_past_target(
+    world: World, db: psycopg.Connection
+) -> None:
     aid = world.send(world.sos, "sos").alarm_id
     world.clock.advance(59)
     assert str(aid) not in dispatch.supervisor_due(db, world.clock())
@@ -281,8 +299,9 @@ def test_supervisor_told_once_when_unacknowledged_past_target(world: World,
 # ---------------------------------------------------------------- device health
 
 
-def test_device_offline_raised_and_cleared_by_restore(world: World, db: psycopg.Connection,
-                                                      settings: Settings) -> None:
+def test_device_offline_raised_and_cleared_by_restore(
+    world: World, db: psycopg.Connection, settings: Settings
+) -> None:
     dev = world.device("sos_button")
     world.send(dev, "heartbeat", battery=90, interval_s=60)
     world.state(dev, True)
@@ -292,8 +311,7 @@ def test_device_offline_raised_and_cleared_by_restore(world: World, db: psycopg.
         world.state(other, True)
     world.state(dev, False)  # Last Will
     health.scan(db, settings, world.clock(), [world.facility_id])
-    (a,) = rows(db, "SELECT * FROM alarms WHERE device_id = %s AND kind = 'device_offline'",
-                (dev,))
+    (a,) = rows(db, "SELECT * FROM alarms WHERE device_id = %s AND kind = 'device_offline'", (dev,))
     assert a["status"] == "raised" and a["details"]["cause"] == "state" and a["priority"] == 4
     health.scan(db, settings, world.clock(), [world.facility_id])  # idempotent
     assert len(rows(db, "SELECT 1 FROM alarms WHERE device_id = %s", (dev,))) == 1
@@ -306,8 +324,9 @@ def test_device_offline_raised_and_cleared_by_restore(world: World, db: psycopg.
     assert [e["action"] for e in alarms.timeline(db, a["id"])] == ["raised", "cleared"]
 
 
-def test_facility_outage_is_one_incident(settings: Settings, clock: FrozenClock,
-                                         db: psycopg.Connection) -> None:
+def test_facility_outage_is_one_incident(
+    settings: Settings, clock: FrozenClock, db: psycopg.Connection
+) -> None:
     w = build_world(settings, clock)
     devs = [w.device("sos_button") for _ in range(6)]
     for d in devs:
@@ -317,14 +336,23 @@ def test_facility_outage_is_one_incident(settings: Settings, clock: FrozenClock,
     for d in devs[:2]:
         w.state(d, False)
     health.scan(db, settings, clock(), [w.facility_id])
-    assert len(rows(db, "SELECT 1 FROM alarms WHERE facility_id = %s AND kind ="
-                        " 'device_offline'", (w.facility_id,))) == 2
+    assert (
+        len(
+            rows(
+                db,
+                "SELECT 1 FROM alarms WHERE facility_id = %s AND kind = 'device_offline'",
+                (w.facility_id,),
+            )
+        )
+        == 2
+    )
     # Then the whole building: heartbeats stop, the gateway's sweep marks them offline.
     clock.advance(200)
     w.store.sweep()
     health.scan(db, settings, clock(), [w.facility_id])
-    got = rows(db, "SELECT kind, status, merged_into FROM alarms WHERE facility_id = %s",
-               (w.facility_id,))
+    got = rows(
+        db, "SELECT kind, status, merged_into FROM alarms WHERE facility_id = %s", (w.facility_id,)
+    )
     outage = [a for a in got if a["kind"] == "facility_outage"]
     assert len(outage) == 1
     assert all(a["status"] == "merged" for a in got if a["kind"] == "device_offline")
@@ -337,13 +365,17 @@ def test_facility_outage_is_one_incident(settings: Settings, clock: FrozenClock,
         w.send(d, "heartbeat", battery=80, interval_s=60)
         w.state(d, True)
     health.scan(db, settings, clock(), [w.facility_id])
-    o = rows(db, "SELECT * FROM alarms WHERE facility_id = %s AND kind = 'facility_outage'",
-             (w.facility_id,))[0]
+    o = rows(
+        db,
+        "SELECT * FROM alarms WHERE facility_id = %s AND kind = 'facility_outage'",
+        (w.facility_id,),
+    )[0]
     assert o["cleared_at"] is not None and o["status"] == "closed"
 
 
-def test_low_battery_and_camera_offline(world: World, db: psycopg.Connection,
-                                        settings: Settings) -> None:
+def test_low_battery_and_camera_offline(
+    world: World, db: psycopg.Connection, settings: Settings
+) -> None:
     dev = world.device("sos_button")
     world.send(dev, "heartbeat", battery=12, interval_s=60)
     health.scan(db, settings, world.clock())
@@ -362,12 +394,14 @@ def test_low_battery_and_camera_offline(world: World, db: psycopg.Connection,
     world.clock.advance(settings.camera_offline_alarm_s - 1)
     world.send(nvr, "heartbeat", battery=100, interval_s=60)
     health.scan(db, settings, world.clock(), [world.facility_id])
-    assert not rows(db, "SELECT 1 FROM alarms WHERE device_id = %s AND kind ="
-                        " 'camera_offline'", (nvr,))
+    assert not rows(
+        db, "SELECT 1 FROM alarms WHERE device_id = %s AND kind = 'camera_offline'", (nvr,)
+    )
     world.clock.advance(2)
     health.scan(db, settings, world.clock(), [world.facility_id])
-    (cam,) = rows(db, "SELECT * FROM alarms WHERE device_id = %s AND kind = 'camera_offline'",
-                  (nvr,))
+    (cam,) = rows(
+        db, "SELECT * FROM alarms WHERE device_id = %s AND kind = 'camera_offline'", (nvr,)
+    )
     assert cam["camera_id"] == "cam1"
     world.send(nvr, "camera_status", camera_id="cam1", status="online")
     health.scan(db, settings, world.clock(), [world.facility_id])
@@ -393,22 +427,28 @@ class _Hook(BaseHTTPRequestHandler):
 
 
 def test_webhook_signed_retried_with_backoff_every_attempt_recorded(
-        world: World, db: psycopg.Connection) -> None:
+    world: World, db: psycopg.Connection
+) -> None:
     server = HTTPServer(("127.0.0.1", 0), _Hook)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     _Hook.received = []
     try:
-        db.execute("INSERT INTO webhooks (url, secret, events, facility_id) VALUES"
-                   " (%s, 'super-secret-signing-key', '{raised}', %s)",
-                   (f"http://127.0.0.1:{server.server_port}/hook", world.facility_id))
+        db.execute(
+            "INSERT INTO webhooks (url, secret, events, facility_id) VALUES"
+            " (%s, 'super-secret-signing-key', '{raised}', %s)",
+            (f"http://127.0.0.1:{server.server_port}/hook", world.facility_id),
+        )
         aid = world.send(world.sos, "sos").alarm_id
         assert notify.deliver_due(db, world.clock(), "webhook")["retry"] == 1
         assert notify.deliver_due(db, world.clock(), "webhook")["delivered"] == 0  # not due
         world.clock.advance(2)
         assert notify.deliver_due(db, world.clock(), "webhook")["retry"] == 1
         world.clock.advance(3)
-        assert notify.deliver_due(db, world.clock(), "webhook") == {"delivered": 0, "retry": 0,
-                                                                    "failed": 0}
+        assert notify.deliver_due(db, world.clock(), "webhook") == {
+            "delivered": 0,
+            "retry": 0,
+            "failed": 0,
+        }
         world.clock.advance(1)  # 2nd backoff is 4 s
         assert notify.deliver_due(db, world.clock(), "webhook")["delivered"] == 1
         (n,) = notify.history(db, str(aid))
@@ -417,8 +457,9 @@ def test_webhook_signed_retried_with_backoff_every_attempt_recorded(
         assert n["attempt_log"][0]["status_code"] == 503
         headers, body = _Hook.received[-1]
         ts = int(headers["X-Eldercare-Timestamp"])
-        assert rules.verify_signature("super-secret-signing-key", ts, body,
-                                      headers["X-Eldercare-Signature"])
+        assert rules.verify_signature(
+            "super-secret-signing-key", ts, body, headers["X-Eldercare-Signature"]
+        )
         assert json.loads(body)["alarm_id"] == str(aid)
         # The alarm itself never waited on the webhook.
         assert alarms.summary(db, aid)["status"] == "raised"
@@ -427,8 +468,9 @@ def test_webhook_signed_retried_with_backoff_every_attempt_recorded(
         db.execute("UPDATE webhooks SET active = false")
 
 
-def test_device_channel_failure_keeps_the_notification(world: World,
-                                                       db: psycopg.Connection) -> None:
+def test_device_channel_failure_keeps_the_notification(
+    world: World, db: psycopg.Connection
+) -> None:
     aid = world.send(world.sos, "sos").alarm_id
     alarms.act(db, aid, "acknowledge", OPERATOR, world.clock())
     pub = RecordingPublisher()
@@ -440,8 +482,9 @@ def test_device_channel_failure_keeps_the_notification(world: World,
     assert pub.statuses(world.sos) == ["acknowledged"]
 
 
-def test_escalation_survives_an_engine_restart(world: World, settings: Settings,
-                                               db: psycopg.Connection) -> None:
+def test_escalation_survives_an_engine_restart(
+    world: World, settings: Settings, db: psycopg.Connection
+) -> None:
     """Timers live in the database: a new engine picks up what the old one started."""
     aid = world.send(world.sos, "sos").alarm_id
     first = Engine(settings, clock=world.clock, publisher=RecordingPublisher())

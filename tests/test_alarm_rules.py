@@ -12,9 +12,14 @@ def test_transitions_go_forward_only() -> None:
     assert rules.check_move("acknowledge", "raised", "sos") == "acknowledged"
     assert rules.check_move("resolve", "acknowledged", "sos") == "resolved"
     assert rules.check_move("decline", "dispatched", "sos") == "dispatched"
-    for action, status in [("acknowledge", "dispatched"), ("on_site", "dispatched"),
-                           ("accept", "acknowledged"), ("close", "on_site"),
-                           ("dispatch", "raised"), ("resolve", "closed")]:
+    for action, status in [
+        ("acknowledge", "dispatched"),
+        ("on_site", "dispatched"),
+        ("accept", "acknowledged"),
+        ("close", "on_site"),
+        ("dispatch", "raised"),
+        ("resolve", "closed"),
+    ]:
         with pytest.raises(ConflictError, match=f"alarm is {status}"):
             rules.check_move(action, status, "sos")
     # Health alarms may be closed straight away; life-safety alarms may not.
@@ -31,12 +36,28 @@ def test_priorities() -> None:
 
 def test_policy_choice_and_step_order() -> None:
     rows = [
-        {"id": 1, "facility_id": None, "area": "remote", "name": "r", "ack_target_s": 60,
-         "ack_target2_s": 180, "on_site_target_s": 1800, "supervisor_after_s": 60,
-         "steps": [{"kind": "outreach"}, {"kind": "emergency", "number": "120"}]},
-        {"id": 2, "facility_id": 7, "area": None, "name": "f7", "ack_target_s": 30,
-         "ack_target2_s": 90, "on_site_target_s": 600, "supervisor_after_s": 30,
-         "steps": [{"kind": "facility_staff", "count": 3}]},
+        {
+            "id": 1,
+            "facility_id": None,
+            "area": "remote",
+            "name": "r",
+            "ack_target_s": 60,
+            "ack_target2_s": 180,
+            "on_site_target_s": 1800,
+            "supervisor_after_s": 60,
+            "steps": [{"kind": "outreach"}, {"kind": "emergency", "number": "120"}],
+        },
+        {
+            "id": 2,
+            "facility_id": 7,
+            "area": None,
+            "name": "f7",
+            "ack_target_s": 30,
+            "ack_target2_s": 90,
+            "on_site_target_s": 600,
+            "supervisor_after_s": 30,
+            "steps": [{"kind": "facility_staff", "count": 3}],
+        },
     ]
     assert rules.choose_policy(rows, 7, "town").name == "f7"
     assert rules.choose_policy(rows, 8, "remote").name == "r"
@@ -52,8 +73,11 @@ def test_policy_choice_and_step_order() -> None:
 
 
 def test_nearest_by_distance() -> None:
-    pool = [{"id": 1, "lat": 31.3, "lon": 121.5}, {"id": 2, "lat": 31.231, "lon": 121.471},
-            {"id": 3, "lat": None, "lon": None}]
+    pool = [
+        {"id": 1, "lat": 31.3, "lon": 121.5},
+        {"id": 2, "lat": 31.231, "lon": 121.471},
+        {"id": 3, "lat": None, "lon": None},
+    ]
     got = rules.nearest(pool, 31.23, 121.47, 3)
     assert [g["id"] for g in got] == [2, 1, 3]
     assert got[0]["distance_m"] < 200 and got[2]["distance_m"] is None

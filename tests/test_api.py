@@ -31,16 +31,23 @@ def world(settings: Settings, clock: FrozenClock) -> World:
 @pytest.fixture(scope="module")
 def users(settings: Settings, world: World) -> dict[str, str]:
     tag = secrets.token_hex(3)
-    names = {"operator": f"op-{tag}", "supervisor": f"sup-{tag}", "admin": f"adm-{tag}",
-             "staff": f"staff-{tag}", "other_staff": f"ostaff-{tag}"}
+    names = {
+        "operator": f"op-{tag}",
+        "supervisor": f"sup-{tag}",
+        "admin": f"adm-{tag}",
+        "staff": f"staff-{tag}",
+        "other_staff": f"ostaff-{tag}",
+    }
     with psycopg.connect(settings.database_url, autocommit=True) as conn:
         auth.create_user(conn, names["operator"], PASSWORD, "operator")
         auth.create_user(conn, names["supervisor"], PASSWORD, "supervisor")
         auth.create_user(conn, names["admin"], PASSWORD, "admin")
-        auth.create_user(conn, names["staff"], PASSWORD, "facility_staff", world.facility_id,
-                         world.staff[0])
-        auth.create_user(conn, names["other_staff"], PASSWORD, "facility_staff",
-                         world.home_facility_id)
+        auth.create_user(
+            conn, names["staff"], PASSWORD, "facility_staff", world.facility_id, world.staff[0]
+        )
+        auth.create_user(
+            conn, names["other_staff"], PASSWORD, "facility_staff", world.home_facility_id
+        )
     return names
 
 
@@ -50,8 +57,9 @@ def publisher() -> RecordingPublisher:
 
 
 @pytest.fixture(scope="module")
-def client(settings: Settings, clock: FrozenClock,
-           publisher: RecordingPublisher) -> Iterator[TestClient]:
+def client(
+    settings: Settings, clock: FrozenClock, publisher: RecordingPublisher
+) -> Iterator[TestClient]:
     app = create_app(settings, clock=clock, publisher=publisher, background=False)
     with TestClient(app) as c:
         yield c
@@ -79,8 +87,9 @@ def test_anonymous_and_bad_credentials_get_401(client: TestClient, users: dict[s
     assert client.get("/openapi.json").status_code == 200
 
 
-def test_token_expires_on_the_engine_clock(client: TestClient, clock: FrozenClock,
-                                           tokens: dict[str, Any], settings: Settings) -> None:
+def test_token_expires_on_the_engine_clock(
+    client: TestClient, clock: FrozenClock, tokens: dict[str, Any], settings: Settings
+) -> None:
     r = client.get("/api/me", headers=tokens["operator"])
     assert r.status_code == 200 and r.json()["role"] == "operator"
     saved = clock.now
@@ -91,8 +100,9 @@ def test_token_expires_on_the_engine_clock(client: TestClient, clock: FrozenCloc
         clock.now = saved
 
 
-def test_alarm_flow_over_http(client: TestClient, world: World, tokens: dict[str, Any],
-                              publisher: RecordingPublisher) -> None:
+def test_alarm_flow_over_http(
+    client: TestClient, world: World, tokens: dict[str, Any], publisher: RecordingPublisher
+) -> None:
     op, staff = tokens["operator"], tokens["staff"]
     aid = str(world.send(world.sos, "sos").alarm_id)
     listed = client.get("/api/alarms", params={"facility": world.facility_id}, headers=op).json()
@@ -123,16 +133,23 @@ def test_alarm_flow_over_http(client: TestClient, world: World, tokens: dict[str
     assert client.post(f"/api/alarms/{aid}/resolve", headers=staff).json()["status"] == "resolved"
     r = client.post(f"/api/alarms/{aid}/close", json={"disposition": "bogus"}, headers=op)
     assert r.status_code == 422
-    r = client.post(f"/api/alarms/{aid}/close", json={"disposition": "fall_without_injury"},
-                    headers=op)
+    r = client.post(
+        f"/api/alarms/{aid}/close", json={"disposition": "fall_without_injury"}, headers=op
+    )
     assert r.status_code == 200 and r.json()["status"] == "closed"
     timeline = client.get(f"/api/alarms/{aid}", headers=op).json()["timeline"]
-    assert [e["action"] for e in timeline] == ["raised", "acknowledged", "dispatched",
-                                               "accepted", "on_site", "note", "resolved",
-                                               "closed"]
+    assert [e["action"] for e in timeline] == [
+        "raised",
+        "acknowledged",
+        "dispatched",
+        "accepted",
+        "on_site",
+        "note",
+        "resolved",
+        "closed",
+    ]
     client.app.state.engine.tick()  # type: ignore[attr-defined]
-    assert publisher.statuses(world.sos) == ["acknowledged", "dispatched", "on_site",
-                                             "resolved"]
+    assert publisher.statuses(world.sos) == ["acknowledged", "dispatched", "on_site", "resolved"]
 
 
 def test_unknown_ids_and_bad_filters(client: TestClient, tokens: dict[str, Any]) -> None:
@@ -145,20 +162,24 @@ def test_unknown_ids_and_bad_filters(client: TestClient, tokens: dict[str, Any])
     assert client.get("/api/alarms", params={"priority": 9}, headers=op).status_code == 422
 
 
-def test_facility_staff_never_see_another_facility(client: TestClient, world: World,
-                                                   tokens: dict[str, Any]) -> None:
+def test_facility_staff_never_see_another_facility(
+    client: TestClient, world: World, tokens: dict[str, Any]
+) -> None:
     other = tokens["other_staff"]
     aid = str(world.send(world.sos, "bed_exit").alarm_id)
     assert client.get(f"/api/alarms/{aid}", headers=other).status_code == 404
     assert client.post(f"/api/alarms/{aid}/acknowledge", headers=other).status_code == 404
     assert aid not in [a["id"] for a in client.get("/api/alarms", headers=other).json()]
-    assert all(a["facility_id"] == world.home_facility_id
-               for a in client.get("/api/alarms", headers=other).json())
+    assert all(
+        a["facility_id"] == world.home_facility_id
+        for a in client.get("/api/alarms", headers=other).json()
+    )
     ids = [r["id"] for r in client.get("/api/residents", headers=other).json()]
     assert world.resident_id not in ids and world.home_resident_id in ids
     assert client.get(f"/api/residents/{world.resident_id}", headers=other).status_code == 404
-    r = client.post(f"/api/residents/{world.resident_id}/reveal", json={"reason": "curious"},
-                    headers=other)
+    r = client.post(
+        f"/api/residents/{world.resident_id}/reveal", json={"reason": "curious"}, headers=other
+    )
     assert r.status_code == 404
     r = client.get("/api/devices", params={"facility": world.facility_id}, headers=other)
     assert r.status_code == 404
@@ -166,25 +187,34 @@ def test_facility_staff_never_see_another_facility(client: TestClient, world: Wo
     assert mine.status_code == 200
 
 
-def test_reveal_is_audited(client: TestClient, world: World, tokens: dict[str, Any],
-                           settings: Settings) -> None:
+def test_reveal_is_audited(
+    client: TestClient, world: World, tokens: dict[str, Any], settings: Settings
+) -> None:
     op = tokens["operator"]
     pub = client.get(f"/api/residents/{world.resident_id}", headers=op).json()
     assert "contacts" not in pub and "id_number" not in pub
-    r = client.post(f"/api/residents/{world.resident_id}/reveal",
-                    json={"reason": "calling family during alarm"}, headers=op)
+    r = client.post(
+        f"/api/residents/{world.resident_id}/reveal",
+        json={"reason": "calling family during alarm"},
+        headers=op,
+    )
     assert r.status_code == 200 and r.json()["contacts"][0]["phone"] == "13800000001"
-    assert client.post(f"/api/residents/{world.resident_id}/reveal", json={"reason": ""},
-                       headers=op).status_code == 422
-    log = client.get(f"/api/residents/{world.resident_id}/reveals",
-                     headers=tokens["supervisor"]).json()
+    assert (
+        client.post(
+            f"/api/residents/{world.resident_id}/reveal", json={"reason": ""}, headers=op
+        ).status_code
+        == 422
+    )
+    log = client.get(
+        f"/api/residents/{world.resident_id}/reveals", headers=tokens["supervisor"]
+    ).json()
     assert log[0]["reason"] == "calling family during alarm"
-    assert client.get(f"/api/residents/{world.resident_id}/reveals",
-                      headers=op).status_code == 403
+    assert client.get(f"/api/residents/{world.resident_id}/reveals", headers=op).status_code == 403
 
 
-def test_response_metrics(client: TestClient, settings: Settings, clock: FrozenClock,
-                          tokens: dict[str, Any]) -> None:
+def test_response_metrics(
+    client: TestClient, settings: Settings, clock: FrozenClock, tokens: dict[str, Any]
+) -> None:
     w = build_world(settings, clock)
     start = clock()
     op = tokens["operator"]
@@ -196,9 +226,11 @@ def test_response_metrics(client: TestClient, settings: Settings, clock: FrozenC
         assert client.post(f"/api/alarms/{aid}/acknowledge", headers=op).status_code == 200
         clock.advance(-10 * (i + 1))
     clock.advance(1)
-    m = client.get("/api/metrics/response", headers=op,
-                   params={"from": start.isoformat(), "to": clock().isoformat(),
-                           "facility": w.facility_id}).json()
+    m = client.get(
+        "/api/metrics/response",
+        headers=op,
+        params={"from": start.isoformat(), "to": clock().isoformat(), "facility": w.facility_id},
+    ).json()
     assert m["counts"]["total"] == 10 and m["counts"]["acknowledged"] == 10
     ack = m["intervals"]["ack"]
     assert ack["n"] == 10 and ack["p50_s"] == 55.0 and ack["p90_s"] == 91.0
@@ -209,32 +241,48 @@ def test_response_metrics(client: TestClient, settings: Settings, clock: FrozenC
     assert client.get("/api/metrics/response", headers=tokens["staff"]).status_code == 403
 
 
-def test_registry_reads_for_the_console(client: TestClient, world: World,
-                                        tokens: dict[str, Any]) -> None:
+def test_registry_reads_for_the_console(
+    client: TestClient, world: World, tokens: dict[str, Any]
+) -> None:
     op = tokens["operator"]
     facs = client.get("/api/facilities", headers=op).json()
     mine = next(f for f in facs if f["id"] == world.facility_id)
     assert mine["lat"] == 31.23 and "open_alarms" in mine
     assert client.get("/api/health/summary", headers=op).json()["devices"]["total"] >= 3
-    assert client.get("/api/devices", params={"facility": world.facility_id},
-                      headers=op).status_code == 200
+    assert (
+        client.get("/api/devices", params={"facility": world.facility_id}, headers=op).status_code
+        == 200
+    )
     assert client.get("/api/cameras", headers=op).status_code == 200
     assert client.get("/api/policies", headers=op).json()[0]["steps"]
-    r = client.put("/api/policies", headers=tokens["supervisor"], json={
-        "area": "remote", "name": "remote", "on_site_target_s": 1800,
-        "steps": [{"kind": "outreach", "count": 1, "timeout_s": 120},
-                  {"kind": "emergency", "number": "120"}]})
+    r = client.put(
+        "/api/policies",
+        headers=tokens["supervisor"],
+        json={
+            "area": "remote",
+            "name": "remote",
+            "on_site_target_s": 1800,
+            "steps": [
+                {"kind": "outreach", "count": 1, "timeout_s": 120},
+                {"kind": "emergency", "number": "120"},
+            ],
+        },
+    )
     assert r.status_code == 200 and r.json()["on_site_target_s"] == 1800
     assert client.put("/api/policies", headers=op, json={}).status_code in (403, 422)
-    r = client.post("/api/responders", headers=tokens["admin"], json={
-        "kind": "provider", "name": "Clinic", "lat": 31.0, "lon": 121.0})
+    r = client.post(
+        "/api/responders",
+        headers=tokens["admin"],
+        json={"kind": "provider", "name": "Clinic", "lat": 31.0, "lon": 121.0},
+    )
     assert r.status_code == 201
     assert client.get("/healthz").json()["status"] == "ok"
     assert client.get("/metrics").status_code == 200
 
 
-def test_websocket_pushes_alarm_events(client: TestClient, world: World,
-                                       tokens: dict[str, Any], users: dict[str, str]) -> None:
+def test_websocket_pushes_alarm_events(
+    client: TestClient, world: World, tokens: dict[str, Any], users: dict[str, str]
+) -> None:
     token = tokens["staff"]["Authorization"].split()[1]
     with client.websocket_connect(f"/api/ws?token={token}") as ws:
         hello = ws.receive_json()
@@ -249,33 +297,54 @@ def test_websocket_pushes_alarm_events(client: TestClient, world: World,
         assert ws.receive_json() == {"type": "pong"}
     from starlette.websockets import WebSocketDisconnect
 
-    with pytest.raises(WebSocketDisconnect) as closed, \
-            client.websocket_connect("/api/ws?token=bad") as ws:
+    with (
+        pytest.raises(WebSocketDisconnect) as closed,
+        client.websocket_connect("/api/ws?token=bad") as ws,
+    ):
         ws.receive_json()
     assert closed.value.code == 4401
 
 
 def test_open_alarms_and_escalations_survive_an_app_restart(
-        settings: Settings, world: World, clock: FrozenClock, users: dict[str, str],
-        db: psycopg.Connection) -> None:
+    settings: Settings,
+    world: World,
+    clock: FrozenClock,
+    users: dict[str, str],
+    db: psycopg.Connection,
+) -> None:
     first = create_app(settings, clock=clock, publisher=RecordingPublisher(), background=False)
     with TestClient(first) as c:
-        h = {"Authorization": "Bearer " + c.post("/api/auth/token", data={
-            "username": users["operator"], "password": PASSWORD}).json()["access_token"]}
+        h = {
+            "Authorization": "Bearer "
+            + c.post(
+                "/api/auth/token", data={"username": users["operator"], "password": PASSWORD}
+            ).json()["access_token"]
+        }
         aid = str(world.send(world.fall, "fall", confidence=0.9).alarm_id)
         c.post(f"/api/alarms/{aid}/acknowledge", headers=h)
         assert c.post(f"/api/alarms/{aid}/dispatch", headers=h).status_code == 200
     clock.advance(121)
     second = create_app(settings, clock=clock, publisher=RecordingPublisher(), background=True)
     with TestClient(second) as c:
-        h = {"Authorization": "Bearer " + c.post("/api/auth/token", data={
-            "username": users["operator"], "password": PASSWORD}).json()["access_token"]}
+        h = {
+            "Authorization": "Bearer "
+            + c.post(
+                "/api/auth/token", data={"username": users["operator"], "password": PASSWORD}
+            ).json()["access_token"]
+        }
         assert aid in [a["id"] for a in c.get("/api/alarms", headers=h).json()]
         # The background timer thread of the new app escalates on its own.
         from tests.support import wait_for
 
-        wait_for(lambda: rows(db, "SELECT escalation_step FROM alarms WHERE id = %s",
-                              (aid,))[0]["escalation_step"] == 2, timeout=10,
-                 what="escalation after restart")
+        wait_for(
+            lambda: (
+                rows(db, "SELECT escalation_step FROM alarms WHERE id = %s", (aid,))[0][
+                    "escalation_step"
+                ]
+                == 2
+            ),
+            timeout=10,
+            what="escalation after restart",
+        )
         acts = [e["action"] for e in c.get(f"/api/alarms/{aid}", headers=h).json()["timeline"]]
         assert acts[-1] == "escalated"

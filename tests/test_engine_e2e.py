@@ -29,8 +29,9 @@ PASSWORD = "correct-horse-battery"
 def api(settings: Settings) -> Iterator[str]:
     port = free_port()
     app = create_app(settings.model_copy(update={"api_port": port}))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                           ws_ping_interval=None))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", ws_ping_interval=None)
+    )
     thread = threading.Thread(target=server.run, name="uvicorn-test", daemon=True)
     thread.start()
     wait_for(lambda: server.started, timeout=20, what="uvicorn")
@@ -42,25 +43,31 @@ def api(settings: Settings) -> Iterator[str]:
 
 
 def _login(base: str, username: str) -> str:
-    r = httpx.post(f"http://{base}/api/auth/token",
-                   data={"username": username, "password": PASSWORD})
+    r = httpx.post(
+        f"http://{base}/api/auth/token", data={"username": username, "password": PASSWORD}
+    )
     r.raise_for_status()
     return str(r.json()["access_token"])
 
 
-def test_genuine_sos_end_to_end(settings: Settings, facility_id: int, gateway: object,
-                                make_device, api: str) -> None:
+def test_genuine_sos_end_to_end(
+    settings: Settings, facility_id: int, gateway: object, make_device, api: str
+) -> None:
     tag = secrets.token_hex(3)
     with psycopg.connect(settings.database_url, autocommit=True) as conn:
-        row = conn.execute("INSERT INTO responders (kind, name, phone, facility_id) VALUES"
-                           " ('facility_staff', 'Nurse E2E', '15100000000', %s) RETURNING id",
-                           (facility_id,)).fetchone()
+        row = conn.execute(
+            "INSERT INTO responders (kind, name, phone, facility_id) VALUES"
+            " ('facility_staff', 'Nurse E2E', '15100000000', %s) RETURNING id",
+            (facility_id,),
+        ).fetchone()
         assert row is not None
         nurse_id = row[0]
         now = datetime.now(UTC)
-        conn.execute("INSERT INTO rota (responder_id, facility_id, starts_at, ends_at) VALUES"
-                     " (%s, %s, %s, %s)", (nurse_id, facility_id, now - timedelta(hours=1),
-                                           now + timedelta(hours=1)))
+        conn.execute(
+            "INSERT INTO rota (responder_id, facility_id, starts_at, ends_at) VALUES"
+            " (%s, %s, %s, %s)",
+            (nurse_id, facility_id, now - timedelta(hours=1), now + timedelta(hours=1)),
+        )
         auth.create_user(conn, f"op-{tag}", PASSWORD, "operator")
         auth.create_user(conn, f"nurse-{tag}", PASSWORD, "facility_staff", facility_id, nurse_id)
     op = {"Authorization": f"Bearer {_login(api, f'op-{tag}')}"}
@@ -86,9 +93,14 @@ def test_genuine_sos_end_to_end(settings: Settings, facility_id: int, gateway: o
             assert r.status_code == 200, r.text
             assert r.json()["status"] == expect
             if told:
-                device.wait_downlink(lambda d: d.get("type") == "alarm_status"
-                                     and d.get("alarm_id") == alarm_id
-                                     and d.get("status") == told, timeout=10)
+                device.wait_downlink(
+                    lambda d: (
+                        d.get("type") == "alarm_status"
+                        and d.get("alarm_id") == alarm_id
+                        and d.get("status") == told
+                    ),
+                    timeout=10,
+                )
 
         step("acknowledge", op, "acknowledged", "acknowledged")
         step("dispatch", op, "dispatched", "dispatched")
@@ -103,9 +115,13 @@ def test_genuine_sos_end_to_end(settings: Settings, facility_id: int, gateway: o
             if m.get("alarm", {}).get("id") == alarm_id and m["type"] == "alarm":
                 events.add(m["event"])
         assert {"acknowledged", "dispatched", "accepted", "on_site", "resolved"} <= events
-    told = [d["status"] for d in device.downlinks
-            if d.get("type") == "alarm_status" and d.get("alarm_id") == alarm_id]
+    told = [
+        d["status"]
+        for d in device.downlinks
+        if d.get("type") == "alarm_status" and d.get("alarm_id") == alarm_id
+    ]
     assert told == ["acknowledged", "dispatched", "on_site", "resolved"]
-    r = http.post(f"/api/alarms/{alarm_id}/close", json={"disposition": "genuine_emergency"},
-                  headers=op)
+    r = http.post(
+        f"/api/alarms/{alarm_id}/close", json={"disposition": "genuine_emergency"}, headers=op
+    )
     assert r.status_code == 200 and r.json()["closed_at"] is not None

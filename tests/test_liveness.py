@@ -8,22 +8,35 @@ from tests.support import wait_for
 
 
 def status(db, device_id: str):
-    return db.execute("SELECT online, state_online FROM device_status WHERE device_id=%s",
-                      (device_id,)).fetchone()
+    return db.execute(
+        "SELECT online, state_online FROM device_status WHERE device_id=%s", (device_id,)
+    ).fetchone()
 
 
 def changes(db, device_id: str, camera: bool = False) -> list[tuple[bool, str]]:
-    return [tuple(r) for r in db.execute(
-        "SELECT online, cause FROM state_changes WHERE device_id=%s AND (camera_id IS NOT NULL)=%s"
-        " ORDER BY time", (device_id, camera)).fetchall()]
+    return [
+        tuple(r)
+        for r in db.execute(
+            "SELECT online, cause FROM state_changes"
+            " WHERE device_id=%s AND (camera_id IS NOT NULL)=%s ORDER BY time",
+            (device_id, camera),
+        ).fetchall()
+    ]
 
 
 def test_silent_device_goes_offline_after_two_and_a_half_intervals(gateway, make_device, db):
     dev = make_device()
     wait_for(lambda: status(db, dev.device_id) == (True, True), what="online from state")
     dev.send("heartbeat", battery=90, interval_s=1)
-    wait_for(lambda: db.execute("SELECT interval_s FROM device_status WHERE device_id=%s",
-                                (dev.device_id,)).fetchone() == (1,), what="interval")
+    wait_for(
+        lambda: (
+            db.execute(
+                "SELECT interval_s FROM device_status WHERE device_id=%s", (dev.device_id,)
+            ).fetchone()
+            == (1,)
+        ),
+        what="interval",
+    )
     last = time.monotonic()
     wait_for(lambda: status(db, dev.device_id)[0] is False, timeout=6, what="timeout offline")
     silent = time.monotonic() - last
@@ -54,8 +67,11 @@ def test_camera_counts_offline_when_its_bridge_is(gateway, make_device, db):
     nvr.send("camera_status", camera_id="c2", status="video_loss")
 
     def cams():
-        return dict(db.execute("SELECT camera_id, online FROM camera_status WHERE device_id=%s",
-                               (nvr.device_id,)).fetchall())
+        return dict(
+            db.execute(
+                "SELECT camera_id, online FROM camera_status WHERE device_id=%s", (nvr.device_id,)
+            ).fetchall()
+        )
 
     wait_for(lambda: cams() == {"c1": True, "c2": False}, what="camera states")
     nvr.drop()

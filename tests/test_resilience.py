@@ -34,11 +34,19 @@ pytestmark = pytest.mark.slow
 
 def provision(settings: Settings, n: int) -> list[SimDevice]:
     with psycopg.connect(settings.database_url) as conn:
-        fac = registry.create_facility(conn, FacilityCreate(
-            code="R-" + settings.mqtt_client_prefix, name="韧性测试", lat=30.0, lon=120.0))
+        fac = registry.create_facility(
+            conn,
+            FacilityCreate(
+                code="R-" + settings.mqtt_client_prefix, name="韧性测试", lat=30.0, lon=120.0
+            ),
+        )
         conn.commit()
-        creds = [registry.provision_device(conn, settings, DeviceCreate(
-            kind="home_kit", facility_id=fac["id"]), sync=False) for _ in range(n)]
+        creds = [
+            registry.provision_device(
+                conn, settings, DeviceCreate(kind="home_kit", facility_id=fac["id"]), sync=False
+            )
+            for _ in range(n)
+        ]
         registry.sync_broker(conn, settings)
     devs = [SimDevice.from_credentials(c, retry_s=1.0) for c in creds]
     for d in devs:
@@ -46,8 +54,12 @@ def provision(settings: Settings, n: int) -> list[SimDevice]:
     return devs
 
 
-def burst(devs: list[SimDevice], sent: dict[str, list[str]], alarms: list[tuple[SimDevice, str]],
-          progress: Callable[[int], None]) -> None:
+def burst(
+    devs: list[SimDevice],
+    sent: dict[str, list[str]],
+    alarms: list[tuple[SimDevice, str]],
+    progress: Callable[[int], None],
+) -> None:
     """Each device publishes PER_DEVICE messages; every ALARM_EVERY-th is an SOS."""
     lock = threading.Lock()
 
@@ -71,32 +83,55 @@ def burst(devs: list[SimDevice], sent: dict[str, list[str]], alarms: list[tuple[
         t.join(120)
 
 
-def assert_exactly_once(settings: Settings, devs: list[SimDevice], sent: dict[str, list[str]],
-                        alarms: list[tuple[SimDevice, str]], timeout: float = 60) -> None:
+def assert_exactly_once(
+    settings: Settings,
+    devs: list[SimDevice],
+    sent: dict[str, list[str]],
+    alarms: list[tuple[SimDevice, str]],
+    timeout: float = 60,
+) -> None:
     for dev, mid in alarms:
         assert dev.ack_for(mid, timeout=timeout)["alarm_id"]
     total = sum(len(v) for v in sent.values())
     ids = [d.device_id for d in devs]
     with psycopg.connect(settings.database_url, autocommit=True) as db:
+
         def stored() -> int:
-            return int(db.execute("SELECT count(*) FROM device_events WHERE device_id = ANY(%s)",
-                                  (ids,)).fetchone()[0])
+            return int(
+                db.execute(
+                    "SELECT count(*) FROM device_events WHERE device_id = ANY(%s)", (ids,)
+                ).fetchone()[0]
+            )
 
         try:
-            wait_for(lambda: stored() >= total, timeout=timeout, interval=0.2,
-                     what=f"{total} events stored")
+            wait_for(
+                lambda: stored() >= total,
+                timeout=timeout,
+                interval=0.2,
+                what=f"{total} events stored",
+            )
         except TimeoutError:
-            have = {(r[0], r[1]) for r in db.execute(
-                "SELECT device_id, msg_id FROM device_events WHERE device_id = ANY(%s)",
-                (ids,)).fetchall()}
-            missing = [(dev, i, mid) for dev, mids in sent.items()
-                       for i, mid in enumerate(mids) if (dev, mid) not in have]
-            raise AssertionError(f"{len(missing)} of {total} missing, e.g. {missing[:5]}"
-                                 f" ... {missing[-3:]}") from None
+            have = {
+                (r[0], r[1])
+                for r in db.execute(
+                    "SELECT device_id, msg_id FROM device_events WHERE device_id = ANY(%s)", (ids,)
+                ).fetchall()
+            }
+            missing = [
+                (dev, i, mid)
+                for dev, mids in sent.items()
+                for i, mid in enumerate(mids)
+                if (dev, mid) not in have
+            ]
+            raise AssertionError(
+                f"{len(missing)} of {total} missing, e.g. {missing[:5]} ... {missing[-3:]}"
+            ) from None
         time.sleep(0.5)  # anything late and duplicated would show up now
         rows = db.execute(
             "SELECT device_id, msg_id, count(*) FROM device_events WHERE device_id = ANY(%s)"
-            " GROUP BY 1, 2", (ids,)).fetchall()
+            " GROUP BY 1, 2",
+            (ids,),
+        ).fetchall()
     assert all(r[2] == 1 for r in rows), "a message was stored twice"
     got = {(r[0], r[1]) for r in rows}
     want = {(dev, mid) for dev, mids in sent.items() for mid in mids}
@@ -111,9 +146,13 @@ def private_broker(tmp_path: Path) -> Iterator[Broker]:
     b.stop()
 
 
-def run_burst_with(settings: Settings, tmp_path: Path, fault: Callable[[Proc], None],
-                   after_fault: Callable[[list[SimDevice]], None] = lambda d: None,
-                   workers: int = 2) -> tuple[Proc, list[SimDevice]]:
+def run_burst_with(
+    settings: Settings,
+    tmp_path: Path,
+    fault: Callable[[Proc], None],
+    after_fault: Callable[[list[SimDevice]], None] = lambda d: None,
+    workers: int = 2,
+) -> tuple[Proc, list[SimDevice]]:
     gw = Proc(["gateway", "--workers", str(workers)], settings, tmp_path / "gateway.log").start()
     devs = provision(settings, DEVICES)
     try:
@@ -175,6 +214,7 @@ def test_broker_restart_during_ingest_loses_nothing(settings, private_broker, tm
 
     # One worker: its plain subscription is restored from the broker's persistence file
     # (Mosquitto 2.0 does not restore shared ones; see eldercare/gateway/worker.py).
-    gw, _ = run_burst_with(s, tmp_path, lambda gw: private_broker.restart(), reconnect_all,
-                           workers=1)
+    gw, _ = run_burst_with(
+        s, tmp_path, lambda gw: private_broker.restart(), reconnect_all, workers=1
+    )
     assert "lost the broker" in gw.output()

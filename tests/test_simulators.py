@@ -82,8 +82,9 @@ class Platform:
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         with self._lock:
-            self.messages.append((msg.topic, bytes(msg.payload), bool(msg.retain),
-                                  time.monotonic()))
+            self.messages.append(
+                (msg.topic, bytes(msg.payload), bool(msg.retain), time.monotonic())
+            )
 
     def start(self) -> Platform:
         self.client.connect(self.settings.mqtt_host, self.settings.mqtt_port, 30)
@@ -105,8 +106,9 @@ class Platform:
         return [protocol.parse_uplink(device_id, p, now) for p, _ in self.on(device_id, "up")]
 
     def send_ack(self, device_id: str, msg_id: str, alarm_id: str = "a-1") -> None:
-        info = self.client.publish(protocol.topic(device_id, "down"),
-                                   protocol.ack(msg_id, alarm_id), qos=1)
+        info = self.client.publish(
+            protocol.topic(device_id, "down"), protocol.ack(msg_id, alarm_id), qos=1
+        )
         info.wait_for_publish(5)
 
 
@@ -132,8 +134,9 @@ def sos_device(db: psycopg.Connection, settings: Settings) -> Iterator[SimDevice
     dev.close()
 
 
-def test_uplinks_arrive_as_valid_protocol_messages(sos_device: SimDevice,
-                                                  platform: Platform) -> None:
+def test_uplinks_arrive_as_valid_protocol_messages(
+    sos_device: SimDevice, platform: Platform
+) -> None:
     sos_device.connect()
     did = sos_device.device_id
     hb = sos_device.send("heartbeat", battery=87, interval_s=60, rssi=-61)
@@ -158,8 +161,9 @@ def test_explicit_id_and_ts_are_sent_verbatim(sos_device: SimDevice, platform: P
     assert u.msg_id == "fixed-1" and u.device_ts == ts and u.body["resp_rate"] == 15.5
 
 
-def test_raise_alarm_resends_same_message_until_acked(sos_device: SimDevice,
-                                                     platform: Platform) -> None:
+def test_raise_alarm_resends_same_message_until_acked(
+    sos_device: SimDevice, platform: Platform
+) -> None:
     sos_device.connect()
     did = sos_device.device_id
     msg_id = sos_device.raise_alarm("sos", press="long")
@@ -182,22 +186,26 @@ def test_raise_alarm_resends_same_message_until_acked(sos_device: SimDevice,
     assert sos_device.attempts(msg_id) == settled
 
 
-def test_alarm_raised_while_dropped_is_sent_after_reconnect(sos_device: SimDevice,
-                                                            platform: Platform) -> None:
+def test_alarm_raised_while_dropped_is_sent_after_reconnect(
+    sos_device: SimDevice, platform: Platform
+) -> None:
     sos_device.connect()
     sos_device.drop()
     msg_id = sos_device.raise_alarm("fall", confidence=0.8)
     time.sleep(0.5)
     assert platform.uplinks(sos_device.device_id) == []
     sos_device.reconnect()
-    wait_for(lambda: any(u.msg_id == msg_id for u in platform.uplinks(sos_device.device_id)),
-             what="the alarm after reconnect")
+    wait_for(
+        lambda: any(u.msg_id == msg_id for u in platform.uplinks(sos_device.device_id)),
+        what="the alarm after reconnect",
+    )
     platform.send_ack(sos_device.device_id, msg_id)
     sos_device.ack_for(msg_id)
 
 
-def test_drop_fires_retained_offline_last_will(sos_device: SimDevice, settings: Settings,
-                                               platform: Platform) -> None:
+def test_drop_fires_retained_offline_last_will(
+    sos_device: SimDevice, settings: Settings, platform: Platform
+) -> None:
     sos_device.connect()
     did = sos_device.device_id
     wait_for(lambda: platform.on(did, "state") == [(b"online", False)], what="online")
@@ -227,8 +235,12 @@ def test_publish_raw_reaches_broker_untouched(sos_device: SimDevice, platform: P
 
 
 def test_wrong_password_is_refused(sos_device: SimDevice, settings: Settings) -> None:
-    bad = SimDevice(sos_device.device_id, "wrong-" + secrets.token_hex(8), settings.mqtt_host,
-                    settings.mqtt_port)
+    bad = SimDevice(
+        sos_device.device_id,
+        "wrong-" + secrets.token_hex(8),
+        settings.mqtt_host,
+        settings.mqtt_port,
+    )
     try:
         with pytest.raises(BrokerError, match="refused"):
             bad.connect(timeout=5)
@@ -240,8 +252,9 @@ def test_downlinks_are_recorded_in_order(sos_device: SimDevice, platform: Platfo
     sos_device.connect()
     did = sos_device.device_id
     for status in ("acknowledged", "dispatched"):
-        platform.client.publish(protocol.topic(did, "down"),
-                                protocol.alarm_status("al-1", status), qos=1)
+        platform.client.publish(
+            protocol.topic(did, "down"), protocol.alarm_status("al-1", status), qos=1
+        )
     platform.client.publish(protocol.topic(did, "down"), b"\xff garbage", qos=1)
     got = sos_device.wait_downlink(lambda d: "_raw" in d)
     assert got["_raw"].endswith("garbage")
@@ -261,14 +274,28 @@ def _plans(n_each: int = 4) -> list[DevicePlan]:
     for i in range(n_each):
         for kind in KINDS:
             cams = tuple(f"cam-{c}" for c in range(3)) if kind == "video_bridge" else ()
-            out.append(DevicePlan(f"{kind}-{i}", kind, "pw", "F1",
-                                  room=f"1{i:02d}" if kind == "fall_sensor" else None,
-                                  cameras=cams))
+            out.append(
+                DevicePlan(
+                    f"{kind}-{i}",
+                    kind,
+                    "pw",
+                    "F1",
+                    room=f"1{i:02d}" if kind == "fall_sensor" else None,
+                    cameras=cams,
+                )
+            )
     return out
 
 
-def _play(seed: int, *, seconds: float, incident_rate: float, ack_after: float | None = 1.0,
-          step: float = 0.25, **kw: Any) -> list[Action]:
+def _play(
+    seed: int,
+    *,
+    seconds: float,
+    incident_rate: float,
+    ack_after: float | None = 1.0,
+    step: float = 0.25,
+    **kw: Any,
+) -> list[Action]:
     """Drive a scenario on a fake clock, acking every alarm ``ack_after`` s after its first send."""
     sc = Scenario(_plans(), seed, incident_rate=incident_rate, start=START, run_id="t", **kw)
     acks: list[tuple[float, str, str]] = []
@@ -300,8 +327,16 @@ def test_scenario_messages_follow_the_protocol() -> None:
     acts = _play(3, seconds=2 * 3600, incident_rate=30)
     sends = [a for a in acts if a.op is Op.SEND]
     types = {a.event_type for a in sends}
-    assert {"heartbeat", "imu", "vitals", "camera_status", "sos", "cancel", "fall",
-            "bed_exit"} <= types
+    assert {
+        "heartbeat",
+        "imu",
+        "vitals",
+        "camera_status",
+        "sos",
+        "cancel",
+        "fall",
+        "bed_exit",
+    } <= types
     assert any(a.op is Op.DROP for a in acts) and any(a.op is Op.RECONNECT for a in acts)
 
     sos_ids: dict[str, set[str]] = {}
@@ -344,8 +379,11 @@ def test_scenario_messages_follow_the_protocol() -> None:
             if key in last_cam:
                 assert a.at - last_cam[key] <= 300, "a camera went unreported for 5 minutes"
             last_cam[key] = a.at
-    cams = {(a.device_id, orjson.loads(a.payload or b"{}")["camera_id"]) for a in sends
-            if a.event_type == "camera_status"}
+    cams = {
+        (a.device_id, orjson.loads(a.payload or b"{}")["camera_id"])
+        for a in sends
+        if a.event_type == "camera_status"
+    }
     assert len(cams) == 4 * 3  # every camera of every bridge reported
 
 
@@ -359,8 +397,9 @@ def test_alarm_resends_same_bytes_until_acked_then_stops() -> None:
     retried = 0
     for sends in by_id.values():
         assert len({s.payload for s in sends}) == 1, "a re-send changed the message"
-        assert [s.attempt for s in sends] == list(range(sends[0].attempt,
-                                                        sends[0].attempt + len(sends)))
+        assert [s.attempt for s in sends] == list(
+            range(sends[0].attempt, sends[0].attempt + len(sends))
+        )
         first = sends[0].at
         # Acked 5 s after the first send: re-sends at +2 and +4 s, then silence.
         assert all(s.at < first + 5.0 for s in sends)
@@ -376,8 +415,11 @@ def test_rare_alarms_and_camera_faults_happen() -> None:
     acts = _play(11, seconds=3600, incident_rate=200, step=1.0)
     types = {a.event_type for a in acts if a.op is Op.SEND}
     assert {"smoke", "water_leak", "gas", "inactivity"} <= types
-    statuses = {orjson.loads(a.payload)["status"] for a in acts
-                if a.event_type == "camera_status" and a.payload}
+    statuses = {
+        orjson.loads(a.payload)["status"]
+        for a in acts
+        if a.event_type == "camera_status" and a.payload
+    }
     assert "online" in statuses and len(statuses) >= 3
 
 
@@ -385,8 +427,11 @@ def test_rate_multiplies_background_traffic_only() -> None:
     def count(rate: float) -> tuple[int, int]:
         sc = Scenario(_plans(), 1, rate=rate, incident_rate=0, start=START)
         acts = sc.advance(600.0)
-        return (sum(a.event_type in ("heartbeat", "imu", "vitals") for a in acts),
-                sum(a.is_alarm for a in acts))
+        return (
+            sum(a.event_type in ("heartbeat", "imu", "vitals") for a in acts),
+            sum(a.is_alarm for a in acts),
+        )
+
     slow, fast = count(1.0), count(10.0)
     assert slow[1] == fast[1] == 0
     assert 8 * slow[0] < fast[0] < 12 * slow[0]
@@ -404,25 +449,37 @@ class AckingPlatform(Platform):
         if channel is protocol.Channel.UP:
             u = protocol.parse_uplink(device_id, bytes(msg.payload), datetime.now(UTC))
             if u.is_alarm:
-                client.publish(protocol.topic(device_id, "down"),
-                               protocol.ack(u.msg_id, "al-" + u.msg_id), qos=1)
+                client.publish(
+                    protocol.topic(device_id, "down"),
+                    protocol.ack(u.msg_id, "al-" + u.msg_id),
+                    qos=1,
+                )
 
 
 @pytest.fixture(scope="module")
 def fleet_plan(settings: Settings) -> FleetPlan:
     with psycopg.connect(settings.database_url) as conn:
-        return Fleet.provision(conn, settings, seed=42, facilities=2, rooms_per_facility=3,
-                               home_beds=3, wearable_share=0.5)
+        return Fleet.provision(
+            conn,
+            settings,
+            seed=42,
+            facilities=2,
+            rooms_per_facility=3,
+            home_beds=3,
+            wearable_share=0.5,
+        )
 
 
-def test_fleet_provision_is_seeded_and_complete(fleet_plan: FleetPlan, db: psycopg.Connection,
-                                                settings: Settings) -> None:
+def test_fleet_provision_is_seeded_and_complete(
+    fleet_plan: FleetPlan, db: psycopg.Connection, settings: Settings
+) -> None:
     kinds = fleet_plan.kinds()
     assert kinds["video_bridge"] == 2 and kinds["home_kit"] == 3
     assert kinds["sos_button"] == kinds["fall_sensor"] >= 6 and kinds.get("wearable", 0) > 0
     ids = [d.device_id for d in fleet_plan.devices]
-    rows = db.execute("SELECT id, kind, resident_id IS NOT NULL FROM devices WHERE id = ANY(%s)",
-                      (ids,)).fetchall()
+    rows = db.execute(
+        "SELECT id, kind, resident_id IS NOT NULL FROM devices WHERE id = ANY(%s)", (ids,)
+    ).fetchall()
     assert {r[0]: r[1] for r in rows} == {d.device_id: d.kind for d in fleet_plan.devices}
     assert all(has_resident == (kind != "video_bridge") for _, kind, has_resident in rows)
     cams = db.execute("SELECT count(*) FROM cameras WHERE device_id = ANY(%s)", (ids,)).fetchone()
@@ -431,20 +488,36 @@ def test_fleet_provision_is_seeded_and_complete(fleet_plan: FleetPlan, db: psyco
     assert "password" not in repr(fleet_plan.devices[0]) and fleet_plan.devices[0].password
     # The same seed lays out the same fleet (names, rooms, cameras); only the tag differs.
     with psycopg.connect(settings.database_url) as conn:
-        again = Fleet.provision(conn, settings, seed=42, facilities=2, rooms_per_facility=3,
-                                home_beds=3, wearable_share=0.5)
+        again = Fleet.provision(
+            conn,
+            settings,
+            seed=42,
+            facilities=2,
+            rooms_per_facility=3,
+            home_beds=3,
+            wearable_share=0.5,
+        )
     assert [f.name for f in again.facilities] == [f.name for f in fleet_plan.facilities]
     assert [(d.kind, d.room, d.cameras) for d in again.devices] == [
-        (d.kind, d.room, d.cameras) for d in fleet_plan.devices]
+        (d.kind, d.room, d.cameras) for d in fleet_plan.devices
+    ]
     assert again.tag != fleet_plan.tag
 
 
-def test_fleet_runs_on_one_loop_and_gets_its_alarms_acked(fleet_plan: FleetPlan,
-                                                          settings: Settings) -> None:
+def test_fleet_runs_on_one_loop_and_gets_its_alarms_acked(
+    fleet_plan: FleetPlan, settings: Settings
+) -> None:
     platform = AckingPlatform(settings).start()
     try:
-        stats = run_fleet_process(fleet_plan.devices, settings.model_dump(), rate=20,
-                                  duration=4.0, seed=1, incident_rate=600, drain_s=3.0)
+        stats = run_fleet_process(
+            fleet_plan.devices,
+            settings.model_dump(),
+            rate=20,
+            duration=4.0,
+            seed=1,
+            incident_rate=600,
+            drain_s=3.0,
+        )
         time.sleep(0.3)
     finally:
         platform.stop()
@@ -456,8 +529,11 @@ def test_fleet_runs_on_one_loop_and_gets_its_alarms_acked(fleet_plan: FleetPlan,
     assert p99 is not None and p99 < 1.0, stats.summary()
     # Everything the fleet sent reached the broker as a valid message from its own device.
     mine = {d.device_id for d in fleet_plan.devices}
-    ups = [(m[0], m[1]) for m in platform.messages
-           if m[0].endswith("/up") and protocol.parse_topic(m[0])[0] in mine]
+    ups = [
+        (m[0], m[1])
+        for m in platform.messages
+        if m[0].endswith("/up") and protocol.parse_topic(m[0])[0] in mine
+    ]
     assert len(ups) == stats.sent
     for t, payload in ups:
         protocol.parse_uplink(protocol.parse_topic(t)[0], payload, datetime.now(UTC))
@@ -478,20 +554,41 @@ def test_fleet_runs_on_one_loop_and_gets_its_alarms_acked(fleet_plan: FleetPlan,
 
 
 def test_fleet_run_in_spawned_processes(fleet_plan: FleetPlan, settings: Settings) -> None:
-    stats = Fleet.run(fleet_plan, settings, rate=10, duration=2.0, processes=2, seed=3,
-                      incident_rate=0, drain_s=0)
+    stats = Fleet.run(
+        fleet_plan, settings, rate=10, duration=2.0, processes=2, seed=3, incident_rate=0, drain_s=0
+    )
     assert isinstance(stats, FleetStats)
     assert stats.devices == stats.connected == len(fleet_plan.devices), stats.summary()
     assert stats.sent >= len(fleet_plan.devices) and stats.alarms_raised == 0
 
 
-def test_simulate_command_provisions_runs_and_summarises(settings: Settings,
-                                                          db: psycopg.Connection) -> None:
+def test_simulate_command_provisions_runs_and_summarises(
+    settings: Settings, db: psycopg.Connection
+) -> None:
     before = db.execute("SELECT count(*) FROM devices").fetchone()
     out = subprocess.run(
-        [sys.executable, "-m", "eldercare", "simulate", "--facilities", "1", "--rooms", "2",
-         "--home-beds", "1", "--seed", "9", "--rate", "5", "--duration", "1"],
-        env=settings_env(settings), capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "eldercare",
+            "simulate",
+            "--facilities",
+            "1",
+            "--rooms",
+            "2",
+            "--home-beds",
+            "1",
+            "--seed",
+            "9",
+            "--rate",
+            "5",
+            "--duration",
+            "1",
+        ],
+        env=settings_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert out.returncode == 0, out.stderr
     lines = out.stdout.strip().splitlines()
@@ -505,14 +602,16 @@ def _nodelay(sock: Any) -> bool:
     return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
 
 
-def test_every_device_socket_disables_nagle(sos_device: SimDevice, settings: Settings,
-                                            fleet_plan: FleetPlan) -> None:
+def test_every_device_socket_disables_nagle(
+    sos_device: SimDevice, settings: Settings, fleet_plan: FleetPlan
+) -> None:
     # Nagle plus delayed ACK costs ~88 ms per small-packet round trip here; 0.5 ms without.
     sos_device.connect()
     assert _nodelay(sos_device._client.socket())
     plan = fleet_plan.devices[0]
-    runner = FleetRunner([plan], Scenario([plan], 0, incident_rate=0), settings.mqtt_host,
-                         settings.mqtt_port)
+    runner = FleetRunner(
+        [plan], Scenario([plan], 0, incident_rate=0), settings.mqtt_host, settings.mqtt_port
+    )
     try:
         runner.connect_all(timeout=5)
         assert runner.stats.connected == 1

@@ -147,8 +147,9 @@ def _remaining_length(n: int) -> bytes:
             return bytes(out)
 
 
-def probe_credentials(host: str, port: int, username: str, password: str,
-                      timeout: float = 2.0) -> bool:
+def probe_credentials(
+    host: str, port: int, username: str, password: str, timeout: float = 2.0
+) -> bool:
     """One MQTT 3.1.1 CONNECT with these credentials: True if the broker accepts them.
 
     Used after a reload so provisioning returns only once the broker really
@@ -177,8 +178,9 @@ def probe_credentials(host: str, port: int, username: str, password: str,
         raise BrokerError(f"cannot reach the broker at {host}:{port}: {exc}") from exc
 
 
-def wait_until(host: str, port: int, username: str, password: str, *, accepted: bool,
-               timeout: float = 5.0) -> None:
+def wait_until(
+    host: str, port: int, username: str, password: str, *, accepted: bool, timeout: float = 5.0
+) -> None:
     """Wait until the broker accepts (or refuses) these credentials."""
     import time
 

@@ -38,7 +38,7 @@ class BufferedSocket:
             if not data:
                 return data
             self._data, self._pos = data, 0
-        out = self._data[self._pos:self._pos + n]
+        out = self._data[self._pos : self._pos + n]
         self._pos += len(out)
         return out
 
@@ -91,7 +91,9 @@ def make_client(
     )
     client.username_pw_set(username, password)
     client.on_socket_open = _nodelay_buffered if buffered else _nodelay
-    client.reconnect_delay_set(min_delay=0.1, max_delay=2)
+    # paho's annotation says int; it sleeps on floats, and a sub-second first retry matters
+    # after a broker restart.
+    client.reconnect_delay_set(min_delay=0.1, max_delay=2)  # type: ignore[arg-type]
     client.max_inflight_messages_set(1000)
     client.max_queued_messages_set(0)
     return client

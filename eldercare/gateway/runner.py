@@ -20,8 +20,9 @@ def _child(settings_json: str, index: int, shared: bool) -> None:
     from eldercare.config import Settings
     from eldercare.gateway.worker import GatewayWorker
 
-    logging.basicConfig(level=logging.INFO,
-                        format=f"%(asctime)s %(levelname)s gw{index} %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format=f"%(asctime)s %(levelname)s gw{index} %(name)s: %(message)s"
+    )
     settings = Settings.model_validate_json(settings_json)
     worker = GatewayWorker(settings, index, shared=shared)
     stop = threading.Event()
@@ -89,7 +90,10 @@ def run_gateway(settings: Settings, workers: int) -> int:
 
 def start_workers_one(settings: Settings, index: int, *, shared: bool) -> mp.process.BaseProcess:
     ctx = mp.get_context("spawn")
-    proc = ctx.Process(target=_child, args=(settings.model_dump_json(), index, shared),
-                       name=f"eldercare-gateway-{index}")
+    proc = ctx.Process(
+        target=_child,
+        args=(settings.model_dump_json(), index, shared),
+        name=f"eldercare-gateway-{index}",
+    )
     proc.start()
     return proc

@@ -7,6 +7,7 @@ batch after a reconnect, so nothing uncommitted is ever acknowledged.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -38,8 +39,17 @@ _COPY = (
     "COPY staging_events (time, received_at, device_ts, device_id, facility_id, msg_id, type,"
     " clock_skew, payload) FROM STDIN (FORMAT BINARY)"
 )
-_COPY_TYPES = ["timestamptz", "timestamptz", "timestamptz", "text", "int8", "text", "text",
-               "bool", "text"]
+_COPY_TYPES = [
+    "timestamptz",
+    "timestamptz",
+    "timestamptz",
+    "text",
+    "int8",
+    "text",
+    "text",
+    "bool",
+    "text",
+]
 _INSERT_FRESH = """
 WITH fresh AS (
     INSERT INTO message_ids (device_id, msg_id, received_at)
@@ -106,7 +116,9 @@ class DeviceCache:
         self.ttl = ttl
         self._items: dict[str, tuple[float, DeviceInfo | None]] = {}
 
-    def get_many(self, conn: psycopg.Connection, ids: Iterable[str]) -> dict[str, DeviceInfo | None]:
+    def get_many(
+        self, conn: psycopg.Connection, ids: Iterable[str]
+    ) -> dict[str, DeviceInfo | None]:
         now = time.monotonic()
         out: dict[str, DeviceInfo | None] = {}
         missing = []
@@ -155,10 +167,8 @@ class Store:
         m.DB_ERRORS.inc()
         conn, self._conn = self._conn, None
         if conn is not None:
-            try:
+            with contextlib.suppress(psycopg.Error):
                 conn.close()
-            except psycopg.Error:
-                pass
         return StorageError(str(exc).strip() or type(exc).__name__)
 
     def close(self) -> None:
@@ -192,6 +202,7 @@ class Store:
                     self._insert_event(conn, event, dev)
                     self._touch(conn, event)
                     now = self.clock()
+                    alarm_id: uuid.UUID | None
                     if event.cls is EventClass.ALARM:
                         alarm_id, _ = intake.raise_alarm(conn, event, dev, now)
                         conn.execute(
@@ -213,8 +224,17 @@ class Store:
             "INSERT INTO device_events (time, received_at, device_ts, device_id, facility_id,"
             " msg_id, type, clock_skew, payload) VALUES (%s, %s, %s, %s, %s, %s, %s, %s,"
             " %s::jsonb)",
-            (e.time, e.received_at, e.device_ts, e.device_id, dev.facility_id, e.msg_id, e.type,
-             e.clock_skew, e.raw.decode()),
+            (
+                e.time,
+                e.received_at,
+                e.device_ts,
+                e.device_id,
+                dev.facility_id,
+                e.msg_id,
+                e.type,
+                e.clock_skew,
+                e.raw.decode(),
+            ),
         )
 
     def _touch(self, conn: psycopg.Connection, e: Uplink) -> None:
@@ -225,10 +245,18 @@ class Store:
             (e.device_id, e.time),
         )
 
-    def _unknown(self, device_id: str, msg_id: str | None, payload: bytes,
-                 received_at: datetime) -> Refusal:
-        ref = Refusal(f"eldercare/v1/dev/{device_id}/up", device_id, msg_id, "unknown_device",
-                      "this device is not registered or has been revoked", payload, received_at)
+    def _unknown(
+        self, device_id: str, msg_id: str | None, payload: bytes, received_at: datetime
+    ) -> Refusal:
+        ref = Refusal(
+            f"eldercare/v1/dev/{device_id}/up",
+            device_id,
+            msg_id,
+            "unknown_device",
+            "this device is not registered or has been revoked",
+            payload,
+            received_at,
+        )
         self.store_refusals([ref])
         return ref
 
@@ -249,8 +277,10 @@ class Store:
             cur.executemany(
                 "INSERT INTO dead_letters (received_at, topic, device_id, msg_id, reason, detail,"
                 " payload) VALUES (%s, %s, %s, %s, %s, %s, %s)",
-                [(r.received_at, r.topic, r.device_id, r.msg_id, r.reason, r.detail, r.payload)
-                 for r in refusals],
+                [
+                    (r.received_at, r.topic, r.device_id, r.msg_id, r.reason, r.detail, r.payload)
+                    for r in refusals
+                ],
             )
 
     # ---------------------------------------------------------------- batches
@@ -272,10 +302,17 @@ class Store:
             for e in events:
                 dev = devices.get(e.device_id)
                 if dev is None or not dev.active:
-                    res.refused.append(Refusal(
-                        f"eldercare/v1/dev/{e.device_id}/up", e.device_id, e.msg_id,
-                        "unknown_device", "this device is not registered or has been revoked",
-                        e.raw, e.received_at))
+                    res.refused.append(
+                        Refusal(
+                            f"eldercare/v1/dev/{e.device_id}/up",
+                            e.device_id,
+                            e.msg_id,
+                            "unknown_device",
+                            "this device is not registered or has been revoked",
+                            e.raw,
+                            e.received_at,
+                        )
+                    )
                     continue
                 key = (e.device_id, e.msg_id)
                 if key in seen:
@@ -291,11 +328,19 @@ class Store:
                             copy.set_types(_COPY_TYPES)
                             for e in good:
                                 dev = devices[e.device_id]
-                                copy.write_row((
-                                    e.time, e.received_at, e.device_ts, e.device_id,
-                                    dev.facility_id if dev else None, e.msg_id, e.type,
-                                    e.clock_skew, e.raw.decode(),
-                                ))
+                                copy.write_row(
+                                    (
+                                        e.time,
+                                        e.received_at,
+                                        e.device_ts,
+                                        e.device_id,
+                                        dev.facility_id if dev else None,
+                                        e.msg_id,
+                                        e.type,
+                                        e.clock_skew,
+                                        e.raw.decode(),
+                                    )
+                                )
                         cur.execute(_INSERT_FRESH)
                         res.stored = cur.rowcount
                         res.duplicates += len(good) - res.stored
@@ -337,7 +382,8 @@ class Store:
             return []
         now = self.clock()
         rows = {
-            r[0]: r for r in conn.execute(
+            r[0]: r
+            for r in conn.execute(
                 "SELECT device_id, state_online, online, last_seen_at, interval_s"
                 " FROM device_status WHERE device_id = ANY(%s) ORDER BY device_id FOR UPDATE",
                 (touched,),
@@ -362,21 +408,31 @@ class Store:
             if hb is not None:
                 interval = int(hb.body["interval_s"])
             online = liveness.is_online(
-                liveness.DeviceLiveness(state_online, last_seen, interval), now, self.factor)
+                liveness.DeviceLiveness(state_online, last_seen, interval), now, self.factor
+            )
             info = devices.get(dev_id)
             fac = info.facility_id if info else None
             if online != was_online:
-                transitions.append(Transition(now, dev_id, None, fac, online,
-                                              "online" if online else "offline", cause))
+                transitions.append(
+                    Transition(
+                        now, dev_id, None, fac, online, "online" if online else "offline", cause
+                    )
+                )
                 if info is not None and info.kind == "video_bridge":
                     bridge_flips[dev_id] = online
-            upserts.append((
-                dev_id, state_online, online, last_seen,
-                hb.time if hb else None, interval,
-                int(hb.body["battery"]) if hb else None,
-                hb.body.get("rssi") if hb else None,
-                now if online != was_online else None,
-            ))
+            upserts.append(
+                (
+                    dev_id,
+                    state_online,
+                    online,
+                    last_seen,
+                    hb.time if hb else None,
+                    interval,
+                    int(hb.body["battery"]) if hb else None,
+                    hb.body.get("rssi") if hb else None,
+                    now if online != was_online else None,
+                )
+            )
         if upserts:
             with conn.cursor() as cur:
                 cur.executemany(
@@ -386,7 +442,8 @@ class Store:
                     " ON CONFLICT (device_id) DO UPDATE SET"
                     " state_online = EXCLUDED.state_online, online = EXCLUDED.online,"
                     " last_seen_at = EXCLUDED.last_seen_at,"
-                    " last_heartbeat_at = COALESCE(EXCLUDED.last_heartbeat_at, d.last_heartbeat_at),"
+                    " last_heartbeat_at ="
+                    " COALESCE(EXCLUDED.last_heartbeat_at, d.last_heartbeat_at),"
                     " interval_s = COALESCE(EXCLUDED.interval_s, d.interval_s),"
                     " battery = COALESCE(EXCLUDED.battery, d.battery),"
                     " rssi = COALESCE(EXCLUDED.rssi, d.rssi),"
@@ -417,7 +474,8 @@ class Store:
         if not bridges:
             return out
         current = {
-            (r[0], r[1]): r for r in conn.execute(
+            (r[0], r[1]): r
+            for r in conn.execute(
                 "SELECT device_id, camera_id, status, online FROM camera_status"
                 " WHERE device_id = ANY(%s) ORDER BY device_id, camera_id FOR UPDATE",
                 (bridges,),
@@ -441,8 +499,17 @@ class Store:
             )
             if changed and (old is not None or not online):
                 info = devices.get(key[0])
-                out.append(Transition(now, key[0], key[1], info.facility_id if info else None,
-                                      online, status, "camera_status"))
+                out.append(
+                    Transition(
+                        now,
+                        key[0],
+                        key[1],
+                        info.facility_id if info else None,
+                        online,
+                        status,
+                        "camera_status",
+                    )
+                )
             current[key] = (key[0], key[1], status, online)
         for bridge, up in bridge_flips.items():
             for (dev, cam), row in list(current.items()):
@@ -456,8 +523,17 @@ class Store:
                         (online, now, dev, cam),
                     )
                     info = devices.get(dev)
-                    out.append(Transition(now, dev, cam, info.facility_id if info else None,
-                                          online, row[2] if online else "offline", "bridge"))
+                    out.append(
+                        Transition(
+                            now,
+                            dev,
+                            cam,
+                            info.facility_id if info else None,
+                            online,
+                            row[2] if online else "offline",
+                            "bridge",
+                        )
+                    )
         return out
 
     @staticmethod
@@ -468,15 +544,29 @@ class Store:
             cur.executemany(
                 "INSERT INTO state_changes (time, device_id, camera_id, facility_id, online,"
                 " status, cause) VALUES (%s, %s, %s, %s, %s, %s, %s)",
-                [(t.time, t.device_id, t.camera_id, t.facility_id, t.online, t.status, t.cause)
-                 for t in transitions],
+                [
+                    (t.time, t.device_id, t.camera_id, t.facility_id, t.online, t.status, t.cause)
+                    for t in transitions
+                ],
             )
             cur.executemany(
                 "SELECT pg_notify('eldercare_state', %s)",
-                [(json.dumps({"device_id": t.device_id, "camera_id": t.camera_id,
-                              "facility_id": t.facility_id, "online": t.online,
-                              "status": t.status, "cause": t.cause,
-                              "time": t.time.isoformat()}),) for t in transitions],
+                [
+                    (
+                        json.dumps(
+                            {
+                                "device_id": t.device_id,
+                                "camera_id": t.camera_id,
+                                "facility_id": t.facility_id,
+                                "online": t.online,
+                                "status": t.status,
+                                "cause": t.cause,
+                                "time": t.time.isoformat(),
+                            }
+                        ),
+                    )
+                    for t in transitions
+                ],
             )
         for t in transitions:
             m.STATE_CHANGES.labels("camera" if t.camera_id else "device", str(t.online)).inc()
@@ -499,17 +589,21 @@ class Store:
                 for dev_id, fac, kind in rows:
                     conn.execute(
                         "UPDATE device_status SET online = false, changed_at = %s"
-                        " WHERE device_id = %s", (now, dev_id))
-                    out.append(Transition(now, dev_id, None, fac, False, "offline",
-                                          "heartbeat_timeout"))
+                        " WHERE device_id = %s",
+                        (now, dev_id),
+                    )
+                    out.append(
+                        Transition(now, dev_id, None, fac, False, "offline", "heartbeat_timeout")
+                    )
                     if kind == "video_bridge":
                         for (cam,) in conn.execute(
                             "UPDATE camera_status SET online = false, changed_at = %s"
                             " WHERE device_id = %s AND online RETURNING camera_id",
                             (now, dev_id),
                         ).fetchall():
-                            out.append(Transition(now, dev_id, cam, fac, False, "offline",
-                                                  "bridge"))
+                            out.append(
+                                Transition(now, dev_id, cam, fac, False, "offline", "bridge")
+                            )
                 self._record(conn, out)
             conn.commit()
             return out

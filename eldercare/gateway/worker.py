@@ -11,6 +11,7 @@ PUBACKs go to the broker only after commit, in arrival order (AckSequencer).
 
 from __future__ import annotations
 
+import functools
 import logging
 import queue
 import threading
@@ -48,8 +49,15 @@ class _Item:
 
 
 class GatewayWorker:
-    def __init__(self, settings: Settings, index: int = 0, *, clock: Clock = utc_now,
-                 sweep: bool = True, shared: bool = False) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        index: int = 0,
+        *,
+        clock: Clock = utc_now,
+        sweep: bool = True,
+        shared: bool = False,
+    ) -> None:
         self.settings = settings
         self.index = index
         # Mosquitto 2.0 does not restore *shared* subscriptions from its persistence file,
@@ -65,8 +73,14 @@ class GatewayWorker:
         self._connected = threading.Event()
         self._threads: list[threading.Thread] = []
         self._sweep_enabled = sweep
-        self.client = make_client(self.client_id, settings.mqtt_username, settings.mqtt_password,
-                                  clean_session=False, manual_ack=True, buffered=True)
+        self.client = make_client(
+            self.client_id,
+            settings.mqtt_username,
+            settings.mqtt_password,
+            clean_session=False,
+            manual_ack=True,
+            buffered=True,
+        )
         self.client.max_inflight_messages_set(5000)
         self.acks = AckSequencer(lambda mids: send_pubacks(self.client, mids))
         self.client.on_connect = self._on_connect
@@ -77,7 +91,9 @@ class GatewayWorker:
 
     def start(self) -> None:
         lanes: list[tuple[str, Callable[[], None]]] = [
-            ("alarms", self._alarm_lane), ("batches", self._batch_lane)]
+            ("alarms", self._alarm_lane),
+            ("batches", self._batch_lane),
+        ]
         if self._sweep_enabled:
             lanes.append(("sweeper", self._sweeper))
         for name, target in lanes:
@@ -108,8 +124,9 @@ class GatewayWorker:
 
     # ---------------------------------------------------------------- MQTT callbacks
 
-    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any,
-                    props: Any = None) -> None:
+    def _on_connect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any = None
+    ) -> None:
         if rc.is_failure:
             log.error("broker refused the gateway: %s", rc)
             return
@@ -121,12 +138,14 @@ class GatewayWorker:
             # Not shared: one worker sees every device's state in order, retained ones too.
             subs.append((f"{p.TOPIC_ROOT}/+/state", 1))
         client.subscribe(subs)
-        log.info("gateway worker %s connected (session present: %s)", self.index,
-                 flags.session_present)
+        log.info(
+            "gateway worker %s connected (session present: %s)", self.index, flags.session_present
+        )
         self._connected.set()
 
-    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any,
-                       props: Any = None) -> None:
+    def _on_disconnect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any = None
+    ) -> None:
         self._connected.clear()
         if not self._stop.is_set():
             log.warning("gateway worker %s lost the broker (%s); reconnecting", self.index, rc)
@@ -139,43 +158,74 @@ class GatewayWorker:
             self._route(msg, received, slot)
         except Exception:
             log.exception("unexpected error routing a message on %s", msg.topic)
-            self._batch_q.put(_Item(slot, refusal=Refusal(
-                msg.topic, None, None, "schema", "internal error while parsing",
-                bytes(msg.payload), received)))
+            self._batch_q.put(
+                _Item(
+                    slot,
+                    refusal=Refusal(
+                        msg.topic,
+                        None,
+                        None,
+                        "schema",
+                        "internal error while parsing",
+                        bytes(msg.payload),
+                        received,
+                    ),
+                )
+            )
 
     def _route(self, msg: mqtt.MQTTMessage, received: datetime, slot: Slot | None) -> None:
+        payload = bytes(msg.payload)
         try:
             device_id, channel = p.parse_topic(msg.topic)
         except ValueError:
             m.RECEIVED.labels("other").inc()
-            self._refuse(slot, msg.topic, None, ProtocolError("schema", "not a device topic"),
-                         msg.payload, received)
+            self._refuse(
+                slot,
+                msg.topic,
+                None,
+                ProtocolError("schema", "not a device topic"),
+                payload,
+                received,
+            )
             return
         m.RECEIVED.labels(channel.value).inc()
         if channel is p.Channel.STATE:
             try:
-                online = p.parse_state(msg.payload)
+                online = p.parse_state(payload)
             except ProtocolError as err:
-                self._refuse(slot, msg.topic, device_id, err, msg.payload, received)
+                self._refuse(slot, msg.topic, device_id, err, payload, received)
                 return
             self._batch_q.put(_Item(slot, state=StateReport(device_id, online, received)))
             return
         try:
-            event = p.parse_uplink(device_id, msg.payload, received)
+            event = p.parse_uplink(device_id, payload, received)
         except ProtocolError as err:
-            self._refuse(slot, msg.topic, device_id, err, msg.payload, received)
+            self._refuse(slot, msg.topic, device_id, err, payload, received)
             return
         if event.cls in (p.EventClass.ALARM, p.EventClass.CONTROL):
             self._alarm_q.put(_Item(slot, event=event))
         else:
             self._batch_q.put(_Item(slot, event=event))
 
-    def _refuse(self, slot: Slot | None, topic: str, device_id: str | None, err: ProtocolError,
-                payload: bytes, received: datetime) -> None:
+    def _refuse(
+        self,
+        slot: Slot | None,
+        topic: str,
+        device_id: str | None,
+        err: ProtocolError,
+        payload: bytes,
+        received: datetime,
+    ) -> None:
         # Topic and reason only: payloads may carry what a resident typed or said.
         log.info("refused message on %s: %s", topic, err.reason)
-        self._batch_q.put(_Item(slot, refusal=Refusal(
-            topic, device_id, err.msg_id, err.reason, err.detail, bytes(payload), received)))
+        self._batch_q.put(
+            _Item(
+                slot,
+                refusal=Refusal(
+                    topic, device_id, err.msg_id, err.reason, err.detail, bytes(payload), received
+                ),
+            )
+        )
 
     # ---------------------------------------------------------------- lanes
 
@@ -202,8 +252,9 @@ class GatewayWorker:
             self._send_down(r.device_id, p.nack(r.msg_id, r.reason, r.detail))
 
     def _alarm_lane(self) -> None:
-        store = Store(self.settings.database_url, self.clock,
-                      liveness_factor=self.settings.liveness_factor)
+        store = Store(
+            self.settings.database_url, self.clock, liveness_factor=self.settings.liveness_factor
+        )
         try:
             while True:
                 try:
@@ -215,7 +266,7 @@ class GatewayWorker:
                 ev = item.event
                 assert ev is not None
                 try:
-                    result = self._retry("an alarm", lambda ev=ev: store.store_alarm(ev))
+                    result = self._retry("an alarm", functools.partial(store.store_alarm, ev))
                 except StorageError:
                     return
                 if isinstance(result, Refusal):
@@ -226,7 +277,8 @@ class GatewayWorker:
                     else:
                         m.STORED.labels(ev.cls.value).inc()
                         m.ALARM_COMMIT_SECONDS.observe(
-                            max(0.0, (self.clock() - ev.received_at).total_seconds()))
+                            max(0.0, (self.clock() - ev.received_at).total_seconds())
+                        )
                     if ev.is_alarm and result.alarm_id is not None:
                         self._send_down(ev.device_id, p.ack(ev.msg_id, str(result.alarm_id)))
                         m.ALARM_ACKS.inc()
@@ -259,8 +311,9 @@ class GatewayWorker:
         return items
 
     def _batch_lane(self) -> None:
-        store = Store(self.settings.database_url, self.clock,
-                      liveness_factor=self.settings.liveness_factor)
+        store = Store(
+            self.settings.database_url, self.clock, liveness_factor=self.settings.liveness_factor
+        )
         try:
             while True:
                 items = self._take_batch()
@@ -275,7 +328,8 @@ class GatewayWorker:
                 started = time.perf_counter()
                 try:
                     res = self._retry(
-                        "a batch", lambda: store.store_batch(events, states, refusals))
+                        "a batch", functools.partial(store.store_batch, events, states, refusals)
+                    )
                 except StorageError:
                     return
                 m.BATCH_SECONDS.observe(time.perf_counter() - started)
@@ -291,8 +345,9 @@ class GatewayWorker:
             store.close()
 
     def _sweeper(self) -> None:
-        store = Store(self.settings.database_url, self.clock,
-                      liveness_factor=self.settings.liveness_factor)
+        store = Store(
+            self.settings.database_url, self.clock, liveness_factor=self.settings.liveness_factor
+        )
         try:
             while not self._stop.wait(self.settings.liveness_sweep_s):
                 try:

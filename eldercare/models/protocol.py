@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from enum import Enum
+from enum import StrEnum
 from typing import Any, Final
 
 import orjson
@@ -32,7 +32,7 @@ _RFC3339_RE: Final = re.compile(
 )
 
 
-class Reason(str, Enum):
+class Reason(StrEnum):
     MALFORMED_JSON = "malformed_json"
     SCHEMA = "schema"
     TOO_LARGE = "too_large"
@@ -40,14 +40,14 @@ class Reason(str, Enum):
     UNKNOWN_DEVICE = "unknown_device"
 
 
-class EventClass(str, Enum):
+class EventClass(StrEnum):
     ALARM = "alarm"
     CONTROL = "control"
     STATUS = "status"
     TELEMETRY = "telemetry"
 
 
-class Channel(str, Enum):
+class Channel(StrEnum):
     UP = "up"
     DOWN = "down"
     STATE = "state"
@@ -134,7 +134,9 @@ def _v_heartbeat(b: Mapping[str, Any]) -> None:
 
 def _v_camera(b: Mapping[str, Any]) -> None:
     _req(b, "camera_id", _short_str, "a string of 1-64 characters")
-    _req(b, "status", lambda v: v in CAMERA_STATUSES, "one of " + ", ".join(sorted(CAMERA_STATUSES)))
+    _req(
+        b, "status", lambda v: v in CAMERA_STATUSES, "one of " + ", ".join(sorted(CAMERA_STATUSES))
+    )
     _opt(b, "recording", lambda v: isinstance(v, bool), "a boolean")
 
 
@@ -301,6 +303,11 @@ def alarm_status(alarm_id: str, status: str) -> bytes:
 def uplink(msg_id: str, event_type: str, ts: datetime, **fields: Any) -> bytes:
     """Build an uplink payload (the device side; used by simulators and tests)."""
     return orjson.dumps(
-        {"v": 1, "id": msg_id, "ts": ts.isoformat(timespec="milliseconds"), "type": event_type,
-         **fields}
+        {
+            "v": 1,
+            "id": msg_id,
+            "ts": ts.isoformat(timespec="milliseconds"),
+            "type": event_type,
+            **fields,
+        }
     )

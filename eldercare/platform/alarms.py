@@ -37,9 +37,15 @@ LEFT JOIN devices d ON d.id = a.device_id
 ALL_ROLES: Final = ("operator", "supervisor", "admin", "facility_staff")
 DESK_ROLES: Final = ("operator", "supervisor", "admin")
 PERMITTED: Final = {
-    "acknowledge": ALL_ROLES, "dispatch": DESK_ROLES, "accept": ALL_ROLES,
-    "decline": ALL_ROLES, "on_site": ALL_ROLES, "resolve": ALL_ROLES, "close": DESK_ROLES,
-    "note": ALL_ROLES, "emergency": ALL_ROLES,
+    "acknowledge": ALL_ROLES,
+    "dispatch": DESK_ROLES,
+    "accept": ALL_ROLES,
+    "decline": ALL_ROLES,
+    "on_site": ALL_ROLES,
+    "resolve": ALL_ROLES,
+    "close": DESK_ROLES,
+    "note": ALL_ROLES,
+    "emergency": ALL_ROLES,
 }
 
 
@@ -54,19 +60,28 @@ def _finish(row: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def summary(conn: psycopg.Connection, alarm_id: uuid.UUID | str,
-            actor: Actor | None = None) -> dict[str, Any]:
+def summary(
+    conn: psycopg.Connection, alarm_id: uuid.UUID | str, actor: Actor | None = None
+) -> dict[str, Any]:
     rows = _rows(conn, SUMMARY_SQL + " WHERE a.id = %s", (alarm_id,))
-    if not rows or (actor is not None and actor.scoped
-                    and rows[0]["facility_id"] != actor.facility_id):
+    if not rows or (
+        actor is not None and actor.scoped and rows[0]["facility_id"] != actor.facility_id
+    ):
         raise NotFoundError(f"alarm {alarm_id} not found")
     return _finish(rows[0])
 
 
-def list_alarms(conn: psycopg.Connection, actor: Actor, *, statuses: list[str] | None = None,
-                priority: int | None = None, facility: int | None = None,
-                since: datetime | None = None, category: str | None = None,
-                limit: int = 200) -> list[dict[str, Any]]:
+def list_alarms(
+    conn: psycopg.Connection,
+    actor: Actor,
+    *,
+    statuses: list[str] | None = None,
+    priority: int | None = None,
+    facility: int | None = None,
+    since: datetime | None = None,
+    category: str | None = None,
+    limit: int = 200,
+) -> list[dict[str, Any]]:
     where: list[str] = []
     params: list[Any] = []
     wanted = statuses or ["open"]
@@ -90,30 +105,46 @@ def list_alarms(conn: psycopg.Connection, actor: Actor, *, statuses: list[str] |
     if category is not None:
         where.append("a.kind = ANY(%s)")
         params.append(list(rules.HEALTH_KINDS if category == "health" else rules.ALARM_KINDS))
-    sql = (SUMMARY_SQL + " WHERE " + " AND ".join(where)
-           + " ORDER BY a.priority, a.received_at LIMIT %s")
+    sql = (
+        SUMMARY_SQL
+        + " WHERE "
+        + " AND ".join(where)
+        + " ORDER BY a.priority, a.received_at LIMIT %s"
+    )
     params.append(limit)
     return [_finish(r) for r in _rows(conn, sql, params)]
 
 
-def detail(conn: psycopg.Connection, alarm_id: uuid.UUID | str, actor: Actor,
-           now: datetime) -> dict[str, Any]:
+def detail(
+    conn: psycopg.Connection, alarm_id: uuid.UUID | str, actor: Actor, now: datetime
+) -> dict[str, Any]:
     from eldercare.platform import dispatch
 
     a = summary(conn, alarm_id, actor)
     out: dict[str, Any] = {"alarm": a, "resident": None, "device": None, "facility": None}
     if a["resident_id"] is not None:
-        res = _rows(conn, "SELECT id, name, birth_date, gender, ability_level, facility_id, room,"
-                          " home_bed_id FROM residents WHERE id = %s", (a["resident_id"],))
+        res = _rows(
+            conn,
+            "SELECT id, name, birth_date, gender, ability_level, facility_id, room,"
+            " home_bed_id FROM residents WHERE id = %s",
+            (a["resident_id"],),
+        )
         out["resident"] = res[0] if res else None
     if a["device_id"] is not None:
-        dev = _rows(conn, "SELECT d.id, d.kind, d.room, COALESCE(s.online, false) AS online,"
-                          " s.battery, s.last_seen_at FROM devices d LEFT JOIN device_status s"
-                          " ON s.device_id = d.id WHERE d.id = %s", (a["device_id"],))
+        dev = _rows(
+            conn,
+            "SELECT d.id, d.kind, d.room, COALESCE(s.online, false) AS online,"
+            " s.battery, s.last_seen_at FROM devices d LEFT JOIN device_status s"
+            " ON s.device_id = d.id WHERE d.id = %s",
+            (a["device_id"],),
+        )
         out["device"] = dev[0] if dev else None
     if a["facility_id"] is not None:
-        fac = _rows(conn, "SELECT id, name, area, lat, lon, phone FROM facilities WHERE id = %s",
-                    (a["facility_id"],))
+        fac = _rows(
+            conn,
+            "SELECT id, name, area, lat, lon, phone FROM facilities WHERE id = %s",
+            (a["facility_id"],),
+        )
         out["facility"] = fac[0] if fac else None
     window = timedelta(minutes=10)
     out["events"] = _rows(
@@ -126,42 +157,78 @@ def detail(conn: psycopg.Connection, alarm_id: uuid.UUID | str, actor: Actor,
     out["offers"] = dispatch.offers(conn, a["id"])
     policy = dispatch.policy_for(conn, a)
     out["policy"] = policy.as_dict()
-    out["proposal"] = (dispatch.proposal(conn, a, policy, now) if a["status"] in
-                       ("raised", "acknowledged", "dispatched") else None)
+    out["proposal"] = (
+        dispatch.proposal(conn, a, policy, now)
+        if a["status"] in ("raised", "acknowledged", "dispatched")
+        else None
+    )
     return out
 
 
 def timeline(conn: psycopg.Connection, alarm_id: uuid.UUID | str) -> list[dict[str, Any]]:
-    return _rows(conn, "SELECT id, at, actor, action, from_status, to_status, detail"
-                       " FROM alarm_events WHERE alarm_id = %s ORDER BY id", (alarm_id,))
+    return _rows(
+        conn,
+        "SELECT id, at, actor, action, from_status, to_status, detail"
+        " FROM alarm_events WHERE alarm_id = %s ORDER BY id",
+        (alarm_id,),
+    )
 
 
-def lock(conn: psycopg.Connection, alarm_id: uuid.UUID | str, actor: Actor,
-         action: str) -> dict[str, Any]:
+def lock(
+    conn: psycopg.Connection, alarm_id: uuid.UUID | str, actor: Actor, action: str
+) -> dict[str, Any]:
     """Lock the alarm for a change; unknown (or another facility's) -> NotFoundError."""
-    rows = _rows(conn, "SELECT id, kind, status, facility_id, home_bed_id, resident_id, devices,"
-                       " area, escalation_step, priority FROM alarms WHERE id = %s FOR UPDATE",
-                 (alarm_id,))
+    rows = _rows(
+        conn,
+        "SELECT id, kind, status, facility_id, home_bed_id, resident_id, devices,"
+        " area, escalation_step, priority FROM alarms WHERE id = %s FOR UPDATE",
+        (alarm_id,),
+    )
     if not rows or (actor.scoped and rows[0]["facility_id"] != actor.facility_id):
         raise NotFoundError(f"alarm {alarm_id} not found")
     actor.require(*PERMITTED[action])
     return rows[0]
 
 
-def announce(conn: psycopg.Connection, a: dict[str, Any], event: str, to_status: str,
-             actor: Actor, now: datetime, **extra: Any) -> None:
+def announce(
+    conn: psycopg.Connection,
+    a: dict[str, Any],
+    event: str,
+    to_status: str,
+    actor: Actor,
+    now: datetime,
+    **extra: Any,
+) -> None:
     """Outbox and NOTIFY for a committed-with-us change of alarm ``a``."""
     if rules.category(a["kind"]) == "alarm":
         events.enqueue_device(conn, a["id"], a["devices"] or [], to_status, now)
-    events.enqueue_webhooks(conn, a["id"], event, a["facility_id"], {
-        "kind": a["kind"], "priority": a["priority"], "status": to_status,
-        "facility_id": a["facility_id"], "actor": actor.username}, now)
+    events.enqueue_webhooks(
+        conn,
+        a["id"],
+        event,
+        a["facility_id"],
+        {
+            "kind": a["kind"],
+            "priority": a["priority"],
+            "status": to_status,
+            "facility_id": a["facility_id"],
+            "actor": actor.username,
+        },
+        now,
+    )
     events.emit(conn, a["id"], event, actor.username, **extra)
 
 
-def act(conn: psycopg.Connection, alarm_id: uuid.UUID | str, action: str, actor: Actor,
-        now: datetime, *, note: str | None = None,
-        disposition: str | None = None) -> dict[str, Any]:
+def act(
+    conn: psycopg.Connection,
+    alarm_id: uuid.UUID | str,
+    action: str,
+    actor: Actor,
+    now: datetime,
+    *,
+    note: str | None = None,
+    disposition: str | None = None,
+) -> dict[str, Any]:
     """acknowledge, on_site, resolve or close (dispatch/accept/decline live in dispatch.py)."""
     with conn.transaction():
         a = lock(conn, alarm_id, actor, action)
@@ -181,8 +248,11 @@ def act(conn: psycopg.Connection, alarm_id: uuid.UUID | str, action: str, actor:
         if action in ("resolve", "close"):
             # Nobody is needed any more: stop the escalation clock and the open offers.
             sets.append("escalation_due_at = NULL")
-            conn.execute("UPDATE dispatch_offers SET status = 'withdrawn', answered_at = %s"
-                         " WHERE alarm_id = %s AND status = 'pending'", (now, a["id"]))
+            conn.execute(
+                "UPDATE dispatch_offers SET status = 'withdrawn', answered_at = %s"
+                " WHERE alarm_id = %s AND status = 'pending'",
+                (now, a["id"]),
+            )
         params.append(a["id"])
         conn.execute(f"UPDATE alarms SET {', '.join(sets)} WHERE id = %s", params)
         detail: dict[str, Any] = {}
@@ -190,18 +260,24 @@ def act(conn: psycopg.Connection, alarm_id: uuid.UUID | str, action: str, actor:
             detail["note"] = note
         if disposition:
             detail["disposition"] = disposition
-        past = {"acknowledge": "acknowledged", "on_site": "on_site", "resolve": "resolved",
-                "close": "closed"}[action]
+        past = {
+            "acknowledge": "acknowledged",
+            "on_site": "on_site",
+            "resolve": "resolved",
+            "close": "closed",
+        }[action]
         events.audit(conn, a["id"], now, actor.username, past, a["status"], to, detail)
         announce(conn, a, past, to, actor, now)
     return summary(conn, alarm_id)
 
 
-def add_note(conn: psycopg.Connection, alarm_id: uuid.UUID | str, actor: Actor, now: datetime,
-             text: str) -> dict[str, Any]:
+def add_note(
+    conn: psycopg.Connection, alarm_id: uuid.UUID | str, actor: Actor, now: datetime, text: str
+) -> dict[str, Any]:
     with conn.transaction():
         a = lock(conn, alarm_id, actor, "note")
-        events.audit(conn, a["id"], now, actor.username, "note", a["status"], a["status"],
-                     {"text": text})
+        events.audit(
+            conn, a["id"], now, actor.username, "note", a["status"], a["status"], {"text": text}
+        )
         events.emit(conn, a["id"], "note", actor.username)
     return summary(conn, alarm_id)

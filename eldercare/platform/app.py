@@ -35,22 +35,33 @@ def _error(status: int, detail: str, **headers: str) -> JSONResponse:
     return JSONResponse({"detail": detail}, status_code=status, headers=headers or None)
 
 
-def create_app(settings: Settings, *, clock: rules.Clock | None = None,
-               publisher: notify.Publisher | None = None,
-               poster: notify.Poster | None = None, background: bool = True) -> FastAPI:
+def create_app(
+    settings: Settings,
+    *,
+    clock: rules.Clock | None = None,
+    publisher: notify.Publisher | None = None,
+    poster: notify.Poster | None = None,
+    background: bool = True,
+) -> FastAPI:
     clock = clock or rules.utc_now
     hub = Hub()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        pool = ConnectionPool(settings.database_url, min_size=2, max_size=settings.db_pool_max,
-                              kwargs={"autocommit": True, "row_factory": dict_row}, open=False,
-                              check=ConnectionPool.check_connection)
+        pool = ConnectionPool(
+            settings.database_url,
+            min_size=2,
+            max_size=settings.db_pool_max,
+            kwargs={"autocommit": True, "row_factory": dict_row},
+            open=False,
+            check=ConnectionPool.check_connection,
+        )
         await asyncio.to_thread(pool.open, True, 30)
         own_publisher = publisher is None
         pub = publisher if publisher is not None else notify.MqttPublisher(settings)
-        engine = Engine(settings, clock=clock, publisher=pub, poster=poster or notify.http_post,
-                        hub=hub)
+        engine = Engine(
+            settings, clock=clock, publisher=pub, poster=poster or notify.http_post, hub=hub
+        )
         app.state.pool, app.state.engine = pool, engine
         if background:
             engine.start()
@@ -68,8 +79,12 @@ def create_app(settings: Settings, *, clock: rules.Clock | None = None,
                 pub.close()
             await asyncio.to_thread(pool.close)
 
-    app = FastAPI(title="eldercare alert engine", version="1", lifespan=lifespan,
-                  description="Alarms, dispatch, escalation and response metrics. See docs/api.md.")
+    app = FastAPI(
+        title="eldercare alert engine",
+        version="1",
+        lifespan=lifespan,
+        description="Alarms, dispatch, escalation and response metrics. See docs/api.md.",
+    )
     app.state.settings, app.state.clock, app.state.hub = settings, clock, hub
 
     @app.exception_handler(NotFoundError)
@@ -107,8 +122,14 @@ def create_app(settings: Settings, *, clock: rules.Clock | None = None,
             return
         await websocket.accept()
         client = Client(websocket, actor)
-        await websocket.send_json({"type": "hello", "username": actor.username,
-                                   "role": actor.role, "facility_id": actor.facility_id})
+        await websocket.send_json(
+            {
+                "type": "hello",
+                "username": actor.username,
+                "role": actor.role,
+                "facility_id": actor.facility_id,
+            }
+        )
         hub.add(client)
 
         async def pump() -> None:
@@ -139,8 +160,11 @@ def create_app(settings: Settings, *, clock: rules.Clock | None = None,
         except Exception:
             db = False
         ok = db and engine is not None and engine.listening.is_set()
-        body: dict[str, Any] = {"status": "ok" if ok else "degraded", "db": db,
-                                "engine": bool(engine and engine.listening.is_set())}
+        body: dict[str, Any] = {
+            "status": "ok" if ok else "degraded",
+            "db": db,
+            "engine": bool(engine and engine.listening.is_set()),
+        }
         return JSONResponse(body, status_code=200 if ok else 503)
 
     @app.get("/metrics", tags=["service"])

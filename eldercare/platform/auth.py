@@ -48,8 +48,14 @@ def hash_password(password: str) -> str:
     return bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=12)).decode()
 
 
-def create_user(conn: psycopg.Connection, username: str, password: str, role: str,
-                facility_id: int | None = None, responder_id: int | None = None) -> dict[str, Any]:
+def create_user(
+    conn: psycopg.Connection,
+    username: str,
+    password: str,
+    role: str,
+    facility_id: int | None = None,
+    responder_id: int | None = None,
+) -> dict[str, Any]:
     if role not in ROLES:
         raise ConflictError(f"unknown role {role!r}; one of {', '.join(ROLES)}")
     if role == "facility_staff" and facility_id is None:
@@ -75,8 +81,11 @@ def create_user(conn: psycopg.Connection, username: str, password: str, role: st
 
 def authenticate(conn: psycopg.Connection, username: str, password: str) -> Actor:
     with conn.cursor(row_factory=dict_row) as cur:
-        cur.execute("SELECT username, password_hash, role, facility_id, responder_id, active"
-                    " FROM users WHERE username = %s", (username,))
+        cur.execute(
+            "SELECT username, password_hash, role, facility_id, responder_id, active"
+            " FROM users WHERE username = %s",
+            (username,),
+        )
         row = cur.fetchone()
     stored = row["password_hash"].encode() if row else _DUMMY_HASH
     ok = bcrypt.checkpw(password.encode(), stored)
@@ -87,8 +96,11 @@ def authenticate(conn: psycopg.Connection, username: str, password: str) -> Acto
 
 def make_token(settings: Settings, actor: Actor, now: datetime) -> str:
     claims = {
-        "sub": actor.username, "role": actor.role, "fac": actor.facility_id,
-        "rsp": actor.responder_id, "iat": int(now.timestamp()),
+        "sub": actor.username,
+        "role": actor.role,
+        "fac": actor.facility_id,
+        "rsp": actor.responder_id,
+        "iat": int(now.timestamp()),
         "exp": int((now + timedelta(minutes=settings.token_minutes)).timestamp()),
     }
     return jwt.encode(claims, settings.secret_key, algorithm=ALGORITHM)
@@ -97,9 +109,12 @@ def make_token(settings: Settings, actor: Actor, now: datetime) -> str:
 def read_token(settings: Settings, token: str, now: datetime) -> Actor:
     try:
         # The engine's clock decides expiry, so frozen-clock tests stay deterministic.
-        claims = jwt.decode(token, settings.secret_key, algorithms=[ALGORITHM],
-                            options={"verify_exp": False, "verify_iat": False,
-                                     "require": ["sub", "exp"]})
+        claims = jwt.decode(
+            token,
+            settings.secret_key,
+            algorithms=[ALGORITHM],
+            options={"verify_exp": False, "verify_iat": False, "require": ["sub", "exp"]},
+        )
     except jwt.PyJWTError as exc:
         raise AuthError("not authenticated") from exc
     if int(claims["exp"]) <= int(now.timestamp()):

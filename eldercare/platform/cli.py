@@ -11,8 +11,9 @@ def _users_add(args: argparse.Namespace) -> int:
     from eldercare.storage.db import connect
 
     with connect(get_settings().database_url, autocommit=True) as conn:
-        row = auth.create_user(conn, args.username, args.password, args.role, args.facility,
-                               args.responder)
+        row = auth.create_user(
+            conn, args.username, args.password, args.role, args.facility, args.responder
+        )
     # The password is never echoed; the id and role are enough to confirm.
     print(f"user {row['username']} (id {row['id']}, role {row['role']}) created")
     return 0
@@ -23,22 +24,27 @@ def _users_list(args: argparse.Namespace) -> int:
     from eldercare.storage.db import connect
 
     with connect(get_settings().database_url, autocommit=True) as conn:
-        rows = conn.execute("SELECT username, role, facility_id, responder_id, active FROM users"
-                            " ORDER BY username").fetchall()
+        rows = conn.execute(
+            "SELECT username, role, facility_id, responder_id, active FROM users ORDER BY username"
+        ).fetchall()
     for username, role, fac, rsp, active in rows:
-        print(f"{username}\t{role}\tfacility={fac or '-'}\tresponder={rsp or '-'}"
-              f"\t{'active' if active else 'disabled'}")
+        print(
+            f"{username}\t{role}\tfacility={fac or '-'}\tresponder={rsp or '-'}"
+            f"\t{'active' if active else 'disabled'}"
+        )
     return 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     users = sub.add_parser("users", help="console and API logins").add_subparsers(
-        dest="users", required=True)
+        dest="users", required=True
+    )
     add = users.add_parser("add", help="create a login")
     add.add_argument("--username", required=True)
     add.add_argument("--password", required=True)
-    add.add_argument("--role", required=True,
-                     choices=["operator", "supervisor", "facility_staff", "admin"])
+    add.add_argument(
+        "--role", required=True, choices=["operator", "supervisor", "facility_staff", "admin"]
+    )
     add.add_argument("--facility", type=int, help="required for facility_staff")
     add.add_argument("--responder", type=int, help="link to a responder (accepts offers)")
     add.set_defaults(func=_users_add)

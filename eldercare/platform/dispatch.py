@@ -16,8 +16,10 @@ from eldercare.platform import events, rules
 from eldercare.platform.alarms import _rows, announce, lock, summary
 from eldercare.platform.auth import SYSTEM, Actor, PermissionDenied
 
-OFFER_SQL = ("SELECT id, alarm_id, step, responder_id, responder_kind, name, phone, distance_m,"
-             " status, offered_at, due_at, answered_at, answered_by, reason FROM dispatch_offers")
+OFFER_SQL = (
+    "SELECT id, alarm_id, step, responder_id, responder_kind, name, phone, distance_m,"
+    " status, offered_at, due_at, answered_at, answered_by, reason FROM dispatch_offers"
+)
 STALLED_RETRY = timedelta(seconds=60)
 
 
@@ -30,8 +32,12 @@ def offers_by_id(conn: psycopg.Connection, ids: list[int]) -> list[dict[str, Any
 
 
 def policy_for(conn: psycopg.Connection, a: dict[str, Any]) -> rules.Policy:
-    rows = _rows(conn, "SELECT * FROM response_policies WHERE facility_id = %s"
-                       " OR (facility_id IS NULL AND area = %s)", (a["facility_id"], a["area"]))
+    rows = _rows(
+        conn,
+        "SELECT * FROM response_policies WHERE facility_id = %s"
+        " OR (facility_id IS NULL AND area = %s)",
+        (a["facility_id"], a["area"]),
+    )
     return rules.choose_policy(rows, a["facility_id"], a["area"])
 
 
@@ -43,79 +49,158 @@ def _location(conn: psycopg.Connection, a: dict[str, Any]) -> tuple[float | None
     return (rows[0]["lat"], rows[0]["lon"]) if rows else (None, None)
 
 
-def candidates(conn: psycopg.Connection, a: dict[str, Any], step: rules.Step,
-               now: datetime) -> list[dict[str, Any]]:
+def candidates(
+    conn: psycopg.Connection, a: dict[str, Any], step: rules.Step, now: datetime
+) -> list[dict[str, Any]]:
     """Who this step would ask now: nobody who declined, nobody already asked and pending."""
-    asked = _rows(conn, "SELECT responder_id, phone, status FROM dispatch_offers"
-                        " WHERE alarm_id = %s AND status IN ('pending', 'declined', 'called')",
-                  (a["id"],))
+    asked = _rows(
+        conn,
+        "SELECT responder_id, phone, status FROM dispatch_offers"
+        " WHERE alarm_id = %s AND status IN ('pending', 'declined', 'called')",
+        (a["id"],),
+    )
     skip_ids = {r["responder_id"] for r in asked if r["responder_id"] is not None}
     skip_phones = {r["phone"] for r in asked if r["phone"]}
     lat, lon = _location(conn, a)
     if step.kind == "emergency":
         number = step.number or "120"
-        return [{"responder_id": None, "responder_kind": "emergency", "name": number,
-                 "phone": number, "distance_m": None}]
+        return [
+            {
+                "responder_id": None,
+                "responder_kind": "emergency",
+                "name": number,
+                "phone": number,
+                "distance_m": None,
+            }
+        ]
     if step.kind == "family":
         rows = _rows(conn, "SELECT contacts FROM residents WHERE id = %s", (a["resident_id"],))
         contacts = rows[0]["contacts"] if rows else []
-        out = [{"responder_id": None, "responder_kind": "family", "name": c.get("name"),
-                "phone": c.get("phone"), "distance_m": None}
-               for c in contacts if c.get("phone") not in skip_phones]
+        out = [
+            {
+                "responder_id": None,
+                "responder_kind": "family",
+                "name": c.get("name"),
+                "phone": c.get("phone"),
+                "distance_m": None,
+            }
+            for c in contacts
+            if c.get("phone") not in skip_phones
+        ]
         return out[: step.count]
     if step.kind == "facility_staff":
-        pool = _rows(conn, "SELECT r.id, r.name, r.phone, r.lat, r.lon FROM responders r"
-                           " JOIN rota ro ON ro.responder_id = r.id WHERE ro.facility_id = %s"
-                           " AND ro.starts_at <= %s AND ro.ends_at > %s AND r.available"
-                           " AND r.kind = 'facility_staff' GROUP BY r.id",
-                     (a["facility_id"], now, now))
+        pool = _rows(
+            conn,
+            "SELECT r.id, r.name, r.phone, r.lat, r.lon FROM responders r"
+            " JOIN rota ro ON ro.responder_id = r.id WHERE ro.facility_id = %s"
+            " AND ro.starts_at <= %s AND ro.ends_at > %s AND r.available"
+            " AND r.kind = 'facility_staff' GROUP BY r.id",
+            (a["facility_id"], now, now),
+        )
     elif step.kind == "outreach":
-        pool = _rows(conn, "SELECT id, name, phone, lat, lon FROM responders WHERE kind ="
-                           " 'outreach' AND facility_id = %s AND available", (a["facility_id"],))
+        pool = _rows(
+            conn,
+            "SELECT id, name, phone, lat, lon FROM responders WHERE kind ="
+            " 'outreach' AND facility_id = %s AND available",
+            (a["facility_id"],),
+        )
     else:  # provider: community service providers, nearest first
-        pool = _rows(conn, "SELECT id, name, phone, lat, lon FROM responders WHERE kind ="
-                           " 'provider' AND available", ())
+        pool = _rows(
+            conn,
+            "SELECT id, name, phone, lat, lon FROM responders WHERE kind ="
+            " 'provider' AND available",
+            (),
+        )
     pool = [p for p in pool if p["id"] not in skip_ids]
-    return [{"responder_id": p["id"], "responder_kind": step.kind, "name": p["name"],
-             "phone": p["phone"], "distance_m": p["distance_m"]}
-            for p in rules.nearest(pool, lat, lon, step.count)]
+    return [
+        {
+            "responder_id": p["id"],
+            "responder_kind": step.kind,
+            "name": p["name"],
+            "phone": p["phone"],
+            "distance_m": p["distance_m"],
+        }
+        for p in rules.nearest(pool, lat, lon, step.count)
+    ]
 
 
-def proposal(conn: psycopg.Connection, a: dict[str, Any], policy: rules.Policy,
-             now: datetime) -> dict[str, Any] | None:
+def proposal(
+    conn: psycopg.Connection, a: dict[str, Any], policy: rules.Policy, now: datetime
+) -> dict[str, Any] | None:
     """What ``dispatch`` without a body would do next (shown on the console)."""
     current = a["escalation_step"] if a["status"] == "dispatched" else None
     for idx in rules.next_step(policy.steps, current, a["home_bed_id"] is not None):
         step = policy.steps[idx]
         found = candidates(conn, a, step, now)
         if found:
-            return {"step": idx, "kind": step.kind, "timeout_s": step.timeout_s,
-                    "responders": found}
+            return {
+                "step": idx,
+                "kind": step.kind,
+                "timeout_s": step.timeout_s,
+                "responders": found,
+            }
     return None
 
 
-def _make_offers(conn: psycopg.Connection, a: dict[str, Any], step_idx: int, timeout_s: int,
-                 found: list[dict[str, Any]], now: datetime) -> list[dict[str, Any]]:
+def _make_offers(
+    conn: psycopg.Connection,
+    a: dict[str, Any],
+    step_idx: int,
+    timeout_s: int,
+    found: list[dict[str, Any]],
+    now: datetime,
+) -> list[dict[str, Any]]:
     due = now + timedelta(seconds=timeout_s)
     made = []
     for c in found:
         status = "called" if c["responder_kind"] == "emergency" else "pending"
-        made += _rows(conn, "INSERT INTO dispatch_offers (alarm_id, step, responder_id,"
-                            " responder_kind, name, phone, distance_m, status, offered_at, due_at)"
-                            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING *",
-                      (a["id"], step_idx, c["responder_id"], c["responder_kind"], c["name"],
-                       c["phone"], c["distance_m"], status, now, due))
+        made += _rows(
+            conn,
+            "INSERT INTO dispatch_offers (alarm_id, step, responder_id,"
+            " responder_kind, name, phone, distance_m, status, offered_at, due_at)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING *",
+            (
+                a["id"],
+                step_idx,
+                c["responder_id"],
+                c["responder_kind"],
+                c["name"],
+                c["phone"],
+                c["distance_m"],
+                status,
+                now,
+                due,
+            ),
+        )
     for o in made:
         # The SMS/phone gateway needs the responder's number; the resident stays out of it.
-        events.enqueue_webhooks(conn, a["id"], "offer", a["facility_id"], {
-            "offer_id": o["id"], "responder_kind": o["responder_kind"], "name": o["name"],
-            "phone": o["phone"], "kind": a["kind"], "priority": a["priority"],
-            "facility_id": a["facility_id"], "due_at": due.isoformat()}, now)
+        events.enqueue_webhooks(
+            conn,
+            a["id"],
+            "offer",
+            a["facility_id"],
+            {
+                "offer_id": o["id"],
+                "responder_kind": o["responder_kind"],
+                "name": o["name"],
+                "phone": o["phone"],
+                "kind": a["kind"],
+                "priority": a["priority"],
+                "facility_id": a["facility_id"],
+                "due_at": due.isoformat(),
+            },
+            now,
+        )
     return made
 
 
-def _next_offers(conn: psycopg.Connection, a: dict[str, Any], policy: rules.Policy,
-                 after: int | None, now: datetime) -> tuple[int | None, list[dict[str, Any]]]:
+def _next_offers(
+    conn: psycopg.Connection,
+    a: dict[str, Any],
+    policy: rules.Policy,
+    after: int | None,
+    now: datetime,
+) -> tuple[int | None, list[dict[str, Any]]]:
     for idx in rules.next_step(policy.steps, after, a["home_bed_id"] is not None):
         step = policy.steps[idx]
         found = candidates(conn, a, step, now)
@@ -125,20 +210,34 @@ def _next_offers(conn: psycopg.Connection, a: dict[str, Any], policy: rules.Poli
 
 
 def _offer_brief(o: dict[str, Any]) -> dict[str, Any]:
-    return {"offer_id": o["id"], "kind": o["responder_kind"], "responder_id": o["responder_id"],
-            "distance_m": o["distance_m"]}
+    return {
+        "offer_id": o["id"],
+        "kind": o["responder_kind"],
+        "responder_id": o["responder_id"],
+        "distance_m": o["distance_m"],
+    }
 
 
-def dispatch(conn: psycopg.Connection, alarm_id: uuid.UUID | str, actor: Actor, now: datetime,
-             *, responder_ids: list[int] | None = None, note: str | None = None) -> dict[str, Any]:
+def dispatch(
+    conn: psycopg.Connection,
+    alarm_id: uuid.UUID | str,
+    actor: Actor,
+    now: datetime,
+    *,
+    responder_ids: list[int] | None = None,
+    note: str | None = None,
+) -> dict[str, Any]:
     """Offer the alarm to the given responders, or to the policy's next step."""
     with conn.transaction():
         a = lock(conn, alarm_id, actor, "dispatch")
         to = rules.check_move("dispatch", a["status"], a["kind"])
         policy = policy_for(conn, a)
         if responder_ids:
-            pool = _rows(conn, "SELECT id, kind, name, phone, lat, lon FROM responders"
-                               " WHERE id = ANY(%s)", (responder_ids,))
+            pool = _rows(
+                conn,
+                "SELECT id, kind, name, phone, lat, lon FROM responders WHERE id = ANY(%s)",
+                (responder_ids,),
+            )
             missing = set(responder_ids) - {p["id"] for p in pool}
             if missing:
                 raise NotFoundError(f"responders not found: {sorted(missing)}")
@@ -146,9 +245,23 @@ def dispatch(conn: psycopg.Connection, alarm_id: uuid.UUID | str, actor: Actor, 
             ranked = rules.nearest(pool, lat, lon, len(pool))
             idx = a["escalation_step"] if a["escalation_step"] is not None else 0
             timeout = policy.steps[idx].timeout_s if idx < len(policy.steps) else 120
-            made = _make_offers(conn, a, idx, timeout, [
-                {"responder_id": p["id"], "responder_kind": p["kind"], "name": p["name"],
-                 "phone": p["phone"], "distance_m": p["distance_m"]} for p in ranked], now)
+            made = _make_offers(
+                conn,
+                a,
+                idx,
+                timeout,
+                [
+                    {
+                        "responder_id": p["id"],
+                        "responder_kind": p["kind"],
+                        "name": p["name"],
+                        "phone": p["phone"],
+                        "distance_m": p["distance_m"],
+                    }
+                    for p in ranked
+                ],
+                now,
+            )
             step: int | None = idx
         else:
             after = a["escalation_step"] if a["status"] == "dispatched" else None
@@ -156,44 +269,92 @@ def dispatch(conn: psycopg.Connection, alarm_id: uuid.UUID | str, actor: Actor, 
             if step is None:
                 raise ConflictError("cannot dispatch: no responder available under the policy")
         due = min(o["due_at"] for o in made)
-        conn.execute("UPDATE alarms SET status = %s, dispatched_at = COALESCE(dispatched_at, %s),"
-                     " escalation_step = %s, escalation_due_at = %s, policy_id = %s"
-                     " WHERE id = %s", (to, now, step, due, policy.id, a["id"]))
-        events.audit(conn, a["id"], now, actor.username, "dispatched", a["status"], to, {
-            "step": step, "offers": [_offer_brief(o) for o in made],
-            **({"note": note} if note else {})})
+        conn.execute(
+            "UPDATE alarms SET status = %s, dispatched_at = COALESCE(dispatched_at, %s),"
+            " escalation_step = %s, escalation_due_at = %s, policy_id = %s"
+            " WHERE id = %s",
+            (to, now, step, due, policy.id, a["id"]),
+        )
+        events.audit(
+            conn,
+            a["id"],
+            now,
+            actor.username,
+            "dispatched",
+            a["status"],
+            to,
+            {
+                "step": step,
+                "offers": [_offer_brief(o) for o in made],
+                **({"note": note} if note else {}),
+            },
+        )
         if a["status"] == "dispatched":
             # Re-dispatch: the device already knows help is being sent.
-            events.emit(conn, a["id"], "dispatched", actor.username,
-                        offer_ids=[o["id"] for o in made])
+            events.emit(
+                conn, a["id"], "dispatched", actor.username, offer_ids=[o["id"] for o in made]
+            )
         else:
             announce(conn, a, "dispatched", to, actor, now, offer_ids=[o["id"] for o in made])
     return summary(conn, alarm_id)
 
 
-def escalate(conn: psycopg.Connection, a: dict[str, Any], now: datetime, reason: str,
-             actor: Actor = SYSTEM) -> int | None:
+def escalate(
+    conn: psycopg.Connection, a: dict[str, Any], now: datetime, reason: str, actor: Actor = SYSTEM
+) -> int | None:
     """Expire what is pending and ask the next step (``a`` is locked by the caller)."""
-    conn.execute("UPDATE dispatch_offers SET status = 'expired', answered_at = %s"
-                 " WHERE alarm_id = %s AND status = 'pending'", (now, a["id"]))
+    conn.execute(
+        "UPDATE dispatch_offers SET status = 'expired', answered_at = %s"
+        " WHERE alarm_id = %s AND status = 'pending'",
+        (now, a["id"]),
+    )
     policy = policy_for(conn, a)
     step, made = _next_offers(conn, a, policy, a["escalation_step"], now)
     if step is None:
         # Nobody at all can be asked: keep the clock running and say so loudly.
-        conn.execute("UPDATE alarms SET escalation_due_at = %s WHERE id = %s",
-                     (now + STALLED_RETRY, a["id"]))
-        events.audit(conn, a["id"], now, actor.username, "escalation_stalled", a["status"],
-                     a["status"], {"reason": reason})
+        conn.execute(
+            "UPDATE alarms SET escalation_due_at = %s WHERE id = %s", (now + STALLED_RETRY, a["id"])
+        )
+        events.audit(
+            conn,
+            a["id"],
+            now,
+            actor.username,
+            "escalation_stalled",
+            a["status"],
+            a["status"],
+            {"reason": reason},
+        )
         events.emit(conn, a["id"], "escalated", actor.username, stalled=True)
         return None
     due = min(o["due_at"] for o in made)
-    conn.execute("UPDATE alarms SET escalation_step = %s, escalation_due_at = %s WHERE id = %s",
-                 (step, due, a["id"]))
-    events.audit(conn, a["id"], now, actor.username, "escalated", a["status"], a["status"], {
-        "reason": reason, "from_step": a["escalation_step"], "to_step": step,
-        "offers": [_offer_brief(o) for o in made]})
-    events.enqueue_webhooks(conn, a["id"], "escalated", a["facility_id"], {
-        "kind": a["kind"], "priority": a["priority"], "step": step}, now)
+    conn.execute(
+        "UPDATE alarms SET escalation_step = %s, escalation_due_at = %s WHERE id = %s",
+        (step, due, a["id"]),
+    )
+    events.audit(
+        conn,
+        a["id"],
+        now,
+        actor.username,
+        "escalated",
+        a["status"],
+        a["status"],
+        {
+            "reason": reason,
+            "from_step": a["escalation_step"],
+            "to_step": step,
+            "offers": [_offer_brief(o) for o in made],
+        },
+    )
+    events.enqueue_webhooks(
+        conn,
+        a["id"],
+        "escalated",
+        a["facility_id"],
+        {"kind": a["kind"], "priority": a["priority"], "step": step},
+        now,
+    )
     events.emit(conn, a["id"], "escalated", actor.username, offer_ids=[o["id"] for o in made])
     return step
 
@@ -202,22 +363,31 @@ def escalate_due(conn: psycopg.Connection, now: datetime, limit: int = 100) -> l
     """Advance every dispatched alarm whose step ran out without an acceptance."""
     done = []
     with conn.transaction():
-        due = _rows(conn, "SELECT id, kind, status, facility_id, home_bed_id, resident_id,"
-                          " devices, area, escalation_step, priority FROM alarms"
-                          " WHERE status = 'dispatched' AND escalation_due_at <= %s"
-                          " ORDER BY escalation_due_at LIMIT %s FOR UPDATE SKIP LOCKED",
-                    (now, limit))
+        due = _rows(
+            conn,
+            "SELECT id, kind, status, facility_id, home_bed_id, resident_id,"
+            " devices, area, escalation_step, priority FROM alarms"
+            " WHERE status = 'dispatched' AND escalation_due_at <= %s"
+            " ORDER BY escalation_due_at LIMIT %s FOR UPDATE SKIP LOCKED",
+            (now, limit),
+        )
         for a in due:
             escalate(conn, a, now, "no acceptance in time")
             done.append(str(a["id"]))
     return done
 
 
-def _find_offer(conn: psycopg.Connection, a: dict[str, Any], actor: Actor,
-                offer_id: int | None, usable: tuple[str, ...]) -> dict[str, Any]:
+def _find_offer(
+    conn: psycopg.Connection,
+    a: dict[str, Any],
+    actor: Actor,
+    offer_id: int | None,
+    usable: tuple[str, ...],
+) -> dict[str, Any]:
     if offer_id is not None:
-        rows = _rows(conn, OFFER_SQL + " WHERE id = %s AND alarm_id = %s FOR UPDATE",
-                     (offer_id, a["id"]))
+        rows = _rows(
+            conn, OFFER_SQL + " WHERE id = %s AND alarm_id = %s FOR UPDATE", (offer_id, a["id"])
+        )
         if not rows:
             raise NotFoundError(f"offer {offer_id} not found on this alarm")
         o = rows[0]
@@ -226,9 +396,12 @@ def _find_offer(conn: psycopg.Connection, a: dict[str, Any], actor: Actor,
     else:
         if actor.responder_id is None:
             raise ConflictError("name the offer (offer_id): you are not a responder")
-        rows = _rows(conn, OFFER_SQL + " WHERE alarm_id = %s AND responder_id = %s"
-                                       " AND status = ANY(%s) ORDER BY id DESC LIMIT 1 FOR UPDATE",
-                     (a["id"], actor.responder_id, list(usable)))
+        rows = _rows(
+            conn,
+            OFFER_SQL + " WHERE alarm_id = %s AND responder_id = %s"
+            " AND status = ANY(%s) ORDER BY id DESC LIMIT 1 FOR UPDATE",
+            (a["id"], actor.responder_id, list(usable)),
+        )
         if not rows:
             raise ConflictError("you have no open offer on this alarm")
         o = rows[0]
@@ -237,63 +410,139 @@ def _find_offer(conn: psycopg.Connection, a: dict[str, Any], actor: Actor,
     return o
 
 
-def accept(conn: psycopg.Connection, alarm_id: uuid.UUID | str, actor: Actor, now: datetime,
-           *, offer_id: int | None = None) -> dict[str, Any]:
+def accept(
+    conn: psycopg.Connection,
+    alarm_id: uuid.UUID | str,
+    actor: Actor,
+    now: datetime,
+    *,
+    offer_id: int | None = None,
+) -> dict[str, Any]:
     with conn.transaction():
         a = lock(conn, alarm_id, actor, "accept")
         to = rules.check_move("accept", a["status"], a["kind"])
         # A responder answering after the step expired is still good news.
         o = _find_offer(conn, a, actor, offer_id, ("pending", "called", "expired"))
-        conn.execute("UPDATE dispatch_offers SET status = 'accepted', answered_at = %s,"
-                     " answered_by = %s WHERE id = %s", (now, actor.username, o["id"]))
-        conn.execute("UPDATE dispatch_offers SET status = 'withdrawn', answered_at = %s"
-                     " WHERE alarm_id = %s AND status = 'pending'", (now, a["id"]))
-        conn.execute("UPDATE alarms SET status = %s, accepted_at = COALESCE(accepted_at, %s),"
-                     " escalation_due_at = NULL WHERE id = %s", (to, now, a["id"]))
-        events.audit(conn, a["id"], now, actor.username, "accepted", a["status"], to,
-                     {"offer_id": o["id"], "responder_kind": o["responder_kind"],
-                      "responder_id": o["responder_id"]})
+        conn.execute(
+            "UPDATE dispatch_offers SET status = 'accepted', answered_at = %s,"
+            " answered_by = %s WHERE id = %s",
+            (now, actor.username, o["id"]),
+        )
+        conn.execute(
+            "UPDATE dispatch_offers SET status = 'withdrawn', answered_at = %s"
+            " WHERE alarm_id = %s AND status = 'pending'",
+            (now, a["id"]),
+        )
+        conn.execute(
+            "UPDATE alarms SET status = %s, accepted_at = COALESCE(accepted_at, %s),"
+            " escalation_due_at = NULL WHERE id = %s",
+            (to, now, a["id"]),
+        )
+        events.audit(
+            conn,
+            a["id"],
+            now,
+            actor.username,
+            "accepted",
+            a["status"],
+            to,
+            {
+                "offer_id": o["id"],
+                "responder_kind": o["responder_kind"],
+                "responder_id": o["responder_id"],
+            },
+        )
         announce(conn, a, "accepted", to, actor, now, offer_ids=[o["id"]])
     return summary(conn, alarm_id)
 
 
-def decline(conn: psycopg.Connection, alarm_id: uuid.UUID | str, actor: Actor, now: datetime,
-            *, offer_id: int | None = None, reason: str | None = None) -> dict[str, Any]:
+def decline(
+    conn: psycopg.Connection,
+    alarm_id: uuid.UUID | str,
+    actor: Actor,
+    now: datetime,
+    *,
+    offer_id: int | None = None,
+    reason: str | None = None,
+) -> dict[str, Any]:
     with conn.transaction():
         a = lock(conn, alarm_id, actor, "decline")
         rules.check_move("decline", a["status"], a["kind"])
         o = _find_offer(conn, a, actor, offer_id, ("pending", "called"))
-        conn.execute("UPDATE dispatch_offers SET status = 'declined', answered_at = %s,"
-                     " answered_by = %s, reason = %s WHERE id = %s",
-                     (now, actor.username, reason, o["id"]))
-        events.audit(conn, a["id"], now, actor.username, "declined", a["status"], a["status"],
-                     {"offer_id": o["id"], **({"reason": reason} if reason else {})})
+        conn.execute(
+            "UPDATE dispatch_offers SET status = 'declined', answered_at = %s,"
+            " answered_by = %s, reason = %s WHERE id = %s",
+            (now, actor.username, reason, o["id"]),
+        )
+        events.audit(
+            conn,
+            a["id"],
+            now,
+            actor.username,
+            "declined",
+            a["status"],
+            a["status"],
+            {"offer_id": o["id"], **({"reason": reason} if reason else {})},
+        )
         events.emit(conn, a["id"], "declined", actor.username, offer_ids=[o["id"]])
-        left = _rows(conn, "SELECT 1 FROM dispatch_offers WHERE alarm_id = %s"
-                           " AND status = 'pending' LIMIT 1", (a["id"],))
+        left = _rows(
+            conn,
+            "SELECT 1 FROM dispatch_offers WHERE alarm_id = %s AND status = 'pending' LIMIT 1",
+            (a["id"],),
+        )
         if not left:
             escalate(conn, a, now, "declined")
     return summary(conn, alarm_id)
 
 
-def call_emergency(conn: psycopg.Connection, alarm_id: uuid.UUID | str, actor: Actor,
-                   now: datetime, *, service: str, note: str | None = None) -> dict[str, Any]:
+def call_emergency(
+    conn: psycopg.Connection,
+    alarm_id: uuid.UUID | str,
+    actor: Actor,
+    now: datetime,
+    *,
+    service: str,
+    note: str | None = None,
+) -> dict[str, Any]:
     """Emergency services (120 ambulance / 119 fire) called: recorded as an offer step."""
     with conn.transaction():
         a = lock(conn, alarm_id, actor, "emergency")
         rules.check_move("emergency", a["status"], a["kind"])
-        made = _make_offers(conn, a, a["escalation_step"] or 0, 0, [
-            {"responder_id": None, "responder_kind": "emergency", "name": service,
-             "phone": service, "distance_m": None}], now)
+        made = _make_offers(
+            conn,
+            a,
+            a["escalation_step"] or 0,
+            0,
+            [
+                {
+                    "responder_id": None,
+                    "responder_kind": "emergency",
+                    "name": service,
+                    "phone": service,
+                    "distance_m": None,
+                }
+            ],
+            now,
+        )
         to = a["status"]
         if a["status"] == "acknowledged":
             # Calling 120 is a dispatch: the clock and the device say so.
             to = "dispatched"
-            conn.execute("UPDATE alarms SET status = 'dispatched', dispatched_at ="
-                         " COALESCE(dispatched_at, %s) WHERE id = %s", (now, a["id"]))
-        events.audit(conn, a["id"], now, actor.username, "emergency", a["status"], to,
-                     {"service": service, "offer_id": made[0]["id"],
-                      **({"note": note} if note else {})})
+            conn.execute(
+                "UPDATE alarms SET status = 'dispatched', dispatched_at ="
+                " COALESCE(dispatched_at, %s) WHERE id = %s",
+                (now, a["id"]),
+            )
+        events.audit(
+            conn,
+            a["id"],
+            now,
+            actor.username,
+            "emergency",
+            a["status"],
+            to,
+            {"service": service, "offer_id": made[0]["id"], **({"note": note} if note else {})},
+        )
         if to != a["status"]:
             announce(conn, a, "dispatched", to, actor, now, offer_ids=[made[0]["id"]])
         events.emit(conn, a["id"], "emergency", actor.username, offer_ids=[made[0]["id"]])
@@ -304,7 +553,9 @@ def supervisor_due(conn: psycopg.Connection, now: datetime, limit: int = 100) ->
     """Tell supervisors about alarms nobody acknowledged within their policy's target."""
     done = []
     with conn.transaction():
-        due = _rows(conn, """
+        due = _rows(
+            conn,
+            """
             SELECT a.id, a.kind, a.priority, a.facility_id, a.received_at FROM alarms a
             WHERE a.status = 'raised' AND a.supervisor_notified_at IS NULL
               AND a.kind <> ALL(%s)
@@ -314,17 +565,38 @@ def supervisor_due(conn: psycopg.Connection, now: datetime, limit: int = 100) ->
                     (SELECT supervisor_after_s FROM response_policies p
                       WHERE p.facility_id IS NULL AND p.area = a.area), 60)
             ORDER BY a.received_at LIMIT %s FOR UPDATE SKIP LOCKED""",
-            (["device_offline", "low_battery", "camera_offline"], now, limit))
+            (["device_offline", "low_battery", "camera_offline"], now, limit),
+        )
         for a in due:
             waited = int((now - a["received_at"]).total_seconds())
-            conn.execute("UPDATE alarms SET supervisor_notified_at = %s WHERE id = %s",
-                         (now, a["id"]))
-            events.audit(conn, a["id"], now, "system", "supervisor_notified", "raised", "raised",
-                         {"unacknowledged_s": waited})
-            events.enqueue_webhooks(conn, a["id"], "supervisor", a["facility_id"], {
-                "kind": a["kind"], "priority": a["priority"], "facility_id": a["facility_id"],
-                "unacknowledged_s": waited}, now)
-            events.emit(conn, a["id"], "supervisor", "system",
-                        reason=f"unacknowledged for {waited} s")
+            conn.execute(
+                "UPDATE alarms SET supervisor_notified_at = %s WHERE id = %s", (now, a["id"])
+            )
+            events.audit(
+                conn,
+                a["id"],
+                now,
+                "system",
+                "supervisor_notified",
+                "raised",
+                "raised",
+                {"unacknowledged_s": waited},
+            )
+            events.enqueue_webhooks(
+                conn,
+                a["id"],
+                "supervisor",
+                a["facility_id"],
+                {
+                    "kind": a["kind"],
+                    "priority": a["priority"],
+                    "facility_id": a["facility_id"],
+                    "unacknowledged_s": waited,
+                },
+                now,
+            )
+            events.emit(
+                conn, a["id"], "supervisor", "system", reason=f"unacknowledged for {waited} s"
+            )
             done.append(str(a["id"]))
     return done

@@ -58,8 +58,7 @@ class Hub:
     def remove(self, client: Client) -> None:
         self.clients.discard(client)
 
-    def send(self, message: dict[str, Any], facility_id: int | None, *,
-             staff: bool = True) -> int:
+    def send(self, message: dict[str, Any], facility_id: int | None, *, staff: bool = True) -> int:
         data = orjson.dumps(message)
         sent = 0
         for c in list(self.clients):
@@ -81,9 +80,17 @@ class Hub:
 
 
 class Engine:
-    def __init__(self, settings: Settings, *, clock: rules.Clock,
-                 publisher: notify.Publisher | None, poster: notify.Poster = notify.http_post,
-                 hub: Hub | None = None, tick_s: float = 0.5, health_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: rules.Clock,
+        publisher: notify.Publisher | None,
+        poster: notify.Poster = notify.http_post,
+        hub: Hub | None = None,
+        tick_s: float = 0.5,
+        health_s: float = 5.0,
+    ) -> None:
         self.settings = settings
         self.clock = clock
         self.publisher = publisher
@@ -121,10 +128,15 @@ class Engine:
 
     def start(self) -> None:
         self._stop.clear()
-        for name, target in (("timers", self._timers), ("health", self._health),
-                             ("device-out", self._device_out), ("webhook-out", self._webhook_out)):
-            t = threading.Thread(target=self._loop, args=(name, target), name=f"engine-{name}",
-                                 daemon=True)
+        for name, target in (
+            ("timers", self._timers),
+            ("health", self._health),
+            ("device-out", self._device_out),
+            ("webhook-out", self._webhook_out),
+        ):
+            t = threading.Thread(
+                target=self._loop, args=(name, target), name=f"engine-{name}", daemon=True
+            )
             t.start()
             self._threads.append(t)
 
@@ -186,11 +198,12 @@ class Engine:
         """Forward alarm NOTIFYs to websockets and wake the outbox; survive DB restarts."""
         while not self._stop.is_set():
             try:
-                conn = await psycopg.AsyncConnection.connect(self.settings.database_url,
-                                                             autocommit=True)
-                query = await psycopg.AsyncConnection.connect(self.settings.database_url,
-                                                              autocommit=True,
-                                                              row_factory=dict_row)
+                conn = await psycopg.AsyncConnection.connect(
+                    self.settings.database_url, autocommit=True
+                )
+                query = await psycopg.AsyncConnection.connect(
+                    self.settings.database_url, autocommit=True, row_factory=dict_row
+                )
                 async with conn, query:
                     await conn.execute(f"LISTEN {events.ALARM_CHANNEL}")
                     await conn.execute(f"LISTEN {events.STATE_CHANNEL}")
@@ -213,8 +226,9 @@ class Engine:
                 self._wake_health.set()
                 await asyncio.sleep(1.0)
 
-    async def _on_notify(self, channel: str, payload: str,
-                         query: psycopg.AsyncConnection[dict[str, Any]]) -> None:
+    async def _on_notify(
+        self, channel: str, payload: str, query: psycopg.AsyncConnection[dict[str, Any]]
+    ) -> None:
         body = json.loads(payload)
         if channel == events.STATE_CHANNEL:
             if body.get("facility_id") is not None:
@@ -235,10 +249,15 @@ class Engine:
         event = body.get("event", "changed")
         fac = alarm["facility_id"]
         if event == "supervisor":
-            self.hub.send({"type": "supervisor", "alarm": alarm, "reason": body.get("reason"),
-                           "at": at}, fac, staff=False)
-        self.hub.send({"type": "alarm", "event": event, "alarm": alarm, "at": at,
-                       "actor": body.get("actor")}, fac)
+            self.hub.send(
+                {"type": "supervisor", "alarm": alarm, "reason": body.get("reason"), "at": at},
+                fac,
+                staff=False,
+            )
+        self.hub.send(
+            {"type": "alarm", "event": event, "alarm": alarm, "at": at, "actor": body.get("actor")},
+            fac,
+        )
         offer_ids = body.get("offer_ids") or []
         if offer_ids and event in ("dispatched", "escalated", "emergency"):
             cur = await query.execute(OFFER_SQL + " WHERE id = ANY(%s) ORDER BY id", (offer_ids,))

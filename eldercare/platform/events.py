@@ -22,9 +22,16 @@ ALARM_CHANNEL: Final = "eldercare_alarms"
 STATE_CHANNEL: Final = "eldercare_state"
 
 
-def audit(conn: psycopg.Connection, alarm_id: uuid.UUID | str, at: datetime, actor: str,
-          action: str, from_status: str | None = None, to_status: str | None = None,
-          detail: dict[str, Any] | None = None) -> None:
+def audit(
+    conn: psycopg.Connection,
+    alarm_id: uuid.UUID | str,
+    at: datetime,
+    actor: str,
+    action: str,
+    from_status: str | None = None,
+    to_status: str | None = None,
+    detail: dict[str, Any] | None = None,
+) -> None:
     conn.execute(
         "INSERT INTO alarm_events (alarm_id, at, actor, action, from_status, to_status, detail)"
         " VALUES (%s, %s, %s, %s, %s, %s, %s)",
@@ -32,15 +39,21 @@ def audit(conn: psycopg.Connection, alarm_id: uuid.UUID | str, at: datetime, act
     )
 
 
-def emit(conn: psycopg.Connection, alarm_id: uuid.UUID | str, event: str, actor: str,
-         **extra: Any) -> None:
+def emit(
+    conn: psycopg.Connection, alarm_id: uuid.UUID | str, event: str, actor: str, **extra: Any
+) -> None:
     """NOTIFY after commit: the engine pushes the alarm to consoles and runs the outbox."""
     body = {"alarm_id": str(alarm_id), "event": event, "actor": actor, **extra}
     conn.execute("SELECT pg_notify(%s, %s)", (ALARM_CHANNEL, json.dumps(body, default=str)))
 
 
-def enqueue_device(conn: psycopg.Connection, alarm_id: uuid.UUID | str, devices: Iterable[str],
-                   status: str, now: datetime) -> None:
+def enqueue_device(
+    conn: psycopg.Connection,
+    alarm_id: uuid.UUID | str,
+    devices: Iterable[str],
+    status: str,
+    now: datetime,
+) -> None:
     """Tell every device that contributed to the alarm (protocol ``alarm_status``)."""
     if status not in rules.DEVICE_TOLD:
         return
@@ -56,11 +69,21 @@ def enqueue_device(conn: psycopg.Connection, alarm_id: uuid.UUID | str, devices:
         )
 
 
-def enqueue_webhooks(conn: psycopg.Connection, alarm_id: uuid.UUID | str | None, event: str,
-                     facility_id: int | None, payload: dict[str, Any], now: datetime) -> None:
+def enqueue_webhooks(
+    conn: psycopg.Connection,
+    alarm_id: uuid.UUID | str | None,
+    event: str,
+    facility_id: int | None,
+    payload: dict[str, Any],
+    now: datetime,
+) -> None:
     """One outbox row per subscribed webhook; none when nobody subscribed (one cheap query)."""
-    body = {"event": event, "alarm_id": str(alarm_id) if alarm_id else None,
-            "at": now.isoformat(), **payload}
+    body = {
+        "event": event,
+        "alarm_id": str(alarm_id) if alarm_id else None,
+        "at": now.isoformat(),
+        **payload,
+    }
     conn.execute(
         "INSERT INTO notifications (alarm_id, channel, target, event, payload, next_attempt_at,"
         " created_at) SELECT %s, 'webhook', w.id::text, %s, %s, %s, %s FROM webhooks w"

@@ -39,8 +39,14 @@ def _lock(conn: psycopg.Connection, device: DeviceInfo) -> None:
     conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (key,))
 
 
-def _join(conn: psycopg.Connection, alarm_id: uuid.UUID, event: Uplink, device: DeviceInfo,
-          now: datetime, how: str) -> None:
+def _join(
+    conn: psycopg.Connection,
+    alarm_id: uuid.UUID,
+    event: Uplink,
+    device: DeviceInfo,
+    now: datetime,
+    how: str,
+) -> None:
     conn.execute(
         "UPDATE alarms SET occurrences = occurrences + 1,"
         " last_occurrence_at = GREATEST(last_occurrence_at, %s),"
@@ -50,8 +56,14 @@ def _join(conn: psycopg.Connection, alarm_id: uuid.UUID, event: Uplink, device: 
         (event.received_at, event.type, event.type, device.id, device.id, alarm_id),
     )
     actor = f"device:{device.id}"
-    events.audit(conn, alarm_id, now, actor, how, detail={
-        "kind": event.type, "msg_id": event.msg_id, "event_time": event.time.isoformat()})
+    events.audit(
+        conn,
+        alarm_id,
+        now,
+        actor,
+        how,
+        detail={"kind": event.type, "msg_id": event.msg_id, "event_time": event.time.isoformat()},
+    )
     events.emit(conn, alarm_id, "joined", actor, how=how, kind=event.type)
 
 
@@ -75,8 +87,12 @@ def raise_alarm(
         row = conn.execute(
             "SELECT id FROM alarms WHERE resident_id = %s AND kinds && %s AND status = ANY(%s)"
             " AND received_at >= %s ORDER BY received_at DESC LIMIT 1",
-            (device.resident_id, sorted(rules.PERSONAL_KINDS), list(rules.JOINABLE),
-             event.received_at - rules.CORRELATION_WINDOW),
+            (
+                device.resident_id,
+                sorted(rules.PERSONAL_KINDS),
+                list(rules.JOINABLE),
+                event.received_at - rules.CORRELATION_WINDOW,
+            ),
         ).fetchone()
         if row is not None:
             _join(conn, row[0], event, device, now, "correlated")
@@ -92,19 +108,52 @@ def raise_alarm(
         " home_bed_id, source_msg_id, event_time, received_at, clock_skew, last_occurrence_at,"
         " details, area) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,"
         " %s::jsonb, %s) RETURNING id",
-        (event.type, [event.type], [device.id], PRIORITY[event.type], device.id,
-         device.resident_id, device.facility_id, device.home_bed_id, event.msg_id, event.time,
-         event.received_at, event.clock_skew, event.received_at, _details(event), area),
+        (
+            event.type,
+            [event.type],
+            [device.id],
+            PRIORITY[event.type],
+            device.id,
+            device.resident_id,
+            device.facility_id,
+            device.home_bed_id,
+            event.msg_id,
+            event.time,
+            event.received_at,
+            event.clock_skew,
+            event.received_at,
+            _details(event),
+            area,
+        ),
     ).fetchone()
     assert new is not None
     alarm_id: uuid.UUID = new[0]
     actor = f"device:{device.id}"
-    events.audit(conn, alarm_id, now, actor, "raised", None, "raised",
-                 {"kind": event.type, "msg_id": event.msg_id})
+    events.audit(
+        conn,
+        alarm_id,
+        now,
+        actor,
+        "raised",
+        None,
+        "raised",
+        {"kind": event.type, "msg_id": event.msg_id},
+    )
     events.emit(conn, alarm_id, "raised", actor, kind=event.type, facility_id=device.facility_id)
-    events.enqueue_webhooks(conn, alarm_id, "raised", device.facility_id, {
-        "kind": event.type, "priority": PRIORITY[event.type], "facility_id": device.facility_id,
-        "device_id": device.id, "room": device.room}, now)
+    events.enqueue_webhooks(
+        conn,
+        alarm_id,
+        "raised",
+        device.facility_id,
+        {
+            "kind": event.type,
+            "priority": PRIORITY[event.type],
+            "facility_id": device.facility_id,
+            "device_id": device.id,
+            "room": device.room,
+        },
+        now,
+    )
     return alarm_id, True
 
 
@@ -124,7 +173,13 @@ def record_cancel(
         (event.time.isoformat(), event.msg_id, row[0]),
     )
     actor = f"device:{device.id}"
-    events.audit(conn, row[0], now, actor, "cancel_requested",
-                 detail={"msg_id": event.msg_id, "ref": event.body["ref"]})
+    events.audit(
+        conn,
+        row[0],
+        now,
+        actor,
+        "cancel_requested",
+        detail={"msg_id": event.msg_id, "ref": event.body["ref"]},
+    )
     events.emit(conn, row[0], "cancel_requested", actor)
     return row[0]

@@ -62,8 +62,11 @@ class MqttPublisher:
 
         self.timeout = timeout
         self._connected = threading.Event()
-        self.client = make_client(f"{settings.mqtt_client_prefix}-engine-{id(self):x}",
-                                  settings.mqtt_username, settings.mqtt_password)
+        self.client = make_client(
+            f"{settings.mqtt_client_prefix}-engine-{id(self):x}",
+            settings.mqtt_username,
+            settings.mqtt_password,
+        )
         self.client.on_connect = lambda *a, **k: self._connected.set()
         self.client.on_disconnect = lambda *a, **k: self._connected.clear()
         self.client.connect_async(settings.mqtt_host, settings.mqtt_port, keepalive=30)
@@ -86,30 +89,42 @@ class MqttPublisher:
 
 
 def _webhook(conn: psycopg.Connection, target: str) -> dict[str, Any] | None:
-    rows = _rows(conn, "SELECT id, url, secret, active FROM webhooks WHERE id = %s",
-                 (int(target),))
+    rows = _rows(conn, "SELECT id, url, secret, active FROM webhooks WHERE id = %s", (int(target),))
     return rows[0] if rows and rows[0]["active"] else None
 
 
-def deliver_due(conn: psycopg.Connection, now: datetime, channel: str, *,
-                publisher: Publisher | None = None, poster: Poster = http_post,
-                limit: int = 200, timeout: float = 5.0) -> dict[str, int]:
+def deliver_due(
+    conn: psycopg.Connection,
+    now: datetime,
+    channel: str,
+    *,
+    publisher: Publisher | None = None,
+    poster: Poster = http_post,
+    limit: int = 200,
+    timeout: float = 5.0,
+) -> dict[str, int]:
     """Attempt every due notification of ``channel``; one short transaction per row."""
     stats = {"delivered": 0, "retry": 0, "failed": 0}
     for _ in range(limit):
         with conn.transaction():
-            rows = _rows(conn, "SELECT id, alarm_id, target, event, payload, attempts"
-                               " FROM notifications WHERE status = 'pending' AND channel = %s"
-                               " AND next_attempt_at <= %s ORDER BY next_attempt_at, id LIMIT 1"
-                               " FOR UPDATE SKIP LOCKED", (channel, now))
+            rows = _rows(
+                conn,
+                "SELECT id, alarm_id, target, event, payload, attempts"
+                " FROM notifications WHERE status = 'pending' AND channel = %s"
+                " AND next_attempt_at <= %s ORDER BY next_attempt_at, id LIMIT 1"
+                " FOR UPDATE SKIP LOCKED",
+                (channel, now),
+            )
             if not rows:
                 break
             n = rows[0]
             ok, code, error = _attempt(conn, channel, n, publisher, poster, timeout)
             attempts = n["attempts"] + 1
-            conn.execute("INSERT INTO notification_attempts (notification_id, at, ok,"
-                         " status_code, error) VALUES (%s, %s, %s, %s, %s)",
-                         (n["id"], now, ok, code, error))
+            conn.execute(
+                "INSERT INTO notification_attempts (notification_id, at, ok,"
+                " status_code, error) VALUES (%s, %s, %s, %s, %s)",
+                (n["id"], now, ok, code, error),
+            )
             cap = rules.WEBHOOK_MAX_ATTEMPTS if channel == "webhook" else rules.DEVICE_MAX_ATTEMPTS
             if ok:
                 status, nxt = "delivered", now
@@ -117,20 +132,29 @@ def deliver_due(conn: psycopg.Connection, now: datetime, channel: str, *,
             elif attempts >= cap:
                 status, nxt = "failed", now
                 stats["failed"] += 1
-                log.warning("notification %s (%s) failed after %s attempts", n["id"], channel,
-                            attempts)
+                log.warning(
+                    "notification %s (%s) failed after %s attempts", n["id"], channel, attempts
+                )
             else:
                 status, nxt = "pending", now + timedelta(seconds=rules.retry_delay(attempts))
                 stats["retry"] += 1
-            conn.execute("UPDATE notifications SET status = %s, attempts = %s,"
-                         " next_attempt_at = %s, delivered_at = CASE WHEN %s THEN %s END"
-                         " WHERE id = %s", (status, attempts, nxt, ok, now, n["id"]))
+            conn.execute(
+                "UPDATE notifications SET status = %s, attempts = %s,"
+                " next_attempt_at = %s, delivered_at = CASE WHEN %s THEN %s END"
+                " WHERE id = %s",
+                (status, attempts, nxt, ok, now, n["id"]),
+            )
     return stats
 
 
-def _attempt(conn: psycopg.Connection, channel: str, n: dict[str, Any],
-             publisher: Publisher | None, poster: Poster,
-             timeout: float) -> tuple[bool, int | None, str | None]:
+def _attempt(
+    conn: psycopg.Connection,
+    channel: str,
+    n: dict[str, Any],
+    publisher: Publisher | None,
+    poster: Poster,
+    timeout: float,
+) -> tuple[bool, int | None, str | None]:
     try:
         if channel == "device":
             if publisher is None:
@@ -142,10 +166,12 @@ def _attempt(conn: psycopg.Connection, channel: str, n: dict[str, Any],
             return False, None, "webhook removed or inactive"
         body = json.dumps(n["payload"], separators=(",", ":")).encode()
         ts = int(time.time())
-        headers = {"Content-Type": "application/json",
-                   "X-Eldercare-Timestamp": str(ts),
-                   "X-Eldercare-Signature": rules.sign(hook["secret"], ts, body),
-                   "X-Eldercare-Delivery": str(n["id"])}
+        headers = {
+            "Content-Type": "application/json",
+            "X-Eldercare-Timestamp": str(ts),
+            "X-Eldercare-Signature": rules.sign(hook["secret"], ts, body),
+            "X-Eldercare-Delivery": str(n["id"]),
+        }
         code = poster(hook["url"], body, headers, timeout)
         return 200 <= code < 300, code, None if 200 <= code < 300 else f"HTTP {code}"
     except (OSError, BrokerError, ValueError) as exc:
@@ -153,13 +179,20 @@ def _attempt(conn: psycopg.Connection, channel: str, n: dict[str, Any],
 
 
 def history(conn: psycopg.Connection, alarm_id: str) -> list[dict[str, Any]]:
-    rows = _rows(conn, "SELECT id, channel, target, event, status, attempts, created_at,"
-                       " delivered_at FROM notifications WHERE alarm_id = %s ORDER BY id",
-                 (alarm_id,))
+    rows = _rows(
+        conn,
+        "SELECT id, channel, target, event, status, attempts, created_at,"
+        " delivered_at FROM notifications WHERE alarm_id = %s ORDER BY id",
+        (alarm_id,),
+    )
     if rows:
-        log_rows = _rows(conn, "SELECT notification_id, at, ok, status_code, error FROM"
-                               " notification_attempts WHERE notification_id = ANY(%s)"
-                               " ORDER BY id", ([r["id"] for r in rows],))
+        log_rows = _rows(
+            conn,
+            "SELECT notification_id, at, ok, status_code, error FROM"
+            " notification_attempts WHERE notification_id = ANY(%s)"
+            " ORDER BY id",
+            ([r["id"] for r in rows],),
+        )
         by: dict[int, list[dict[str, Any]]] = {}
         for a in log_rows:
             by.setdefault(a.pop("notification_id"), []).append(a)

@@ -111,8 +111,15 @@ def provision_device(
             conn,
             "INSERT INTO devices (id, kind, resident_id, facility_id, home_bed_id, room,"
             " password_hash) VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id",
-            (device_id, d.kind, d.resident_id, facility_id, home_bed_id, room,
-             broker.hash_password(password)),
+            (
+                device_id,
+                d.kind,
+                d.resident_id,
+                facility_id,
+                home_bed_id,
+                room,
+                broker.hash_password(password),
+            ),
         )
         for cam in d.cameras:
             conn.execute(
@@ -132,8 +139,7 @@ def provision_device(
 def revoke_device(conn: psycopg.Connection, settings: Settings, device_id: str) -> None:
     row = _one(
         conn,
-        "UPDATE devices SET status = 'revoked', revoked_at = now() WHERE id = %s"
-        " RETURNING status",
+        "UPDATE devices SET status = 'revoked', revoked_at = now() WHERE id = %s RETURNING status",
         (device_id,),
     )
     conn.commit()
@@ -161,10 +167,17 @@ def sync_broker(conn: psycopg.Connection, settings: Settings, *, wait: bool = Tr
         broker.write_files(
             files,
             [(r[0], r[1]) for r in rows],
-            {settings.mqtt_username: broker.hash_password(settings.mqtt_password),
-             broker.CANARY_USER: broker.hash_password(canary_password)},
+            {
+                settings.mqtt_username: broker.hash_password(settings.mqtt_password),
+                broker.CANARY_USER: broker.hash_password(canary_password),
+            },
         )
         reloaded = broker.reload(files)
         if wait and reloaded:
-            broker.wait_until(settings.mqtt_host, settings.mqtt_port, broker.CANARY_USER,
-                              canary_password, accepted=True)
+            broker.wait_until(
+                settings.mqtt_host,
+                settings.mqtt_port,
+                broker.CANARY_USER,
+                canary_password,
+                accepted=True,
+            )

@@ -26,10 +26,17 @@ HEALTH_KINDS: Final = ("device_offline", "low_battery", "camera_offline", "facil
 
 # 1 = life-safety; lower numbers are served first.
 PRIORITY: Final[Mapping[str, int]] = {
-    "fall": 1, "sos": 1, "smoke": 1, "gas": 1,
-    "water_leak": 2, "facility_outage": 2,
-    "bed_exit": 3, "inactivity": 3,
-    "device_offline": 4, "low_battery": 4, "camera_offline": 4,
+    "fall": 1,
+    "sos": 1,
+    "smoke": 1,
+    "gas": 1,
+    "water_leak": 2,
+    "facility_outage": 2,
+    "bed_exit": 3,
+    "inactivity": 3,
+    "device_offline": 4,
+    "low_battery": 4,
+    "camera_offline": 4,
 }
 
 # A new event joins an open alarm only while nobody is on the way back from it:
@@ -45,8 +52,14 @@ CORRELATION_WINDOW: Final = timedelta(minutes=5)
 DEVICE_TOLD: Final = frozenset({"acknowledged", "dispatched", "on_site", "resolved"})
 
 DISPOSITIONS: Final = (
-    "genuine_emergency", "fall_without_injury", "accidental_press", "test",
-    "false_sensor_alarm", "service_request", "no_response_needed", "other",
+    "genuine_emergency",
+    "fall_without_injury",
+    "accidental_press",
+    "test",
+    "false_sensor_alarm",
+    "service_request",
+    "no_response_needed",
+    "other",
 )
 
 
@@ -70,11 +83,11 @@ MOVES: Final[Mapping[str, Move]] = {
     "accept": Move(frozenset({"dispatched"}), "accepted", "accepted_at"),
     "decline": Move(frozenset({"dispatched"}), None, None),
     "on_site": Move(frozenset({"accepted"}), "on_site", "on_site_at"),
-    "resolve": Move(frozenset({"acknowledged", "dispatched", "accepted", "on_site"}),
-                    "resolved", "resolved_at"),
+    "resolve": Move(
+        frozenset({"acknowledged", "dispatched", "accepted", "on_site"}), "resolved", "resolved_at"
+    ),
     "close": Move(frozenset({"resolved"}), "closed", "closed_at"),
-    "emergency": Move(frozenset({"acknowledged", "dispatched", "accepted", "on_site"}),
-                      None, None),
+    "emergency": Move(frozenset({"acknowledged", "dispatched", "accepted", "on_site"}), None, None),
 }
 # Health alarms need no responder: an operator may close them once seen.
 HEALTH_CLOSE_FROM: Final = frozenset({"raised", "acknowledged", "resolved"})
@@ -129,8 +142,12 @@ class Policy:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "id": self.id, "facility_id": self.facility_id, "area": self.area, "name": self.name,
-            "ack_target_s": self.ack_target_s, "ack_target2_s": self.ack_target2_s,
+            "id": self.id,
+            "facility_id": self.facility_id,
+            "area": self.area,
+            "name": self.name,
+            "ack_target_s": self.ack_target_s,
+            "ack_target2_s": self.ack_target2_s,
             "on_site_target_s": self.on_site_target_s,
             "supervisor_after_s": self.supervisor_after_s,
             "steps": [step_dict(s) for s in self.steps],
@@ -155,20 +172,35 @@ ON_SITE_TARGET_S: Final[Mapping[str, int]] = {"town": 15 * 60, "remote": 30 * 60
 
 
 def default_policy(area: str) -> Policy:
-    return Policy(None, None, area, f"{area} default",
-                  on_site_target_s=ON_SITE_TARGET_S.get(area, 900), steps=DEFAULT_STEPS)
+    return Policy(
+        None,
+        None,
+        area,
+        f"{area} default",
+        on_site_target_s=ON_SITE_TARGET_S.get(area, 900),
+        steps=DEFAULT_STEPS,
+    )
 
 
 def policy_from_row(row: Mapping[str, Any]) -> Policy:
-    steps = tuple(Step(s["kind"], int(s.get("count", 1)), int(s.get("timeout_s", 120)),
-                       s.get("number")) for s in row["steps"])
-    return Policy(row["id"], row["facility_id"], row["area"], row["name"], row["ack_target_s"],
-                  row["ack_target2_s"], row["on_site_target_s"], row["supervisor_after_s"],
-                  steps)
+    steps = tuple(
+        Step(s["kind"], int(s.get("count", 1)), int(s.get("timeout_s", 120)), s.get("number"))
+        for s in row["steps"]
+    )
+    return Policy(
+        row["id"],
+        row["facility_id"],
+        row["area"],
+        row["name"],
+        row["ack_target_s"],
+        row["ack_target2_s"],
+        row["on_site_target_s"],
+        row["supervisor_after_s"],
+        steps,
+    )
 
 
-def choose_policy(rows: Iterable[Mapping[str, Any]], facility_id: int | None,
-                  area: str) -> Policy:
+def choose_policy(rows: Iterable[Mapping[str, Any]], facility_id: int | None, area: str) -> Policy:
     """The facility's own policy, else its area's, else the built-in default."""
     by_area = None
     for r in rows:
@@ -200,14 +232,19 @@ def distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     return 2 * r * math.asin(min(1.0, math.sqrt(a)))
 
 
-def nearest(candidates: Iterable[Mapping[str, Any]], lat: float | None, lon: float | None,
-            count: int) -> list[dict[str, Any]]:
+def nearest(
+    candidates: Iterable[Mapping[str, Any]], lat: float | None, lon: float | None, count: int
+) -> list[dict[str, Any]]:
     """The ``count`` nearest candidates with a location; unknown distances last."""
     out = []
     for c in candidates:
         d = dict(c)
-        if lat is not None and lon is not None and c.get("lat") is not None \
-                and c.get("lon") is not None:
+        if (
+            lat is not None
+            and lon is not None
+            and c.get("lat") is not None
+            and c.get("lon") is not None
+        ):
             d["distance_m"] = round(distance_m(lat, lon, c["lat"], c["lon"]), 1)
         else:
             d["distance_m"] = None
@@ -223,8 +260,9 @@ OUTAGE_MIN_DEVICES: Final = 3
 OUTAGE_SHARE: Final = 0.5
 
 
-def is_outage(total: int, offline: int, *, min_devices: int = OUTAGE_MIN_DEVICES,
-              share: float = OUTAGE_SHARE) -> bool:
+def is_outage(
+    total: int, offline: int, *, min_devices: int = OUTAGE_MIN_DEVICES, share: float = OUTAGE_SHARE
+) -> bool:
     """Most of a facility's devices offline together: a network or power outage."""
     return total >= min_devices and offline >= min_devices and offline >= share * total
 

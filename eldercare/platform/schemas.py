@@ -10,8 +10,16 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from eldercare.platform import rules
 
-Disposition = Literal["genuine_emergency", "fall_without_injury", "accidental_press", "test",
-                      "false_sensor_alarm", "service_request", "no_response_needed", "other"]
+Disposition = Literal[
+    "genuine_emergency",
+    "fall_without_injury",
+    "accidental_press",
+    "test",
+    "false_sensor_alarm",
+    "service_request",
+    "no_response_needed",
+    "other",
+]
 assert set(Disposition.__args__) == set(rules.DISPOSITIONS)  # type: ignore[attr-defined]
 
 

@@ -53,8 +53,9 @@ def set_nodelay(client: mqtt.Client, userdata: Any, sock: Any) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
-def make_client(device_id: str, password: str, *, clean_session: bool = True,
-                client_id: str | None = None) -> mqtt.Client:
+def make_client(
+    device_id: str, password: str, *, clean_session: bool = True, client_id: str | None = None
+) -> mqtt.Client:
     """A paho client configured as a protocol device: MQTT 3.1.1, own credentials, Last Will."""
     client = mqtt.Client(
         CallbackAPIVersion.VERSION2,
@@ -81,8 +82,9 @@ def decode_downlink(payload: bytes, rx: float) -> Downlink:
         body = orjson.loads(payload)
     except orjson.JSONDecodeError:
         body = None
-    out: Downlink = dict(body) if isinstance(body, dict) else {"_raw": payload.decode("utf-8",
-                                                                                      "replace")}
+    out: Downlink = (
+        dict(body) if isinstance(body, dict) else {"_raw": payload.decode("utf-8", "replace")}
+    )
     out[RX_KEY] = rx
     return out
 
@@ -183,8 +185,9 @@ class SimDevice:
         if self._closed:
             raise BrokerError(f"{self.device_id}: device is closed")
         if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name=f"sim-{self.device_id}",
-                                            daemon=True)
+            self._thread = threading.Thread(
+                target=self._run, name=f"sim-{self.device_id}", daemon=True
+            )
             self._thread.start()
         self._call(self._do_connect, timeout)
         self._wait_ready(timeout)
@@ -200,16 +203,18 @@ class SimDevice:
             self._seq += 1
             return f"{self._id_prefix}-{self._seq}"
 
-    def send(self, event_type: str, msg_id: str | None = None, ts: datetime | None = None,
-             **fields: Any) -> str:
+    def send(
+        self, event_type: str, msg_id: str | None = None, ts: datetime | None = None, **fields: Any
+    ) -> str:
         """Publish one uplink with QoS 1 and return its message id."""
         msg_id = msg_id or self.next_id()
         payload = uplink(msg_id, event_type, ts or now_utc(), **fields)
         self._publish_up(msg_id, payload)
         return msg_id
 
-    def raise_alarm(self, event_type: str, msg_id: str | None = None,
-                    ts: datetime | None = None, **fields: Any) -> str:
+    def raise_alarm(
+        self, event_type: str, msg_id: str | None = None, ts: datetime | None = None, **fields: Any
+    ) -> str:
         """Publish an alarm and re-send the identical message every ``retry_s`` until acked."""
         msg_id = msg_id or self.next_id()
         payload = uplink(msg_id, event_type, ts or now_utc(), **fields)
@@ -219,11 +224,16 @@ class SimDevice:
         self._wake()  # the I/O thread must re-arm its retry deadline
         return msg_id
 
-    def publish_raw(self, payload: bytes, channel: Channel | str = Channel.UP, *,
-                    qos: int = 1, retain: bool = False) -> int:
+    def publish_raw(
+        self,
+        payload: bytes,
+        channel: Channel | str = Channel.UP,
+        *,
+        qos: int = 1,
+        retain: bool = False,
+    ) -> int:
         """Publish arbitrary bytes to one of this device's topics (for bad-input tests)."""
-        info = self._client.publish(topic(self.device_id, channel), payload, qos=qos,
-                                    retain=retain)
+        info = self._client.publish(topic(self.device_id, channel), payload, qos=qos, retain=retain)
         return info.mid
 
     @property
@@ -473,8 +483,9 @@ class SimDevice:
 
     # ------------------------------------------------------------------ paho callbacks (I/O thread)
 
-    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any,
-                    properties: Any) -> None:
+    def _on_connect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any
+    ) -> None:
         if reason_code.is_failure:
             with self._changed:
                 self._connect_error = str(reason_code)
@@ -485,8 +496,9 @@ class SimDevice:
         with self._lock:
             self._sub_mid = mid
 
-    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reason_codes: Any,
-                      properties: Any) -> None:
+    def _on_subscribe(
+        self, client: mqtt.Client, userdata: Any, mid: int, reason_codes: Any, properties: Any
+    ) -> None:
         with self._changed:
             if mid != self._sub_mid:
                 return
@@ -507,8 +519,9 @@ class SimDevice:
                 self._pending.pop(d["ack_id"], None)
             self._changed.notify_all()
 
-    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any,
-                       properties: Any) -> None:
+    def _on_disconnect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any
+    ) -> None:
         with self._changed:
             self._ready = False
             self._changed.notify_all()

@@ -46,10 +46,32 @@ log = logging.getLogger(__name__)
 # ---------------------------------------------------------------- synthetic registry data
 
 CITY_CENTER: Final = (30.657, 104.066)  # Chengdu
-_DISTRICTS: Final = ("锦江", "青羊", "金牛", "武侯", "成华", "龙泉驿", "新都", "温江", "双流",
-                     "郫都")
-_HOME_WORDS: Final = ("松鹤", "康乐", "福寿", "颐和", "安康", "慈晖", "长青", "瑞祥", "泰和",
-                      "德馨", "春晖", "锦华")
+_DISTRICTS: Final = (
+    "锦江",
+    "青羊",
+    "金牛",
+    "武侯",
+    "成华",
+    "龙泉驿",
+    "新都",
+    "温江",
+    "双流",
+    "郫都",
+)
+_HOME_WORDS: Final = (
+    "松鹤",
+    "康乐",
+    "福寿",
+    "颐和",
+    "安康",
+    "慈晖",
+    "长青",
+    "瑞祥",
+    "泰和",
+    "德馨",
+    "春晖",
+    "锦华",
+)
 _HOME_KINDS: Final = ("养老院", "颐养中心", "老年公寓", "康养中心", "护理院")
 _STREETS: Final = ("人民", "建设", "和平", "光华", "青龙", "红星", "府河", "玉林", "桂溪", "抚琴")
 _SURNAMES: Final = "王李张刘陈杨赵黄周吴徐孙胡朱高林何郭马罗梁宋郑谢韩唐冯于董萧"
@@ -135,14 +157,29 @@ class Fleet:
             cameras = tuple(kw.pop("cameras", ()))
             spec = DeviceCreate(kind=kind, device_id=device_id, cameras=list(cameras), **kw)
             creds = registry.provision_device(conn, settings, spec, sync=False)
-            devices.append(DevicePlan(creds.device_id, kind, creds.password, fcode,
-                                      room=kw.get("room"), cameras=cameras))
+            devices.append(
+                DevicePlan(
+                    creds.device_id,
+                    kind,
+                    creds.password,
+                    fcode,
+                    room=kw.get("room"),
+                    cameras=cameras,
+                )
+            )
 
         def resident(**placed: Any) -> int:
             born = date(1930, 1, 1) + timedelta(days=rng.randint(0, 26 * 365))
-            row = registry.create_resident(conn, ResidentCreate(
-                name=_name(rng), birth_date=born, gender=rng.choice(("female", "male")),
-                ability_level=rng.choice(_ABILITY), **placed))
+            row = registry.create_resident(
+                conn,
+                ResidentCreate(
+                    name=_name(rng),
+                    birth_date=born,
+                    gender=rng.choice(("female", "male")),
+                    ability_level=rng.choice(_ABILITY),
+                    **placed,
+                ),
+            )
             return int(row["id"])
 
         infos: list[FacilityInfo] = []
@@ -150,12 +187,18 @@ class Fleet:
             remote = rng.random() < 0.2
             district = rng.choice(_DISTRICTS)
             lat, lon = _near(rng, *CITY_CENTER, 0.4 if remote else 0.12)
-            fac = registry.create_facility(conn, FacilityCreate(
-                code=f"SIM{tag}-{i + 1:02d}",
-                name=f"{district}区{rng.choice(_HOME_WORDS)}{rng.choice(_HOME_KINDS)}",
-                area="remote" if remote else "town",
-                address=f"{district}区{rng.choice(_STREETS)}路{rng.randint(1, 400)}号",
-                lat=lat, lon=lon, phone=_phone(rng)))
+            fac = registry.create_facility(
+                conn,
+                FacilityCreate(
+                    code=f"SIM{tag}-{i + 1:02d}",
+                    name=f"{district}区{rng.choice(_HOME_WORDS)}{rng.choice(_HOME_KINDS)}",
+                    area="remote" if remote else "town",
+                    address=f"{district}区{rng.choice(_STREETS)}路{rng.randint(1, 400)}号",
+                    lat=lat,
+                    lon=lon,
+                    phone=_phone(rng),
+                ),
+            )
             info = FacilityInfo(int(fac["id"]), fac["code"], fac["name"])
             infos.append(info)
             for r in range(rooms_per_facility):
@@ -167,31 +210,51 @@ class Fleet:
                     if rng.random() < wearable_share:
                         device("wearable", "wear", info.code, resident_id=rid)
             lo, hi = cameras_per_facility
-            device("video_bridge", "nvr", info.code, facility_id=info.id,
-                   cameras=[f"cam-{c + 1:02d}" for c in range(rng.randint(lo, hi))])
+            device(
+                "video_bridge",
+                "nvr",
+                info.code,
+                facility_id=info.id,
+                cameras=[f"cam-{c + 1:02d}" for c in range(rng.randint(lo, hi))],
+            )
 
         for _ in range(home_beds if infos else 0):
             fac_info = rng.choice(infos)
-            fac_row = conn.execute("SELECT lat, lon, area FROM facilities WHERE id = %s",
-                                   (fac_info.id,)).fetchone()
+            fac_row = conn.execute(
+                "SELECT lat, lon, area FROM facilities WHERE id = %s", (fac_info.id,)
+            ).fetchone()
             assert fac_row is not None
-            lat, lon = _near(rng, fac_row[0] or CITY_CENTER[0], fac_row[1] or CITY_CENTER[1],
-                             0.05)
+            lat, lon = _near(rng, fac_row[0] or CITY_CENTER[0], fac_row[1] or CITY_CENTER[1], 0.05)
             district = rng.choice(_DISTRICTS)
-            bed = registry.create_home_bed(conn, HomeBedCreate(
-                facility_id=fac_info.id,
-                address=(f"{district}区{rng.choice(_STREETS)}路{rng.randint(1, 300)}号"
-                         f"{rng.randint(1, 12)}栋{rng.randint(1, 4)}单元{rng.randint(1, 30)}"
-                         f"0{rng.randint(1, 6)}室"),
-                access_notes=rng.choice(_ACCESS), area=fac_row[2], lat=lat, lon=lon))
+            bed = registry.create_home_bed(
+                conn,
+                HomeBedCreate(
+                    facility_id=fac_info.id,
+                    address=(
+                        f"{district}区{rng.choice(_STREETS)}路{rng.randint(1, 300)}号"
+                        f"{rng.randint(1, 12)}栋{rng.randint(1, 4)}单元{rng.randint(1, 30)}"
+                        f"0{rng.randint(1, 6)}室"
+                    ),
+                    access_notes=rng.choice(_ACCESS),
+                    area=fac_row[2],
+                    lat=lat,
+                    lon=lon,
+                ),
+            )
             rid = resident(home_bed_id=int(bed["id"]))
             device("home_kit", "kit", fac_info.code, resident_id=rid)
             if rng.random() < wearable_share:
                 device("wearable", "wear", fac_info.code, resident_id=rid)
 
         registry.sync_broker(conn, settings)
-        return FleetPlan(seed, tag, settings.device_mqtt_host, settings.device_mqtt_port,
-                         tuple(infos), tuple(devices))
+        return FleetPlan(
+            seed,
+            tag,
+            settings.device_mqtt_host,
+            settings.device_mqtt_port,
+            tuple(infos),
+            tuple(devices),
+        )
 
     @staticmethod
     def run(
@@ -210,8 +273,20 @@ class Fleet:
         sd = broker_address(settings)
         seed = plan.seed if seed is None else seed
         run_id = secrets.token_hex(3)
-        jobs = [(s, sd, rate, duration, seed * 1000 + i, incident_rate, retry_s, drain_s,
-                 f"{run_id}{i}") for i, s in enumerate(plan.slices(processes))]
+        jobs = [
+            (
+                s,
+                sd,
+                rate,
+                duration,
+                seed * 1000 + i,
+                incident_rate,
+                retry_s,
+                drain_s,
+                f"{run_id}{i}",
+            )
+            for i, s in enumerate(plan.slices(processes))
+        ]
         if len(jobs) == 1:
             return run_fleet_process(*jobs[0])
         # spawn: a forked paho/psycopg state is not safe to reuse, and macOS has no fork default.
@@ -228,8 +303,10 @@ def broker_address(settings: Settings | Mapping[str, Any]) -> dict[str, Any]:
     """The only settings a fleet process needs: where devices find the broker."""
     if isinstance(settings, Settings):
         return {"mqtt_host": settings.device_mqtt_host, "mqtt_port": settings.device_mqtt_port}
-    return {"mqtt_host": settings.get("mqtt_public_host") or settings["mqtt_host"],
-            "mqtt_port": int(settings.get("mqtt_public_port") or settings["mqtt_port"])}
+    return {
+        "mqtt_host": settings.get("mqtt_public_host") or settings["mqtt_host"],
+        "mqtt_port": int(settings.get("mqtt_public_port") or settings["mqtt_port"]),
+    }
 
 
 # ---------------------------------------------------------------- stats
@@ -258,9 +335,21 @@ class FleetStats:
     ack_latencies: list[float] = field(default_factory=list)
 
     def merge(self, other: FleetStats) -> FleetStats:
-        for name in ("devices", "connected", "sent", "alarms_raised", "resends", "acks_received",
-                     "nacks_received", "other_downlinks", "drops", "reconnects",
-                     "unsent_offline", "connect_failures", "unacked_at_end"):
+        for name in (
+            "devices",
+            "connected",
+            "sent",
+            "alarms_raised",
+            "resends",
+            "acks_received",
+            "nacks_received",
+            "other_downlinks",
+            "drops",
+            "reconnects",
+            "unsent_offline",
+            "connect_failures",
+            "unacked_at_end",
+        ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         for k, v in other.by_type.items():
             self.by_type[k] = self.by_type.get(k, 0) + v
@@ -279,13 +368,18 @@ class FleetStats:
     def summary(self) -> str:
         rate = self.sent / self.elapsed_s if self.elapsed_s else 0.0
         p50, p99 = self.latency(0.5), self.latency(0.99)
-        lat = (f"ack p50 {p50 * 1000:.1f} ms p99 {p99 * 1000:.1f} ms"
-               if p50 is not None and p99 is not None else "no acks")
-        return (f"{self.connected}/{self.devices} devices connected, {self.sent} sent "
-                f"({rate:.0f}/s), {self.alarms_raised} alarms, {self.resends} re-sends, "
-                f"{self.acks_received} acks ({lat}), {self.nacks_received} nacks, "
-                f"{self.unacked_at_end} unacked, {self.drops} drops, "
-                f"max lag {self.max_lag_s:.2f} s")
+        lat = (
+            f"ack p50 {p50 * 1000:.1f} ms p99 {p99 * 1000:.1f} ms"
+            if p50 is not None and p99 is not None
+            else "no acks"
+        )
+        return (
+            f"{self.connected}/{self.devices} devices connected, {self.sent} sent "
+            f"({rate:.0f}/s), {self.alarms_raised} alarms, {self.resends} re-sends, "
+            f"{self.acks_received} acks ({lat}), {self.nacks_received} nacks, "
+            f"{self.unacked_at_end} unacked, {self.drops} drops, "
+            f"max lag {self.max_lag_s:.2f} s"
+        )
 
 
 # ---------------------------------------------------------------- the I/O runner
@@ -313,8 +407,16 @@ class FleetRunner:
     registered); the selector only watches for input and for writes that did not fit.
     """
 
-    def __init__(self, devices: Sequence[DevicePlan], scenario: Scenario, host: str, port: int,
-                 *, keepalive: int = 60, io_seed: int = 0) -> None:
+    def __init__(
+        self,
+        devices: Sequence[DevicePlan],
+        scenario: Scenario,
+        host: str,
+        port: int,
+        *,
+        keepalive: int = 60,
+        io_seed: int = 0,
+    ) -> None:
         self.scenario = scenario
         self.host, self.port, self.keepalive = host, port, keepalive
         self.stats = FleetStats(devices=len(devices))
@@ -327,8 +429,12 @@ class FleetRunner:
         self.links: dict[str, _Link] = {}
         for plan in devices:
             client = make_client(plan.device_id, plan.password)
-            link = _Link(plan, client, topic(plan.device_id, Channel.UP),
-                         topic(plan.device_id, Channel.STATE))
+            link = _Link(
+                plan,
+                client,
+                topic(plan.device_id, Channel.UP),
+                topic(plan.device_id, Channel.STATE),
+            )
             client.user_data_set(link)
             client.on_socket_open = self._on_socket_open
             client.on_socket_close = self._on_socket_close
@@ -350,8 +456,11 @@ class FleetRunner:
             self._poll(0.05)
         self.stats.connected = sum(x.ready for x in self.links.values())
         if self.stats.connected < len(self.links):
-            log.warning("%d of %d simulated devices did not connect",
-                        len(self.links) - self.stats.connected, len(self.links))
+            log.warning(
+                "%d of %d simulated devices did not connect",
+                len(self.links) - self.stats.connected,
+                len(self.links),
+            )
 
     def run(self, duration: float, drain_s: float = 5.0) -> FleetStats:
         """Connect, play the scenario for ``duration`` s, wait for late acks, close cleanly."""
@@ -459,8 +568,12 @@ class FleetRunner:
                 link.client.loop_misc()
                 if link.sock is not None:
                     self._sync(link)
-            elif (link.retry_at is not None and now >= link.retry_at
-                  and not link.planned_down and not self._closing):
+            elif (
+                link.retry_at is not None
+                and now >= link.retry_at
+                and not link.planned_down
+                and not self._closing
+            ):
                 self._connect(link)
 
     # ---------------------------------------------------------------- selector plumbing
@@ -497,12 +610,12 @@ class FleetRunner:
         if link.sock is sock:
             link.sock, link.writing = None, False
 
-    def _on_connect(self, client: mqtt.Client, link: _Link, flags: Any, reason_code: Any,
-                    properties: Any) -> None:
+    def _on_connect(
+        self, client: mqtt.Client, link: _Link, flags: Any, reason_code: Any, properties: Any
+    ) -> None:
         if reason_code.is_failure:
             self.stats.connect_failures += 1
-            log.warning("broker refused simulated device %s: %s", link.plan.device_id,
-                        reason_code)
+            log.warning("broker refused simulated device %s: %s", link.plan.device_id, reason_code)
             return
         client.publish(link.state, ONLINE, qos=1, retain=True)
         # The broker handles SUBSCRIBE before any later PUBLISH from this client, so the
@@ -510,8 +623,9 @@ class FleetRunner:
         client.subscribe(topic(link.plan.device_id, Channel.DOWN), qos=1)
         link.ready = True
 
-    def _on_disconnect(self, client: mqtt.Client, link: _Link, flags: Any, reason_code: Any,
-                       properties: Any) -> None:
+    def _on_disconnect(
+        self, client: mqtt.Client, link: _Link, flags: Any, reason_code: Any, properties: Any
+    ) -> None:
         link.ready = False
         if not link.planned_down and not self._closing:
             link.retry_at = self.now() + self._io_rng.uniform(1.0, 3.0)
@@ -552,9 +666,14 @@ def run_fleet_process(
     ``settings_dict`` needs ``mqtt_host`` and ``mqtt_port`` (``Settings.model_dump()`` works).
     """
     addr = broker_address(settings_dict)
-    scenario = Scenario(plan_slice, seed, rate=rate, incident_rate=incident_rate,
-                        retry_s=retry_s, start=datetime.now(UTC),
-                        run_id=run_id or secrets.token_hex(3))
-    runner = FleetRunner(plan_slice, scenario, addr["mqtt_host"], addr["mqtt_port"],
-                         io_seed=seed)
+    scenario = Scenario(
+        plan_slice,
+        seed,
+        rate=rate,
+        incident_rate=incident_rate,
+        retry_s=retry_s,
+        start=datetime.now(UTC),
+        run_id=run_id or secrets.token_hex(3),
+    )
+    runner = FleetRunner(plan_slice, scenario, addr["mqtt_host"], addr["mqtt_port"], io_seed=seed)
     return runner.run(duration, drain_s)

@@ -23,7 +23,11 @@ from eldercare.models.protocol import event_class, uplink
 
 # Base behaviour at rate 1 / incident_rate 1: seconds between events (means for Poisson ones).
 HEARTBEAT_S: Final = {
-    "sos_button": 300, "fall_sensor": 60, "home_kit": 60, "video_bridge": 60, "wearable": 60,
+    "sos_button": 300,
+    "fall_sensor": 60,
+    "home_kit": 60,
+    "video_bridge": 60,
+    "wearable": 60,
 }
 BATTERY_KINDS: Final = frozenset({"sos_button", "wearable"})
 IMU_WINDOW_S: Final = 1.0
@@ -210,8 +214,9 @@ class Scenario:
         self._n += 1
         heapq.heappush(self._heap, (at, self._n, what, device_id, arg))
 
-    def _later(self, mean_s: float, what: str, device_id: str, arg: Any = None,
-               now: float = 0.0) -> None:
+    def _later(
+        self, mean_s: float, what: str, device_id: str, arg: Any = None, now: float = 0.0
+    ) -> None:
         """Schedule a Poisson event (mean ``mean_s`` scaled by incident_rate); never if rate 0."""
         if self.incident_rate == 0:
             return
@@ -239,15 +244,27 @@ class Scenario:
     def _imu_window(self, *, impact: bool) -> list[list[float]]:
         rng = self.rng
         n = int(IMU_HZ * IMU_WINDOW_S)
-        acc = [[round(rng.gauss(0, 0.03), 3), round(rng.gauss(0, 0.03), 3),
-                round(1 + rng.gauss(0, 0.04), 3)] for _ in range(n)]
+        acc = [
+            [
+                round(rng.gauss(0, 0.03), 3),
+                round(rng.gauss(0, 0.03), 3),
+                round(1 + rng.gauss(0, 0.04), 3),
+            ]
+            for _ in range(n)
+        ]
         if impact:
             k = rng.randrange(n // 3, 2 * n // 3)
-            acc[k] = [round(rng.uniform(-3, 3), 3), round(rng.uniform(-3, 3), 3),
-                      round(rng.uniform(2.5, 4.5), 3)]
+            acc[k] = [
+                round(rng.uniform(-3, 3), 3),
+                round(rng.uniform(-3, 3), 3),
+                round(rng.uniform(2.5, 4.5), 3),
+            ]
             for j in range(k + 1, n):  # lying still afterwards: gravity along another axis
-                acc[j] = [round(0.98 + rng.gauss(0, 0.02), 3), round(rng.gauss(0, 0.02), 3),
-                          round(rng.gauss(0, 0.05), 3)]
+                acc[j] = [
+                    round(0.98 + rng.gauss(0, 0.02), 3),
+                    round(rng.gauss(0, 0.02), 3),
+                    round(rng.gauss(0, 0.05), 3),
+                ]
         return acc
 
     # ------------------------------------------------------------------ event handlers
@@ -266,8 +283,15 @@ class Scenario:
     def _status(self, at: float, d: _Dev, out: list[Action]) -> None:
         rssi = max(-120, min(-20, d.rssi_base + self.rng.randint(-4, 4)))
         # Declare at least the real period so a compressed (rate > 1) run never looks late.
-        self._msg(at, d, "heartbeat", out, battery=d.battery,
-                  interval_s=max(1, math.ceil(self._hb_period(d.plan.kind))), rssi=rssi)
+        self._msg(
+            at,
+            d,
+            "heartbeat",
+            out,
+            battery=d.battery,
+            interval_s=max(1, math.ceil(self._hb_period(d.plan.kind))),
+            rssi=rssi,
+        )
 
     def _on_imu(self, at: float, d: _Dev, arg: Any, out: list[Action]) -> None:
         window = self._imu_bank[self.rng.randrange(_IMU_BANK_SIZE)]
@@ -276,8 +300,14 @@ class Scenario:
 
     def _on_vitals(self, at: float, d: _Dev, arg: Any, out: list[Action]) -> None:
         rng = self.rng
-        self._msg(at, d, "vitals", out, heart_rate=round(d.heart_base + rng.gauss(0, 3), 1),
-                  resp_rate=round(rng.gauss(16, 1.5), 1))
+        self._msg(
+            at,
+            d,
+            "vitals",
+            out,
+            heart_rate=round(d.heart_base + rng.gauss(0, 3), 1),
+            resp_rate=round(rng.gauss(16, 1.5), 1),
+        )
         self._at(at + VITALS_S / self.rate * rng.uniform(0.95, 1.05), "vitals", d.plan.device_id)
 
     def _on_sos(self, at: float, d: _Dev, arg: Any, out: list[Action]) -> None:
@@ -319,20 +349,26 @@ class Scenario:
         self._msg(at, d, etype, out)
         self._later(HOME_ALARM_MEAN_S[etype], "home_alarm", d.plan.device_id, etype, now=at)
 
-    def _on_camera(self, at: float, d: _Dev, arg: tuple[str, str | None], out: list[Action]
-                   ) -> None:
+    def _on_camera(
+        self, at: float, d: _Dev, arg: tuple[str, str | None], out: list[Action]
+    ) -> None:
         """Report one camera. ``arg`` is (camera, expected status) for a change, or (camera,
         None) for the periodic refresh; a stale change event (superseded) is ignored."""
         cam, expected = arg
         status = d.cameras[cam]
         if expected is not None and expected != status:
             return
-        self._msg(at, d, "camera_status", out, camera_id=cam, status=status,
-                  recording=status == "online")
+        self._msg(
+            at, d, "camera_status", out, camera_id=cam, status=status, recording=status == "online"
+        )
         if expected is None:
             lo, hi = CAMERA_REFRESH_S
-            self._at(at + self.rng.uniform(lo, hi) / max(1.0, self.rate), "camera",
-                     d.plan.device_id, (cam, None))
+            self._at(
+                at + self.rng.uniform(lo, hi) / max(1.0, self.rate),
+                "camera",
+                d.plan.device_id,
+                (cam, None),
+            )
 
     def _on_camera_fault(self, at: float, d: _Dev, cam: str, out: list[Action]) -> None:
         rng = self.rng
@@ -357,14 +393,24 @@ class Scenario:
         # Like real firmware, report status at once so the platform need not wait a period.
         self._status(at, d, out)
         for cam, status in d.cameras.items():
-            self._msg(at, d, "camera_status", out, camera_id=cam, status=status,
-                      recording=status == "online")
+            self._msg(
+                at,
+                d,
+                "camera_status",
+                out,
+                camera_id=cam,
+                status=status,
+                recording=status == "online",
+            )
         # Unacked alarms go out again straight away, not at their next retry tick.
         for (did, msg_id), alarm in list(self._alarms.items()):
             if did == d.plan.device_id:
                 alarm.attempts += 1
-                out.append(Action(at, did, Op.SEND, alarm.event_type, msg_id, alarm.payload,
-                                  alarm.attempts))
+                out.append(
+                    Action(
+                        at, did, Op.SEND, alarm.event_type, msg_id, alarm.payload, alarm.attempts
+                    )
+                )
         self._later(DROP_MEAN_S, "drop", d.plan.device_id, now=at)
 
     def _on_retry(self, at: float, d: _Dev, msg_id: str, out: list[Action]) -> None:
@@ -373,6 +419,15 @@ class Scenario:
             return  # acked: the retry timer dies with it
         if d.online:
             alarm.attempts += 1
-            out.append(Action(at, d.plan.device_id, Op.SEND, alarm.event_type, msg_id,
-                              alarm.payload, alarm.attempts))
+            out.append(
+                Action(
+                    at,
+                    d.plan.device_id,
+                    Op.SEND,
+                    alarm.event_type,
+                    msg_id,
+                    alarm.payload,
+                    alarm.attempts,
+                )
+            )
         self._at(at + self.retry_s, "retry", d.plan.device_id, msg_id)
