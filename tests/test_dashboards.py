@@ -10,6 +10,7 @@ cannot plot fails its test.
 
 from __future__ import annotations
 
+import contextlib
 import decimal
 import importlib.util
 import json
@@ -25,6 +26,8 @@ import pytest
 import yaml
 from psycopg import sql
 from psycopg.types.json import Jsonb
+
+from eldercare.platform import clocks, rules
 
 ROOT = Path(__file__).resolve().parent.parent
 DASHBOARD_DIR = ROOT / "dashboards"
@@ -229,7 +232,91 @@ def insert_sample_rows(conn: psycopg.Connection, now: datetime) -> dict[str, Any
                 b"{",
             ),
         )
-    return {"facilities": fac}
+    alarms = insert_sample_alarms(conn, now, fac)
+    return {"facilities": fac, "alarms": alarms}
+
+
+# Alarms for the response-time panels: name -> (minutes ago, kind, facility index, status,
+# seconds after receipt it was acknowledged, dispatched, accepted, on site, resolved).
+# Facility 0 is in town on the default targets (60 s / 180 s / 15 min); facility 1 is
+# remote with its own policy of 25 min on site, so r-sos (28 min) is outside it though
+# inside the remote default of 30 min.
+SAMPLE_ALARMS: dict[str, tuple[Any, ...]] = {
+    "t-sos": (170, "sos", 0, "closed", 20, 90, 130, 600, 1500),
+    "t-fall": (150, "fall", 0, "resolved", 75, 120, 180, 1200, 2000),
+    "t-smoke": (120, "smoke", 0, "closed", 30, None, None, None, 400),
+    "t-bed": (90, "bed_exit", 0, "resolved", 200, None, None, None, 500),
+    "t-waiting": (5, "sos", 0, "raised", None, None, None, None, None),  # past both targets
+    "t-new": (0.5, "water_leak", 0, "raised", None, None, None, None, None),  # within them
+    # Never in the answer-time panels: device health, and an alarm merged into another.
+    "t-offline": (100, "device_offline", 0, "raised", None, None, None, None, None),
+    "t-merged": (149, "fall", 0, "merged", 500, None, None, None, None),
+    "r-fall": (160, "fall", 1, "closed", 10, 60, 90, 1400, 3000),
+    "r-sos": (60, "sos", 1, "on_site", 50, 100, 200, 1700, None),
+    "r-idle": (45, "inactivity", 1, "dispatched", 170, 200, None, None, None),  # past 25 min
+    "r-gas": (20, "gas", 1, "acknowledged", 40, None, None, None, None),
+}
+REMOTE_POLICY_ON_SITE_S = 25 * 60
+
+
+def insert_sample_alarms(conn: psycopg.Connection, now: datetime, fac: list[int]) -> dict[str, str]:
+    conn.execute("UPDATE facilities SET area = 'remote' WHERE id = %s", (fac[1],))
+    conn.execute(
+        "INSERT INTO response_policies (facility_id, name, on_site_target_s, steps)"
+        " VALUES (%s, 'dashboard test', %s, '[]')",
+        (fac[1], REMOTE_POLICY_ON_SITE_S),
+    )
+    ids = {}
+    for name, (minutes_ago, kind, f, status, *offsets) in SAMPLE_ALARMS.items():
+        received = now - timedelta(minutes=minutes_ago)
+        ack, disp, acc, on_site, res = (
+            None if o is None else received + timedelta(seconds=o) for o in offsets
+        )
+        ids[name] = str(
+            conn.execute(
+                "INSERT INTO alarms (kind, priority, status, facility_id, area, event_time,"
+                " received_at, last_occurrence_at, acknowledged_at, dispatched_at,"
+                " accepted_at, on_site_at, resolved_at, closed_at, details)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                " RETURNING id",
+                (
+                    kind,
+                    rules.PRIORITY[kind],
+                    status,
+                    fac[f],
+                    "remote" if f else "town",
+                    received,
+                    received,
+                    received,
+                    ack,
+                    disp,
+                    acc,
+                    on_site,
+                    res,
+                    res if status == "closed" else None,
+                    Jsonb({"heart_rate": 130}),
+                ),
+            ).fetchone()[0]
+        )
+    for name, after_s, action in (
+        ("t-fall", 150, "escalated"),
+        ("r-sos", 130, "escalated"),
+        ("r-idle", 300, "escalation_stalled"),
+        ("t-bed", 60, "supervisor_notified"),
+        ("t-waiting", 60, "supervisor_notified"),
+        ("t-sos", 20, "acknowledged"),  # not an escalation
+    ):
+        conn.execute(
+            "INSERT INTO alarm_events (alarm_id, at, actor, action, detail)"
+            " VALUES (%s, %s, 'system', %s, %s)",
+            (
+                ids[name],
+                now - timedelta(minutes=SAMPLE_ALARMS[name][0]) + timedelta(seconds=after_s),
+                action,
+                Jsonb({"offers": [{"responder_id": 1}]}),
+            ),
+        )
+    return ids
 
 
 @pytest.fixture
@@ -491,6 +578,220 @@ def test_grafana_role_cannot_read_private_tables(
     for query in (
         "SELECT name FROM residents LIMIT 1",
         "SELECT password_hash FROM devices LIMIT 1",
+        "SELECT username FROM users LIMIT 1",
+        "SELECT name FROM responders LIMIT 1",
+        "SELECT resident_id FROM reveals LIMIT 1",
+        "SELECT details FROM alarms LIMIT 1",
+        "SELECT resident_id FROM alarms LIMIT 1",
+        "SELECT acknowledged_by FROM alarms LIMIT 1",
+        "SELECT actor FROM alarm_events LIMIT 1",
+        "SELECT detail FROM alarm_events LIMIT 1",
+        "SELECT steps FROM response_policies LIMIT 1",
+        "SELECT phone FROM dispatch_offers LIMIT 1",
+        "SELECT secret FROM webhooks LIMIT 1",
+        "SELECT payload FROM notifications LIMIT 1",
     ):
         with pytest.raises(psycopg.errors.InsufficientPrivilege), conn.transaction():
             conn.execute(query)
+
+
+def _readable(conn: psycopg.Connection) -> tuple[set[str], dict[str, set[str]]]:
+    """Tables the current role may SELECT whole, and per table the columns it may SELECT."""
+    rows = conn.execute(
+        "SELECT c.relname, a.attname, has_table_privilege(c.oid, 'SELECT'),"
+        "       has_column_privilege(c.oid, a.attnum, 'SELECT')"
+        " FROM pg_class c"
+        " JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = 'public'"
+        " JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped"
+        " WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')"
+    ).fetchall()
+    whole = {t for t, _, table_ok, _ in rows if table_ok}
+    columns: dict[str, set[str]] = {}
+    for t, col, table_ok, col_ok in rows:
+        if col_ok and not table_ok:
+            columns.setdefault(t, set()).add(col)
+    return whole, columns
+
+
+def test_grafana_role_reads_exactly_what_is_granted(
+    as_grafana: tuple[psycopg.Connection, dict[str, Any]],
+) -> None:
+    conn, _ = as_grafana
+    role = conn.execute("SELECT current_user").fetchone()[0]
+    # A grant left over from an older version (or a hand-made one) is revoked by grant().
+    conn.execute("RESET ROLE")
+    conn.execute(sql.SQL("GRANT SELECT ON residents, alarms TO {}").format(sql.Identifier(role)))
+    grafana_reader.grant(conn, role)
+    conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(role)))
+    whole, columns = _readable(conn)
+    assert whole == set(grafana_reader.TABLES)
+    assert columns == {t: set(c) for t, c in grafana_reader.COLUMNS.items()}
+    assert not {"residents", "users", "responders", "reveals", "home_beds"} & (whole | set(columns))
+
+
+# ------------------------------------------------------------------ response times
+
+
+def _response_dash() -> dict[str, Any]:
+    (dash,) = [d for _, d in _dashboards() if d["uid"] == "eldercare-response-times"]
+    return dash
+
+
+def _run_panel(
+    conn: psycopg.Connection,
+    title: str,
+    facility: str,
+    start: datetime,
+    end: datetime,
+    interval: str = "1m",
+) -> list[dict[str, Any]]:
+    dash = _response_dash()
+    (p,) = [p for p in _panels(dash) if p["title"] == title]
+    query = expand(
+        p["targets"][0]["rawSql"],
+        start=start,
+        end=end,
+        interval=interval,
+        interval_ms=60_000,
+        variables=variable_values(dash, facility),
+    )
+    cols, rows = _run(conn, query)
+    return [dict(zip(cols, r, strict=True)) for r in rows]
+
+
+@contextlib.contextmanager
+def _as_owner(conn: psycopg.Connection) -> Iterator[None]:
+    """Step out of Grafana's role (clocks.py reads whole alarm rows), then back in."""
+    role = conn.execute("SELECT current_user").fetchone()[0]
+    conn.execute("RESET ROLE")
+    try:
+        yield
+    finally:
+        conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(role)))
+
+
+def test_response_definitions_match_the_platform() -> None:
+    # The dashboard restates these in SQL; they must not drift from the API's.
+    assert build.ALARM_KINDS == rules.ALARM_KINDS
+    assert not set(build.ALARM_KINDS) & set(rules.HEALTH_KINDS)
+    assert all(rules.category(k) == "alarm" for k in build.ALARM_KINDS)
+    assert dict(rules.ON_SITE_TARGET_S) == build.ON_SITE_TARGET_S
+    default = rules.default_policy("town")
+    assert (
+        default.ack_target_s,
+        default.ack_target2_s,
+    ) == (build.ACK_TARGET_S, build.ACK_TARGET2_S)
+
+
+ACK_PANELS = {
+    "ack_60s": "Acknowledged within 60 s (goal 97.5 %)",
+    "ack_180s": "Acknowledged within 180 s (goal 99 %)",
+}
+
+
+def test_acknowledge_shares_agree_with_the_api(
+    as_grafana: tuple[psycopg.Connection, dict[str, Any]],
+) -> None:
+    conn, sample = as_grafana
+    one, two = sample["facilities"]
+    db_now = conn.execute("SELECT now()").fetchone()[0]  # what the panels' now() is
+    for start, end in ((db_now - timedelta(hours=6), db_now), (db_now - timedelta(days=7), db_now)):
+        for grafana_facility, api_facility in (("-1", None), (f"'{one}'", one), (f"'{two}'", two)):
+            with _as_owner(conn):
+                api = clocks.response_metrics(conn, start, end, api_facility, db_now)
+            targets = {t["name"]: t for t in api["targets"]}
+            for name, title in ACK_PANELS.items():
+                (row,) = _run_panel(conn, title, grafana_facility, start, end)
+                (value,) = row.values()
+                t = targets[name]
+                assert t["n"], (name, api_facility)
+                assert float(value) == pytest.approx(100 * t["within"] / t["n"]), (
+                    name,
+                    api_facility,
+                    t,
+                )
+                goal = ACK_PANELS[name].split("goal ")[1].split(" %")[0]
+                assert (float(value) >= float(goal)) == t["met"]
+    # Facility 0: t-sos and t-smoke of 5 measured (t-new is still within 60 s) in 60 s;
+    # t-fall too in 180 s. Facility 1: all but r-idle in 60 s, all in 180 s.
+    start = db_now - timedelta(hours=6)
+    got = {
+        f: [
+            float(next(iter(_run_panel(conn, title, f"'{f}'", start, db_now)[0].values())))
+            for title in ACK_PANELS.values()
+        ]
+        for f in (one, two)
+    }
+    assert got == {one: [40.0, 60.0], two: [75.0, 100.0]}
+
+
+def test_on_site_and_percentiles_agree_with_the_api(
+    as_grafana: tuple[psycopg.Connection, dict[str, Any]],
+) -> None:
+    conn, sample = as_grafana
+    one, two = sample["facilities"]
+    db_now = conn.execute("SELECT now()").fetchone()[0]
+    start = db_now - timedelta(hours=6)
+    for grafana_facility, api_facility in (("-1", None), (f"'{one}'", one), (f"'{two}'", two)):
+        with _as_owner(conn):
+            api = clocks.response_metrics(conn, start, db_now, api_facility, db_now)
+        targets = {t["name"]: t for t in api["targets"]}
+        rows = _run_panel(
+            conn, "On site within target, per facility", grafana_facility, start, db_now
+        )
+        on_site = [targets["on_site_town"], targets["on_site_remote"]]
+        assert sum(r["measured"] for r in rows) == sum(t["n"] for t in on_site)
+        assert sum(r["within_target"] for r in rows) == sum(t["within"] for t in on_site)
+        # One bucket holding the whole range: the percentiles are the API's.
+        for title, name in (
+            ("Receive → acknowledge", "ack"),
+            ("Dispatch → accept", "accept"),
+            ("Receive → on site", "on_site"),
+            ("Receive → resolved", "resolve"),
+        ):
+            (row,) = _run_panel(conn, title, grafana_facility, start, db_now, "100000d")
+            for p in ("p50", "p90", "p99"):
+                assert row[p] == pytest.approx(api["intervals"][name][f"{p}_s"], abs=1e-3), (
+                    title,
+                    p,
+                    api_facility,
+                )
+    # The facility's own policy (25 min) decides, not the remote default (30 min).
+    (remote,) = _run_panel(conn, "On site within target, per facility", f"'{two}'", start, db_now)
+    assert (remote["measured"], remote["within_target"], remote["targets"]) == (
+        3,
+        1,
+        "remote 25 min",
+    )
+    (town,) = _run_panel(conn, "On site within target, per facility", f"'{one}'", start, db_now)
+    assert (town["measured"], town["within_target"], town["targets"]) == (2, 1, "town 15 min")
+    # Acknowledge -> dispatch is the operator's step (t-sos 70 s, t-fall 45 s).
+    (row,) = _run_panel(conn, "Acknowledge → dispatch", f"'{one}'", start, db_now, "100000d")
+    assert row["p50"] == pytest.approx(57.5)
+
+
+def test_response_panels_leave_out_health_and_merged_alarms(
+    as_grafana: tuple[psycopg.Connection, dict[str, Any]],
+) -> None:
+    conn, sample = as_grafana
+    one, _ = sample["facilities"]
+    ids = sample["alarms"]
+    now = sample["now"]
+    start = now - timedelta(hours=6)
+    slow = _run_panel(conn, "Slowest alarms (range)", f"'{one}'", start, now)
+    assert {r["alarm"] for r in slow} == {
+        ids[n] for n in ("t-sos", "t-fall", "t-smoke", "t-bed", "t-waiting", "t-new")
+    }
+    assert slow[0]["alarm"] == ids["t-waiting"]  # still waiting after 5 min
+    assert not {"resident", "resident_id", "name", "details"} & set(slow[0])
+    (open_now,) = _run_panel(conn, "Open unacknowledged alarms (now)", f"'{one}'", start, now)
+    assert open_now["unacknowledged"] == 2  # t-waiting and t-new, not t-offline
+    counts = _run_panel(conn, "Alarms by kind and priority", f"'{one}'", start, now)
+    metrics = {r["metric"] for r in counts}
+    assert "P4 device_offline" in metrics and sum(r["alarms"] for r in counts) == 7
+    both = ",".join(f"'{f}'" for f in sample["facilities"])
+    esc = _run_panel(conn, "Escalations and supervisor notifications", both, start, now)
+    totals: dict[str, int] = {}
+    for r in esc:
+        totals[r["metric"]] = totals.get(r["metric"], 0) + r["events"]
+    assert totals == {"escalated": 2, "escalation stalled": 1, "supervisor notified": 2}

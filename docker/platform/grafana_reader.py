@@ -1,14 +1,19 @@
 """Creates the read-only database role Grafana connects as and grants it what dashboards read.
 
 Grafana lets its editors run any SQL they type, and this database holds health
-records, so the role gets SELECT on the monitoring tables only: no residents, no
-home addresses, and not the devices' password hashes (column grants).
+records, so the role gets SELECT on the monitoring tables only: no residents, users,
+responders or credentials, and on the tables that mix clocks with private or
+operational detail only the columns the dashboards read (column grants): not the
+devices' password hashes, not an alarm's device payload or who acknowledged it, not
+the audit trail's actor and detail, not a policy's escalation steps.
 
 Run by the compose ``init`` service after ``eldercare db migrate`` (idempotent; it
 also resets the password, so rotating ELDERCARE_GRAFANA_DB_PASSWORD takes effect on
-the next start). ``tests/test_dashboards.py`` runs every dashboard query as a role
-granted by :func:`grant`, so a dashboard that needs a table not granted here fails
-its test: extend ``TABLES`` when you add one.
+the next start). :func:`grant` first revokes whatever the role could read, so the
+grants are exactly what is listed here, also after a table moved from ``TABLES`` to
+a column grant. ``tests/test_dashboards.py`` runs every dashboard query as a role
+granted by :func:`grant`, so a dashboard that needs a table or column not granted
+here fails its test: extend ``TABLES`` or ``COLUMNS`` when you add one.
 """
 
 from __future__ import annotations
@@ -27,36 +32,71 @@ TABLES = (
     "camera_status",
     "state_changes",
     "dead_letters",
-    "alarms",
 )
-# Everything but password_hash.
-DEVICE_COLUMNS = (
-    "id",
-    "kind",
-    "resident_id",
-    "facility_id",
-    "home_bed_id",
-    "room",
-    "status",
-    "created_at",
-    "revoked_at",
-)
+# Tables readable only in part: table -> the columns granted.
+COLUMNS: dict[str, tuple[str, ...]] = {
+    # Everything but password_hash.
+    "devices": (
+        "id",
+        "kind",
+        "resident_id",
+        "facility_id",
+        "home_bed_id",
+        "room",
+        "status",
+        "created_at",
+        "revoked_at",
+    ),
+    # Ids, kind and clocks: not details (the device's payload), resident_id, home_bed_id
+    # or acknowledged_by.
+    "alarms": (
+        "id",
+        "kind",
+        "priority",
+        "status",
+        "facility_id",
+        "area",
+        "received_at",
+        "acknowledged_at",
+        "dispatched_at",
+        "accepted_at",
+        "on_site_at",
+        "resolved_at",
+        "closed_at",
+        "supervisor_notified_at",
+    ),
+    # Which step happened when: not the actor (a username) or detail (responders asked).
+    "alarm_events": ("alarm_id", "at", "action"),
+    # The response targets, as clocks.py reads them.
+    "response_policies": (
+        "id",
+        "facility_id",
+        "area",
+        "ack_target_s",
+        "ack_target2_s",
+        "on_site_target_s",
+    ),
+}
+DEVICE_COLUMNS = COLUMNS["devices"]
 
 
 def grant(conn: psycopg.Connection, role: str) -> None:
-    """Grant ``role`` (which must exist) read access to the dashboards' tables."""
+    """Grant ``role`` (which must exist) read access to the dashboards' tables, and no more."""
     r = sql.Identifier(role)
+    # Revoking a table privilege revokes its column privileges too.
+    conn.execute(sql.SQL("REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {}").format(r))
     conn.execute(sql.SQL("GRANT USAGE ON SCHEMA public TO {}").format(r))
     conn.execute(
         sql.SQL("GRANT SELECT ON {} TO {}").format(
             sql.SQL(", ").join(map(sql.Identifier, TABLES)), r
         )
     )
-    conn.execute(
-        sql.SQL("GRANT SELECT ({}) ON devices TO {}").format(
-            sql.SQL(", ").join(map(sql.Identifier, DEVICE_COLUMNS)), r
+    for table, columns in COLUMNS.items():
+        conn.execute(
+            sql.SQL("GRANT SELECT ({}) ON {} TO {}").format(
+                sql.SQL(", ").join(map(sql.Identifier, columns)), sql.Identifier(table), r
+            )
         )
-    )
 
 
 def ensure_role(conn: psycopg.Connection, role: str, password: str) -> None:
@@ -85,7 +125,7 @@ def main() -> int:
         return 1
     with psycopg.connect(url) as conn, conn.transaction():
         ensure_role(conn, role, password)
-    print(f"grafana_reader: role {role} can read {len(TABLES) + 1} tables")
+    print(f"grafana_reader: role {role} can read {len(TABLES) + len(COLUMNS)} tables")
     return 0
 
 
