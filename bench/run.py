@@ -351,8 +351,8 @@ def _env(s: Settings) -> dict[str, str]:
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--phases", default="ingest,latency,console")
-    ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--publishers", type=int, default=2)
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--publishers", type=int, default=1)
     ap.add_argument("--duration", type=float, default=20)
     ap.add_argument("--background", type=float, default=5000)
     ap.add_argument("--samples", type=int, default=400)
@@ -361,7 +361,7 @@ def main() -> int:
     result: dict[str, Any] = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine(),
-        "command": "make bench " + " ".join(sys.argv[1:]),
+        "command": "python -m bench.run " + " ".join(sys.argv[1:]),
     }
     url = fresh_database()
     for phase in args.phases.split(","):

@@ -21,7 +21,8 @@ log() { printf '[services] %s\n' "$*" >&2; }
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 apt_packages=(postgresql-15 postgresql-server-dev-15 postgresql-client-15 mosquitto mosquitto-clients
-  build-essential cmake dpkg-dev xz-utils libssl-dev debian-archive-keyring chromium)
+  build-essential cmake dpkg-dev xz-utils libssl-dev debian-archive-keyring chromium
+  fonts-wqy-microhei)
 
 install_packages() {
   local missing=()
@@ -79,8 +80,23 @@ as_postgres() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$
 
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
+# The cluster runs as `postgres`, which must be able to walk down to .local/pg; a clone
+# in a private directory (mktemp -d is 0700) would stop it. Grant traverse-only.
+ensure_traversable() {
+  [ "$(id -u)" = 0 ] || return 0
+  local d="$1"
+  while [ "$d" != "/" ]; do
+    if ! runuser -u postgres -- test -x "$d" 2>/dev/null; then
+      log "granting traverse permission (o+x) on $d so the postgres user can reach its data"
+      chmod o+x "$d"
+    fi
+    d=$(dirname "$d")
+  done
+}
+
 start_postgres() {
   mkdir -p "$LOCAL/pg" "$PGRUN"
+  ensure_traversable "$LOCAL"
   [ "$(id -u)" = 0 ] && chown postgres:postgres "$LOCAL/pg" "$PGRUN"
   if [ ! -f "$PGDATA/PG_VERSION" ]; then
     log "initdb $PGDATA"
