@@ -116,14 +116,15 @@ def running_broker(directory: Path) -> Iterator[Broker]:
 
 
 def make_settings(database_url: str, broker: Broker, **extra: object) -> Settings:
-    return load_settings(
-        database_url=database_url,
-        mqtt_port=broker.port,
-        broker_dir=broker.directory,
-        metrics_port=0,
-        mqtt_client_prefix="gw-" + secrets.token_hex(3),
-        **extra,
-    )
+    values: dict[str, object] = {
+        "database_url": database_url,
+        "mqtt_port": broker.port,
+        "broker_dir": broker.directory,
+        "metrics_port": 0,
+        "mqtt_client_prefix": "gw-" + secrets.token_hex(3),
+    }
+    values.update(extra)
+    return load_settings(**values)
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
