@@ -21,7 +21,7 @@ import psycopg
 from eldercare.errors import StorageError
 from eldercare.gateway import liveness
 from eldercare.gateway import metrics as m
-from eldercare.models.protocol import EventClass, Uplink
+from eldercare.models.protocol import Channel, EventClass, Uplink, topic
 from eldercare.models.registry import DeviceInfo
 from eldercare.platform import intake
 
@@ -74,6 +74,21 @@ class Refusal:
     detail: str
     payload: bytes
     received_at: datetime
+
+
+def _unknown_device(
+    device_id: str, msg_id: str | None, payload: bytes, received_at: datetime
+) -> Refusal:
+    """An authenticated device the registry does not know (or has revoked)."""
+    return Refusal(
+        topic(device_id, Channel.UP),
+        device_id,
+        msg_id,
+        "unknown_device",
+        "this device is not registered or has been revoked",
+        payload,
+        received_at,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,15 +263,7 @@ class Store:
     def _unknown(
         self, device_id: str, msg_id: str | None, payload: bytes, received_at: datetime
     ) -> Refusal:
-        ref = Refusal(
-            f"eldercare/v1/dev/{device_id}/up",
-            device_id,
-            msg_id,
-            "unknown_device",
-            "this device is not registered or has been revoked",
-            payload,
-            received_at,
-        )
+        ref = _unknown_device(device_id, msg_id, payload, received_at)
         self.store_refusals([ref])
         return ref
 
@@ -302,17 +309,7 @@ class Store:
             for e in events:
                 dev = devices.get(e.device_id)
                 if dev is None or not dev.active:
-                    res.refused.append(
-                        Refusal(
-                            f"eldercare/v1/dev/{e.device_id}/up",
-                            e.device_id,
-                            e.msg_id,
-                            "unknown_device",
-                            "this device is not registered or has been revoked",
-                            e.raw,
-                            e.received_at,
-                        )
-                    )
+                    res.refused.append(_unknown_device(e.device_id, e.msg_id, e.raw, e.received_at))
                     continue
                 key = (e.device_id, e.msg_id)
                 if key in seen:
