@@ -203,6 +203,13 @@ class PrivatePostgres:
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def start(self) -> PrivatePostgres:
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()  # never leave a half-started cluster running
+            raise
+
+    def _start(self) -> PrivatePostgres:
         self.dir.mkdir()
         if os.geteuid() == 0:
             shutil.chown(self.dir, "postgres", "postgres")
