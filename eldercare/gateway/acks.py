@@ -56,7 +56,3 @@ class AckSequencer:
             if ready:
                 self._send(ready)
         return len(ready)
-
-    def pending(self) -> int:
-        with self._lock:
-            return len(self._queue)

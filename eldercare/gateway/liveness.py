@@ -26,13 +26,6 @@ def is_online(d: DeviceLiveness, now: datetime, factor: float) -> bool:
     return now - d.last_seen_at < timedelta(seconds=factor * d.interval_s)
 
 
-def deadline(d: DeviceLiveness, factor: float) -> datetime | None:
-    """When the device goes offline if it stays silent (None: no heartbeat clock yet)."""
-    if d.interval_s is None or d.last_seen_at is None:
-        return None
-    return d.last_seen_at + timedelta(seconds=factor * d.interval_s)
-
-
 def camera_online(status: str, bridge_online: bool) -> bool:
     """A camera counts as online only while it reports ``online`` and its bridge is online."""
     return status == "online" and bridge_online
