@@ -19,7 +19,7 @@ services-down:
 	@scripts/services.sh down
 
 demo: services
-	@$(PY) -m eldercare.simulators.demo
+	@$(ELDERCARE) demo
 
 test: services
 	@$(PY) -m pytest -q -p no:cacheprovider
@@ -31,6 +31,7 @@ lint: venv
 	@$(VENV)/bin/ruff check eldercare tests bench dashboards docker
 	@$(VENV)/bin/ruff format --check eldercare tests bench dashboards docker
 	@$(VENV)/bin/mypy
+	@$(VENV)/bin/lint-imports
 
 fmt: venv
 	@$(VENV)/bin/ruff format eldercare tests bench

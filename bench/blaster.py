@@ -15,8 +15,8 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from eldercare.gateway.broker import _mqtt_string, _remaining_length
-from eldercare.models import protocol as p
+from eldercare import protocol as p
+from eldercare.registry.broker_files import _mqtt_string, _remaining_length
 
 
 @dataclass

@@ -29,8 +29,8 @@ import psycopg
 
 from bench.blaster import BlastResult, blast_process
 from eldercare.config import Settings
-from eldercare.models.registry import DeviceCreate, FacilityCreate
-from eldercare.platform import registry
+from eldercare.registry import service as registry
+from eldercare.registry.schemas import DeviceCreate, FacilityCreate
 from eldercare.simulators.device import SimDevice
 from eldercare.storage.migrate import migrate
 from tests.support import ADMIN_URL, Broker, Proc, free_port, make_settings, wait_for

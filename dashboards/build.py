@@ -577,13 +577,13 @@ def device_ingest_health() -> Json:
 
 # ------------------------------------------------------------------ response times
 
-# The answer-time panels measure what eldercare.platform.clocks (GET
+# The answer-time panels measure what eldercare.alerts.metrics (GET
 # /api/metrics/response) measures, so a supervisor reads the same numbers in both:
 # alarms of category "alarm" (rules.ALARM_KINDS, never device health), merged alarms
 # left out (they count once, in the alarm they joined), intervals from received_at,
 # and targets from the alarm's response policy (the facility's, else its area's)
 # with the platform defaults behind them. tests/test_dashboards.py checks these
-# constants against eldercare.platform.rules and the numbers against clocks.py.
+# constants against eldercare.alerts.rules and the numbers against clocks.py.
 ALARM_KINDS = ("sos", "fall", "smoke", "gas", "water_leak", "bed_exit", "inactivity")
 ACK_TARGET_S = 60  # acknowledge within 60 s for 97.5 % of alarms ...
 ACK_GOAL_PCT = 97.5

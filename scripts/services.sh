@@ -147,7 +147,7 @@ mosquitto_running() { [ -f "$MQ/mosquitto.pid" ] && kill -0 "$(cat "$MQ/mosquitt
 start_mosquitto() {
   mkdir -p "$MQ/data"
   touch "$MQ/passwd" "$MQ/acl"
-  sed -e "s|@DIR@|$MQ|g" -e "s|@PORT@|$MQTT_PORT|g" "$ROOT/eldercare/gateway/mosquitto.conf.in" > "$MQ/mosquitto.conf"
+  sed -e "s|@DIR@|$MQ|g" -e "s|@PORT@|$MQTT_PORT|g" "$ROOT/eldercare/registry/mosquitto.conf.in" > "$MQ/mosquitto.conf"
   if ! mosquitto_running; then
     if port_busy "$MQTT_PORT"; then log "port $MQTT_PORT is taken by another program; set ELDERCARE_MQTT_PORT"; exit 1; fi
     log "starting Mosquitto on 127.0.0.1:$MQTT_PORT"

@@ -16,16 +16,16 @@ from psycopg.rows import dict_row
 
 from eldercare.config import Settings
 from eldercare.gateway.store import StateReport, Store
-from eldercare.models.protocol import parse_uplink
-from eldercare.models.registry import (
+from eldercare.protocol import parse_uplink
+from eldercare.registry import service as registry
+from eldercare.registry.auth import Actor
+from eldercare.registry.schemas import (
     Contact,
     DeviceCreate,
     FacilityCreate,
     HomeBedCreate,
     ResidentCreate,
 )
-from eldercare.platform import registry
-from eldercare.platform.auth import Actor
 
 
 class FrozenClock:

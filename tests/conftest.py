@@ -30,7 +30,7 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
 @pytest.fixture(scope="session")
 def settings(database_url: str, broker: Broker) -> Settings:
     s = make_settings(database_url, broker)
-    from eldercare.platform.registry import sync_broker
+    from eldercare.registry.service import sync_broker
 
     with psycopg.connect(s.database_url) as conn:
         sync_broker(conn, s)
@@ -53,8 +53,8 @@ def logdir(tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def facility_id(settings: Settings) -> int:
-    from eldercare.models.registry import FacilityCreate
-    from eldercare.platform import registry
+    from eldercare.registry import service as registry
+    from eldercare.registry.schemas import FacilityCreate
 
     with psycopg.connect(settings.database_url) as conn:
         f = registry.create_facility(
@@ -83,8 +83,8 @@ def gateway(settings: Settings):
 @pytest.fixture(scope="module")
 def make_device(settings: Settings, facility_id: int):
     """Provision a device (real credentials in the broker) and connect it."""
-    from eldercare.models.registry import DeviceCreate
-    from eldercare.platform import registry
+    from eldercare.registry import service as registry
+    from eldercare.registry.schemas import DeviceCreate
     from eldercare.simulators.device import SimDevice
 
     made: list[SimDevice] = []

@@ -24,7 +24,7 @@ from pathlib import Path
 import psycopg
 
 from eldercare.config import Settings, load_settings
-from eldercare.gateway.broker import render_mosquitto_conf
+from eldercare.registry.broker_files import render_mosquitto_conf
 
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN_URL = os.environ.get(

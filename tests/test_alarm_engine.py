@@ -12,11 +12,12 @@ from typing import ClassVar
 import psycopg
 import pytest
 
+from eldercare.alerts import dispatch, health, notify, rules
+from eldercare.alerts import lifecycle as alarms
+from eldercare.alerts.engine import Engine
 from eldercare.config import Settings
 from eldercare.errors import ConflictError, NotFoundError
-from eldercare.platform import alarms, dispatch, health, notify, rules
-from eldercare.platform.auth import Actor, PermissionDenied
-from eldercare.platform.engine import Engine
+from eldercare.registry.auth import Actor, PermissionDenied
 from tests.alarm_support import (
     OPERATOR,
     OPERATOR2,

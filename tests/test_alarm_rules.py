@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from eldercare.alerts import rules
 from eldercare.errors import ConflictError
-from eldercare.platform import rules
 
 
 def test_transitions_go_forward_only() -> None:

@@ -10,9 +10,9 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
+from eldercare.app import create_app
 from eldercare.config import Settings
-from eldercare.platform import auth
-from eldercare.platform.app import create_app
+from eldercare.registry import auth
 from tests.alarm_support import FrozenClock, RecordingPublisher, World, build_world, rows
 
 PASSWORD = "correct-horse-battery"

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from eldercare.models.protocol import EVENT_TYPES, MAX_PAYLOAD_BYTES
+from eldercare.protocol import EVENT_TYPES, MAX_PAYLOAD_BYTES
 from tests.support import wait_for
 
 VALID: dict[str, dict] = {

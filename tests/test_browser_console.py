@@ -23,10 +23,11 @@ import psycopg
 import pytest
 import uvicorn
 
+from eldercare.app import create_app
 from eldercare.config import Settings
-from eldercare.models.registry import Contact, DeviceCreate, FacilityCreate, ResidentCreate
-from eldercare.platform import auth, registry
-from eldercare.platform.app import create_app
+from eldercare.registry import auth
+from eldercare.registry import service as registry
+from eldercare.registry.schemas import Contact, DeviceCreate, FacilityCreate, ResidentCreate
 from tests.support import ROOT, free_port, have_chromium, wait_for
 
 pytestmark = [

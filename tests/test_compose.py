@@ -27,7 +27,7 @@ COMPOSE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 ENV_EXAMPLE = ROOT / ".env.example"
 MOSQUITTO_CONF = ROOT / "docker" / "mosquitto" / "mosquitto.conf"
-MOSQUITTO_TEMPLATE = ROOT / "eldercare" / "gateway" / "mosquitto.conf.in"
+MOSQUITTO_TEMPLATE = ROOT / "eldercare" / "registry" / "mosquitto.conf.in"
 
 # Settings whose default is only right on a developer's machine: compose must set them.
 PRODUCTION_SETTINGS = ("database_url", "mqtt_password", "secret_key", "mqtt_host", "broker_dir")

@@ -17,14 +17,15 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
+from eldercare.alerts import rules
+from eldercare.app import create_app
 from eldercare.config import Settings
-from eldercare.models.protocol import EVENT_TYPES
-from eldercare.platform import auth, rules
-from eldercare.platform.app import create_app
+from eldercare.protocol import EVENT_TYPES
+from eldercare.registry import auth
 from tests.alarm_support import FrozenClock, RecordingPublisher, World, build_world
 
 PASSWORD = "correct-horse-battery"
-STATIC = resources.files("eldercare.platform.web").joinpath("static")
+STATIC = resources.files("eldercare.web").joinpath("static")
 
 
 def _dict(lang: str) -> dict[str, str]:

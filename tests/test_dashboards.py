@@ -27,7 +27,8 @@ import yaml
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from eldercare.platform import clocks, rules
+from eldercare.alerts import metrics as clocks
+from eldercare.alerts import rules
 
 ROOT = Path(__file__).resolve().parent.parent
 DASHBOARD_DIR = ROOT / "dashboards"

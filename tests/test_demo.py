@@ -1,4 +1,4 @@
-"""``python -m eldercare.simulators.demo`` (``make demo``) end to end, on the session's real
+"""``eldercare demo`` (``make demo``) end to end, on the session's real
 database and broker: server up, fleet provisioned once and reused, status lines printed,
 events stored, and nothing left running afterwards. Relies only on /healthz of the API."""
 
@@ -40,7 +40,7 @@ def _env(settings: Settings, state_dir: Path, marker: str, **extra: str) -> dict
 def _run(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
     # stdout is a pipe, not a TTY: the demo prints a status line every 5 s instead of \r.
     return subprocess.run(
-        [sys.executable, "-m", "eldercare.simulators.demo", *args],
+        [sys.executable, "-m", "eldercare", "demo", *args],
         env=env,
         cwd=ROOT,
         capture_output=True,

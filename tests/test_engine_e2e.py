@@ -17,9 +17,9 @@ import pytest
 import uvicorn
 from websockets.sync.client import connect as ws_connect
 
+from eldercare.app import create_app
 from eldercare.config import Settings
-from eldercare.platform import auth
-from eldercare.platform.app import create_app
+from eldercare.registry import auth
 from tests.support import free_port, wait_for
 
 PASSWORD = "correct-horse-battery"

@@ -9,8 +9,8 @@ import paho.mqtt.client as mqtt
 import psycopg
 import pytest
 
+from eldercare import protocol as p
 from eldercare.gateway.mqtt import make_client
-from eldercare.models import protocol as p
 from tests.support import wait_for
 
 
@@ -175,7 +175,7 @@ def _client(settings, user: str, password: str) -> tuple[mqtt.Client, mqtt.Reaso
 
 
 def test_broker_refuses_wrong_and_revoked_credentials(settings, make_device):
-    from eldercare.platform import registry
+    from eldercare.registry import service as registry
 
     dev = make_device(connect=False)
     c, rc = _client(settings, dev.device_id, "wrong-password")

@@ -11,8 +11,8 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 
-from eldercare.models.registry import DeviceCreate
-from eldercare.platform import registry
+from eldercare.registry import service as registry
+from eldercare.registry.schemas import DeviceCreate
 from eldercare.simulators.device import SimDevice
 from eldercare.storage.retention import apply_retention
 from tests.support import Proc, free_port, make_settings, running_broker, settings_env, wait_for

@@ -19,8 +19,8 @@ import psycopg
 import pytest
 
 from eldercare.config import Settings
-from eldercare.models.registry import DeviceCreate, FacilityCreate
-from eldercare.platform import registry
+from eldercare.registry import service as registry
+from eldercare.registry.schemas import DeviceCreate, FacilityCreate
 from eldercare.simulators.device import SimDevice
 from eldercare.storage.migrate import migrate
 from tests.support import Broker, PrivatePostgres, Proc, make_settings, wait_for

@@ -13,8 +13,8 @@ import httpx
 import psycopg
 import pytest
 
-from eldercare.models.registry import Contact, DeviceCreate, FacilityCreate, ResidentCreate
-from eldercare.platform import registry
+from eldercare.registry import service as registry
+from eldercare.registry.schemas import Contact, DeviceCreate, FacilityCreate, ResidentCreate
 from eldercare.simulators.device import SimDevice
 from tests.support import Proc, free_port, make_settings, running_broker, settings_env, wait_for
 

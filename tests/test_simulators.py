@@ -18,11 +18,11 @@ import psycopg
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
+from eldercare import protocol
 from eldercare.config import Settings
 from eldercare.errors import BrokerError
-from eldercare.models import protocol
-from eldercare.models.registry import DeviceCreate, FacilityCreate, ResidentCreate
-from eldercare.platform.registry import (
+from eldercare.registry.schemas import DeviceCreate, FacilityCreate, ResidentCreate
+from eldercare.registry.service import (
     create_facility,
     create_resident,
     provision_device,
@@ -46,7 +46,7 @@ def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
     broker = Broker(tmp_path_factory.mktemp("sim-mosquitto"))
     broker.start()
     s = make_settings(database_url, broker)
-    from eldercare.platform.registry import sync_broker
+    from eldercare.registry.service import sync_broker
 
     with psycopg.connect(s.database_url) as conn:
         sync_broker(conn, s)

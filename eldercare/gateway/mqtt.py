@@ -1,5 +1,5 @@
-"""paho-mqtt at the edge: client construction with the settings every client here needs,
-and two measured fast paths for the gateway's receive side.
+"""paho-mqtt at the gateway edge: the shared client factory (:mod:`eldercare.mqtt`) plus two
+measured fast paths for the gateway's receive side.
 
 paho 2.2 reads each packet with three or more ``recv()`` calls and sends every manual
 PUBACK as its own write after a wake-up byte. :class:`BufferedSocket` reads 256 KiB at a
@@ -16,7 +16,8 @@ from typing import Any
 
 import paho.mqtt
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
+
+from eldercare import mqtt as shared
 
 _PAHO_INTERNALS_OK = paho.mqtt.__version__ == "2.2.0" and hasattr(mqtt.Client, "_packet_queue")
 _PUBACK = 0x40
@@ -49,14 +50,8 @@ class BufferedSocket:
         return getattr(self._sock, name)
 
 
-def _nodelay(client: mqtt.Client, userdata: Any, sock: Any) -> None:
-    # Without this every small publish waits for Nagle: ~88 ms per round trip here.
-    if hasattr(sock, "setsockopt"):
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-
 def _nodelay_buffered(client: mqtt.Client, userdata: Any, sock: Any) -> None:
-    _nodelay(client, userdata, sock)
+    shared.set_nodelay(client, userdata, sock)
     if _PAHO_INTERNALS_OK and isinstance(sock, socket.socket):
         client._sock = BufferedSocket(sock)  # type: ignore[assignment]
 
@@ -82,18 +77,12 @@ def make_client(
     manual_ack: bool = False,
     buffered: bool = False,
 ) -> mqtt.Client:
-    client = mqtt.Client(
-        CallbackAPIVersion.VERSION2,
-        client_id=client_id,
+    """The shared factory, with the buffered receive socket when ``buffered``."""
+    return shared.make_client(
+        client_id,
+        username,
+        password,
         clean_session=clean_session,
-        protocol=mqtt.MQTTv311,
         manual_ack=manual_ack,
+        on_socket_open=_nodelay_buffered if buffered else shared.set_nodelay,
     )
-    client.username_pw_set(username, password)
-    client.on_socket_open = _nodelay_buffered if buffered else _nodelay
-    # paho's annotation says int; it sleeps on floats, and a sub-second first retry matters
-    # after a broker restart.
-    client.reconnect_delay_set(min_delay=0.1, max_delay=2)  # type: ignore[arg-type]
-    client.max_inflight_messages_set(1000)
-    client.max_queued_messages_set(0)
-    return client

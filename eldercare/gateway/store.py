@@ -18,12 +18,12 @@ from datetime import datetime
 
 import psycopg
 
+from eldercare.alerts import intake
 from eldercare.errors import StorageError
 from eldercare.gateway import liveness
 from eldercare.gateway import metrics as m
-from eldercare.models.protocol import Channel, EventClass, Uplink, topic
-from eldercare.models.registry import DeviceInfo
-from eldercare.platform import intake
+from eldercare.protocol import Channel, EventClass, Uplink, topic
+from eldercare.registry.schemas import DeviceInfo
 
 log = logging.getLogger(__name__)
 

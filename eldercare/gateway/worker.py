@@ -23,13 +23,13 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
+from eldercare import protocol as p
 from eldercare.config import Settings
 from eldercare.errors import ProtocolError, StorageError
 from eldercare.gateway import metrics as m
 from eldercare.gateway.acks import AckSequencer, Slot
 from eldercare.gateway.mqtt import make_client, send_pubacks
 from eldercare.gateway.store import AlarmResult, Refusal, StateReport, Store
-from eldercare.models import protocol as p
 
 log = logging.getLogger(__name__)
 

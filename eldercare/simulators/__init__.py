@@ -3,10 +3,10 @@
 - :mod:`.device` — :class:`SimDevice`, a single device for tests (own I/O thread).
 - :mod:`.scenario` — pure, seeded "what happens next" logic (no I/O).
 - :mod:`.fleet` — :class:`Fleet` provisioning and the many-devices-per-process runner.
-- :mod:`.cli` — the ``eldercare simulate`` command.
+- :mod:`.demo` — what ``eldercare demo`` runs (the command is :mod:`eldercare.cli.simulate`
+  and :mod:`eldercare.cli.demo`).
 
-Names are resolved lazily: ``eldercare.commands`` imports :mod:`.cli` on every
-command, and that must not pull in paho or psycopg.
+Names are resolved lazily: importing the package must not pull in paho or psycopg.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""``python -m eldercare.simulators.demo`` (what ``make demo`` runs): the whole platform on
+"""``eldercare demo`` (what ``make demo`` runs): the whole platform on
 one machine, with a seeded synthetic fleet sending alarms a person can watch arrive.
 
 It starts ``eldercare serve`` as a child process, provisions the demo fleet and demo logins
@@ -162,8 +162,8 @@ def provision_fleet(
     another database (or a re-created one) is never trusted blindly: devices whose
     saved password does not match get a fresh one, and the broker is re-synced.
     """
-    from eldercare.gateway import broker
-    from eldercare.platform import registry
+    from eldercare.registry import broker_files as broker
+    from eldercare.registry import service as registry
     from eldercare.simulators.fleet import Fleet
 
     conn.execute("SELECT pg_advisory_lock(%s)", (_ADVISORY_LOCK,))
@@ -228,7 +228,7 @@ def ensure_logins(conn: psycopg.Connection, fleet: DemoFleet) -> list[Login]:
     role is left untouched (and its password is not printed)."""
     import bcrypt
 
-    from eldercare.platform import auth
+    from eldercare.registry import auth
 
     logins: list[Login] = []
 
@@ -657,51 +657,6 @@ def _every_text(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
 
 
-def _positive(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive: {text}")
-    return value
-
-
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        prog="python -m eldercare.simulators.demo",
-        description="Run the platform with a seeded synthetic fleet and a live status line.",
-    )
-    p.add_argument(
-        "--duration",
-        type=_positive,
-        help="stop after this many seconds of fleet traffic (default: until Ctrl-C)",
-    )
-    p.add_argument(
-        "--rate",
-        type=_positive,
-        default=1.0,
-        help="multiplier on heartbeats, vitals, imu and camera refresh (default 1)",
-    )
-    p.add_argument(
-        "--seed",
-        type=int,
-        default=1,
-        help="scenario seed; also the fleet's seed when it is first created",
-    )
-    p.add_argument(
-        "--alarm-every",
-        type=_positive,
-        default=20.0,
-        help="mean seconds between resident alarms across the fleet (default 20)",
-    )
-    p.add_argument("--processes", type=int, default=1, help="fleet processes (default 1)")
-    p.add_argument(
-        "--state-dir",
-        type=Path,
-        default=Path(os.environ.get("ELDERCARE_DEMO_DIR") or PROJECT_ROOT / ".local" / "demo"),
-        help="logs and saved device credentials (default .local/demo)",
-    )
-    return p.parse_args(argv)
-
-
 def _raise_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
@@ -716,7 +671,10 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
             f"the demo creates synthetic facilities and logins with published passwords; "
             f"it refuses to run with ELDERCARE_ENVIRONMENT={settings.environment}"
         )
-    state_dir: Path = args.state_dir.resolve()
+    state_dir: Path = (
+        args.state_dir
+        or Path(os.environ.get("ELDERCARE_DEMO_DIR") or PROJECT_ROOT / ".local" / "demo")
+    ).resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
     logging.basicConfig(
         filename=state_dir / "demo.log",
@@ -824,8 +782,8 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
+def main(args: argparse.Namespace) -> int:
+    """``eldercare demo`` (options in :mod:`eldercare.cli.demo`)."""
     # A plain `kill` of the demo stops it as cleanly as Ctrl-C does.
     signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
@@ -840,7 +798,3 @@ def main(argv: Sequence[str] | None = None) -> int:
             flush=True,
         )
         return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

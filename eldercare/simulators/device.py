@@ -26,11 +26,11 @@ from typing import Any, Final, TypeVar
 
 import orjson
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
+from eldercare import mqtt as shared
 from eldercare.errors import BrokerError
-from eldercare.models.protocol import Channel, topic, uplink
-from eldercare.models.registry import DeviceCredentials
+from eldercare.protocol import Channel, topic, uplink
+from eldercare.registry.schemas import DeviceCredentials
 
 log = logging.getLogger(__name__)
 
@@ -43,32 +43,20 @@ ONLINE: Final = b"online"
 OFFLINE: Final = b"offline"
 
 
-def set_nodelay(client: mqtt.Client, userdata: Any, sock: Any) -> None:
-    """paho ``on_socket_open`` hook: small MQTT packets must not wait for Nagle.
-
-    Without it a QoS 1 round trip costs ~88 ms here (Nagle + delayed ACK) instead of ~0.5 ms.
-    """
-    # Not every socket is TCP (a unix socket in a test); those have no Nagle to disable.
-    with contextlib.suppress(OSError, AttributeError):
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-
 def make_client(
     device_id: str, password: str, *, clean_session: bool = True, client_id: str | None = None
 ) -> mqtt.Client:
-    """A paho client configured as a protocol device: MQTT 3.1.1, own credentials, Last Will."""
-    client = mqtt.Client(
-        CallbackAPIVersion.VERSION2,
-        client_id=client_id or device_id,
-        protocol=MQTTProtocolVersion.MQTTv311,
+    """A paho client configured as a protocol device: own credentials and a Last Will."""
+    client = shared.make_client(
+        client_id or device_id,
+        device_id,
+        password,
         clean_session=clean_session,
-        reconnect_on_failure=False,
+        reconnect=False,
+        # Devices may have many alarms in flight while the platform is slow to commit.
+        max_inflight=100,
     )
-    client.username_pw_set(device_id, password)
     client.will_set(topic(device_id, Channel.STATE), OFFLINE, qos=1, retain=True)
-    client.on_socket_open = set_nodelay
-    # Devices may have many alarms in flight while the platform is slow to commit.
-    client.max_inflight_messages_set(100)
     return client
 
 
@@ -527,4 +515,4 @@ class SimDevice:
             self._changed.notify_all()
 
 
-__all__ = ["RX_KEY", "Downlink", "SimDevice", "decode_downlink", "make_client", "set_nodelay"]
+__all__ = ["RX_KEY", "Downlink", "SimDevice", "decode_downlink", "make_client"]

@@ -29,16 +29,17 @@ import paho.mqtt.client as mqtt
 import psycopg
 
 from eldercare.config import Settings
-from eldercare.models.protocol import Channel, topic
-from eldercare.models.registry import (
+from eldercare.mqtt import set_nodelay
+from eldercare.protocol import Channel, topic
+from eldercare.registry import service as registry
+from eldercare.registry.schemas import (
     DeviceCreate,
     DeviceKind,
     FacilityCreate,
     HomeBedCreate,
     ResidentCreate,
 )
-from eldercare.platform import registry
-from eldercare.simulators.device import OFFLINE, ONLINE, make_client, set_nodelay
+from eldercare.simulators.device import OFFLINE, ONLINE, make_client
 from eldercare.simulators.scenario import Action, DevicePlan, Op, Scenario
 
 log = logging.getLogger(__name__)

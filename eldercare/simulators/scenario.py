@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Final
 
-from eldercare.models.protocol import event_class, uplink
+from eldercare.protocol import event_class, uplink
 
 # Base behaviour at rate 1 / incident_rate 1: seconds between events (means for Poisson ones).
 HEARTBEAT_S: Final = {

@@ -25,9 +25,9 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
+from eldercare.alerts import events, rules
+from eldercare.alerts.lifecycle import _rows
 from eldercare.config import Settings
-from eldercare.platform import events, rules
-from eldercare.platform.alarms import _rows
 
 _OPEN_HEALTH = "cleared_at IS NULL AND status <> 'merged'"
 

@@ -21,9 +21,9 @@ from typing import Final
 
 import psycopg
 
-from eldercare.models.protocol import Uplink
-from eldercare.models.registry import DeviceInfo
-from eldercare.platform import events, rules
+from eldercare.alerts import events, rules
+from eldercare.protocol import Uplink
+from eldercare.registry.schemas import DeviceInfo
 
 PRIORITY: Final = rules.PRIORITY
 OPEN_STATUSES: Final = rules.JOINABLE

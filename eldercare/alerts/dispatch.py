@@ -11,10 +11,10 @@ from typing import Any
 
 import psycopg
 
+from eldercare.alerts import events, rules
+from eldercare.alerts.lifecycle import _rows, announce, lock, summary
 from eldercare.errors import ConflictError, NotFoundError
-from eldercare.platform import events, rules
-from eldercare.platform.alarms import _rows, announce, lock, summary
-from eldercare.platform.auth import SYSTEM, Actor, PermissionDenied
+from eldercare.registry.auth import SYSTEM, Actor, PermissionDenied
 
 OFFER_SQL = (
     "SELECT id, alarm_id, step, responder_id, responder_kind, name, phone, distance_m,"

@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from eldercare.models.protocol import DEVICE_ID_RE
+from eldercare.protocol import DEVICE_ID_RE
 
 DeviceKind = Literal["sos_button", "fall_sensor", "video_bridge", "home_kit", "wearable"]
 DEVICE_KINDS: tuple[str, ...] = DeviceKind.__args__  # type: ignore[attr-defined]

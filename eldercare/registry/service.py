@@ -11,8 +11,8 @@ from psycopg.types.json import Jsonb
 
 from eldercare.config import Settings
 from eldercare.errors import ConflictError, NotFoundError, StorageError
-from eldercare.gateway import broker
-from eldercare.models.registry import (
+from eldercare.registry import broker_files as broker
+from eldercare.registry.schemas import (
     DeviceCreate,
     DeviceCredentials,
     FacilityCreate,

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from eldercare.errors import BrokerError
-from eldercare.models.protocol import DEVICE_ID_RE, TOPIC_ROOT
+from eldercare.protocol import DEVICE_ID_RE, TOPIC_ROOT
 
 # Mosquitto 2's "$7$" format. 101 rounds is Mosquitto's own default; device
 # passwords are 192-bit random strings, so the round count is not what protects them.

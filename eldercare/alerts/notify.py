@@ -26,11 +26,12 @@ from typing import Any, Protocol
 import orjson
 import psycopg
 
+from eldercare import mqtt
+from eldercare.alerts import rules
+from eldercare.alerts.lifecycle import _rows
 from eldercare.config import Settings
 from eldercare.errors import BrokerError
-from eldercare.models.protocol import Channel, topic
-from eldercare.platform import rules
-from eldercare.platform.alarms import _rows
+from eldercare.protocol import Channel, topic
 
 log = logging.getLogger(__name__)
 
@@ -58,11 +59,9 @@ class MqttPublisher:
     """The engine's own MQTT client (gateway credentials), connected in the background."""
 
     def __init__(self, settings: Settings, timeout: float = 5.0) -> None:
-        from eldercare.gateway.mqtt import make_client
-
         self.timeout = timeout
         self._connected = threading.Event()
-        self.client = make_client(
+        self.client = mqtt.make_client(
             f"{settings.mqtt_client_prefix}-engine-{id(self):x}",
             settings.mqtt_username,
             settings.mqtt_password,

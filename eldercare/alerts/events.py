@@ -16,7 +16,7 @@ from typing import Any, Final
 import psycopg
 from psycopg.types.json import Jsonb
 
-from eldercare.platform import rules
+from eldercare.alerts import rules
 
 ALARM_CHANNEL: Final = "eldercare_alarms"
 STATE_CHANNEL: Final = "eldercare_state"

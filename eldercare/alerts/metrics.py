@@ -10,8 +10,8 @@ from typing import Any, Final
 
 import psycopg
 
-from eldercare.platform import rules
-from eldercare.platform.alarms import _rows
+from eldercare.alerts import rules
+from eldercare.alerts.lifecycle import _rows
 
 # name -> (end column, start column)
 INTERVALS: Final = {

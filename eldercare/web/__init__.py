@@ -18,8 +18,8 @@ from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from eldercare.platform.alarms import _rows
-from eldercare.platform.api import Conn, Now, User
+from eldercare.alerts.lifecycle import _rows
+from eldercare.http.deps import Conn, Now, User
 
 router = APIRouter()
 

@@ -1,9 +1,11 @@
-"""The HTTP app: API, websocket push, health and Prometheus metrics, with the alert
+"""The HTTP API: routes, websocket push, health and Prometheus metrics, with the alert
 engine running in its lifespan.
 
-``create_app(settings)`` is what ``eldercare serve`` runs; tests pass a frozen
-``clock``, their own ``publisher`` and ``background=False`` to drive timers with
-:meth:`Engine.tick` instead of waiting for them.
+``build_api(settings)`` is the API alone. The served application, API plus console, is
+:func:`eldercare.app.create_app`, one layer up: ``web`` sits above ``http`` (it uses
+``http.deps``), so ``http`` cannot mount it without a cycle. Tests pass a frozen ``clock``,
+their own ``publisher`` and ``background=False`` to drive timers with :meth:`Engine.tick`
+instead of waiting for them.
 """
 
 from __future__ import annotations
@@ -17,16 +19,18 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import psycopg
-from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
+from eldercare.alerts import notify, rules
+from eldercare.alerts.engine import Engine
 from eldercare.config import Settings
 from eldercare.errors import AuthError, ConflictError, NotFoundError, StorageError
-from eldercare.platform import api, auth, notify, rules
-from eldercare.platform.auth import PermissionDenied
-from eldercare.platform.engine import Client, Engine, Hub
+from eldercare.http import live
+from eldercare.http.routes import ROUTERS
+from eldercare.registry.auth import PermissionDenied
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +39,7 @@ def _error(status: int, detail: str, **headers: str) -> JSONResponse:
     return JSONResponse({"detail": detail}, status_code=status, headers=headers or None)
 
 
-def create_app(
+def build_api(
     settings: Settings,
     *,
     clock: rules.Clock | None = None,
@@ -44,7 +48,7 @@ def create_app(
     background: bool = True,
 ) -> FastAPI:
     clock = clock or rules.utc_now
-    hub = Hub()
+    hub = live.Hub()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -60,7 +64,7 @@ def create_app(
         own_publisher = publisher is None
         pub = publisher if publisher is not None else notify.MqttPublisher(settings)
         engine = Engine(
-            settings, clock=clock, publisher=pub, poster=poster or notify.http_post, hub=hub
+            settings, clock=clock, publisher=pub, poster=poster or notify.http_post, feed=hub
         )
         app.state.pool, app.state.engine = pool, engine
         if background:
@@ -111,44 +115,9 @@ def create_app(
         log.error("database error: %s", type(exc).__name__)
         return _error(503, "database unavailable")
 
-    app.include_router(api.router)
-
-    @app.websocket("/api/ws")
-    async def ws(websocket: WebSocket, token: str = "") -> None:
-        try:
-            actor = auth.read_token(settings, token, clock())
-        except AuthError:
-            await websocket.close(code=4401)
-            return
-        await websocket.accept()
-        client = Client(websocket, actor)
-        await websocket.send_json(
-            {
-                "type": "hello",
-                "username": actor.username,
-                "role": actor.role,
-                "facility_id": actor.facility_id,
-            }
-        )
-        hub.add(client)
-
-        async def pump() -> None:
-            while True:
-                await websocket.send_text((await client.queue.get()).decode())
-
-        sender = asyncio.create_task(pump())
-        try:
-            while True:
-                msg = await websocket.receive_json()
-                if isinstance(msg, dict) and msg.get("type") == "ping":
-                    await client.queue.put(b'{"type":"pong"}')
-        except (WebSocketDisconnect, RuntimeError, ValueError):
-            pass
-        finally:
-            hub.remove(client)
-            sender.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await sender
+    for router in ROUTERS:
+        app.include_router(router)
+    app.include_router(live.router)
 
     @app.get("/healthz", tags=["service"])
     def healthz(request: Request) -> Response:
@@ -184,16 +153,4 @@ def create_app(
             return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
         return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
-    _mount_console(app)
     return app
-
-
-def _mount_console(app: FastAPI) -> None:
-    """The operator console and staff page (issue 4) plug in here when present."""
-    try:
-        from eldercare.platform import web as console
-    except ImportError:
-        return
-    router = getattr(console, "router", None)
-    if router is not None:
-        app.include_router(router)

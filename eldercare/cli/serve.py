@@ -16,7 +16,7 @@ def serve(settings: Settings, *, workers: int | None = None) -> int:
     import uvicorn
 
     from eldercare.gateway.runner import prepare_multiprocess_metrics, start_workers, stop_workers
-    from eldercare.platform.registry import sync_broker
+    from eldercare.registry.service import sync_broker
     from eldercare.storage.db import connect
     from eldercare.storage.migrate import migrate
 
@@ -27,7 +27,7 @@ def serve(settings: Settings, *, workers: int | None = None) -> int:
     prepare_multiprocess_metrics()
     procs = start_workers(settings, workers or settings.gateway_workers)
     try:
-        from eldercare.platform.app import create_app
+        from eldercare.app import create_app
 
         app = create_app(settings)
         log.info("console on http://%s:%s/console", settings.api_host, settings.api_port)

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from eldercare.platform import rules
+from eldercare.alerts import rules
 
 Disposition = Literal[
     "genuine_emergency",

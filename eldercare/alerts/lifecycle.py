@@ -14,9 +14,9 @@ from typing import Any, Final
 import psycopg
 from psycopg.rows import dict_row
 
+from eldercare.alerts import events, rules
 from eldercare.errors import NotFoundError
-from eldercare.platform import events, rules
-from eldercare.platform.auth import Actor
+from eldercare.registry.auth import Actor
 
 SUMMARY_SQL: Final = """
 SELECT a.id, a.kind, a.kinds, a.priority, a.status, a.facility_id, f.name AS facility_name,
@@ -118,7 +118,7 @@ def list_alarms(
 def detail(
     conn: psycopg.Connection, alarm_id: uuid.UUID | str, actor: Actor, now: datetime
 ) -> dict[str, Any]:
-    from eldercare.platform import dispatch
+    from eldercare.alerts import dispatch
 
     a = summary(conn, alarm_id, actor)
     out: dict[str, Any] = {"alarm": a, "resident": None, "device": None, "facility": None}

@@ -1,4 +1,5 @@
-"""The running alert engine: timers, outbox delivery, the LISTEN loop and the websocket hub.
+"""The running alert engine: timers, outbox delivery, the LISTEN loop, and a feed of alarm
+changes for whoever listens (the websocket hub lives in eldercare.http.live).
 
 Everything it acts on is derived from database state (escalation_due_at, raised
 alarms past their target, due outbox rows, liveness tables), so a restarted engine
@@ -10,70 +11,48 @@ which is how tests drive timers with frozen time.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
-import orjson
 import psycopg
 from psycopg.rows import dict_row
-from starlette.websockets import WebSocket
 
+from eldercare.alerts import dispatch, events, health, notify, rules
+from eldercare.alerts.dispatch import OFFER_SQL
+from eldercare.alerts.lifecycle import SUMMARY_SQL, _finish
 from eldercare.config import Settings
-from eldercare.platform import dispatch, events, health, notify, rules
-from eldercare.platform.alarms import SUMMARY_SQL, _finish
-from eldercare.platform.auth import Actor
-from eldercare.platform.dispatch import OFFER_SQL
 
 log = logging.getLogger(__name__)
 
 
-# ---------------------------------------------------------------- websocket hub
+# ---------------------------------------------------------------- live feed
 
 
-@dataclass(eq=False)
-class Client:
-    ws: WebSocket
-    actor: Actor
-    queue: asyncio.Queue[bytes] = field(default_factory=lambda: asyncio.Queue(maxsize=1000))
+class Feed(Protocol):
+    """Where alarm changes are pushed as they happen. The engine knows nothing of
+    websockets: :class:`eldercare.http.live.Hub` implements this for consoles."""
 
-    def sees(self, facility_id: int | None) -> bool:
-        return not self.actor.scoped or facility_id == self.actor.facility_id
+    def active(self) -> bool:
+        """Whether anyone is listening (the engine skips the summary query if not)."""
+        ...
+
+    def send(
+        self, message: dict[str, Any], facility_id: int | None, *, staff: bool = True
+    ) -> int: ...
 
 
-class Hub:
-    """Connected consoles and staff pages; one queue per client so a slow one waits alone."""
+class NoFeed:
+    """A feed nobody listens to (an engine without an HTTP front end)."""
 
-    def __init__(self) -> None:
-        self.clients: set[Client] = set()
-
-    def add(self, client: Client) -> None:
-        self.clients.add(client)
-
-    def remove(self, client: Client) -> None:
-        self.clients.discard(client)
+    def active(self) -> bool:
+        return False
 
     def send(self, message: dict[str, Any], facility_id: int | None, *, staff: bool = True) -> int:
-        data = orjson.dumps(message)
-        sent = 0
-        for c in list(self.clients):
-            if not c.sees(facility_id) or (not staff and c.actor.scoped):
-                continue
-            try:
-                c.queue.put_nowait(data)
-                sent += 1
-            except asyncio.QueueFull:
-                # A console this far behind reloads from the API when it reconnects.
-                log.warning("websocket client %s is not reading; dropping it", c.actor.username)
-                self.remove(c)
-                with contextlib.suppress(Exception):
-                    asyncio.get_running_loop().create_task(c.ws.close(code=1013))
-        return sent
+        return 0
 
 
 # ---------------------------------------------------------------- engine
@@ -87,7 +66,7 @@ class Engine:
         clock: rules.Clock,
         publisher: notify.Publisher | None,
         poster: notify.Poster = notify.http_post,
-        hub: Hub | None = None,
+        feed: Feed | None = None,
         tick_s: float = 0.5,
         health_s: float = 5.0,
     ) -> None:
@@ -95,7 +74,7 @@ class Engine:
         self.clock = clock
         self.publisher = publisher
         self.poster = poster
-        self.hub = hub or Hub()
+        self.feed: Feed = feed or NoFeed()
         self.tick_s = tick_s
         self.health_s = health_s
         self.listening = threading.Event()
@@ -238,7 +217,7 @@ class Engine:
             return
         self._wake_device.set()
         self._wake_webhook.set()
-        if not self.hub.clients:
+        if not self.feed.active():
             return
         cur = await query.execute(SUMMARY_SQL + " WHERE a.id = %s", (body["alarm_id"],))
         row = await cur.fetchone()
@@ -249,12 +228,12 @@ class Engine:
         event = body.get("event", "changed")
         fac = alarm["facility_id"]
         if event == "supervisor":
-            self.hub.send(
+            self.feed.send(
                 {"type": "supervisor", "alarm": alarm, "reason": body.get("reason"), "at": at},
                 fac,
                 staff=False,
             )
-        self.hub.send(
+        self.feed.send(
             {"type": "alarm", "event": event, "alarm": alarm, "at": at, "actor": body.get("actor")},
             fac,
         )
@@ -262,4 +241,4 @@ class Engine:
         if offer_ids and event in ("dispatched", "escalated", "emergency"):
             cur = await query.execute(OFFER_SQL + " WHERE id = ANY(%s) ORDER BY id", (offer_ids,))
             for offer in await cur.fetchall():
-                self.hub.send({"type": "offer", "offer": offer, "alarm": alarm, "at": at}, fac)
+                self.feed.send({"type": "offer", "offer": offer, "alarm": alarm, "at": at}, fac)

@@ -7,7 +7,7 @@ import argparse
 
 def _users_add(args: argparse.Namespace) -> int:
     from eldercare.config import get_settings
-    from eldercare.platform import auth
+    from eldercare.registry import auth
     from eldercare.storage.db import connect
 
     with connect(get_settings().database_url, autocommit=True) as conn:

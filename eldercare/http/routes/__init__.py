@@ -1,0 +1,20 @@
+"""One module per API resource, each with its own ``router`` (the FastAPI template's shape).
+
+``ROUTERS`` is the literal list :func:`eldercare.http.app.build_api` includes, in the order
+the OpenAPI document shows them.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from eldercare.http.routes import alarms, auth, dispatch, metrics, registry, webhooks
+
+ROUTERS: list[APIRouter] = [
+    auth.router,
+    alarms.router,
+    metrics.router,
+    registry.router,
+    dispatch.router,
+    webhooks.router,
+]

@@ -1,0 +1,225 @@
+"""Registry reads for the console: facilities, devices, cameras, residents (pseudonymous
+unless revealed, and every reveal recorded)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from fastapi import APIRouter, Request, status
+
+from eldercare.alerts.lifecycle import _rows
+from eldercare.errors import NotFoundError
+from eldercare.http.deps import Conn, Now, User, facility_scope
+from eldercare.http.schemas import (
+    RevealCreate,
+)
+from eldercare.registry import service as reg
+from eldercare.registry.auth import Actor
+from eldercare.registry.schemas import FacilityCreate, ResidentDetail, ResidentPublic
+
+router = APIRouter(prefix="/api")
+
+
+_FACILITY_SQL = """
+SELECT f.id, f.code, f.name, f.kind, f.area, f.address, f.lat, f.lon, f.phone,
+  (SELECT count(*) FROM alarms a WHERE a.facility_id = f.id
+     AND a.status NOT IN ('closed', 'merged')) AS open_alarms,
+  (SELECT count(*) FROM devices d WHERE d.facility_id = f.id AND d.status = 'active')
+     AS devices_total,
+  (SELECT count(*) FROM devices d JOIN device_status s ON s.device_id = d.id
+     WHERE d.facility_id = f.id AND d.status = 'active' AND NOT s.online
+       AND s.last_seen_at IS NOT NULL) AS devices_offline,
+  (SELECT count(*) FROM cameras c JOIN devices d ON d.id = c.device_id
+     WHERE d.facility_id = f.id AND d.status = 'active') AS cameras_total,
+  (SELECT count(*) FROM camera_status c JOIN devices d ON d.id = c.device_id
+     WHERE d.facility_id = f.id AND d.status = 'active' AND NOT c.online) AS cameras_offline
+FROM facilities f
+"""
+
+
+@router.get("/facilities", tags=["registry"])
+def facilities(user: User, conn: Conn) -> list[dict[str, Any]]:
+    if user.scoped:
+        return _rows(conn, _FACILITY_SQL + " WHERE f.id = %s", (user.facility_id,))
+    return _rows(conn, _FACILITY_SQL + " ORDER BY f.id")
+
+
+@router.get("/facilities/{facility_id}", tags=["registry"])
+def facility(facility_id: int, user: User, conn: Conn) -> dict[str, Any]:
+    facility_scope(user, facility_id)
+    rows = _rows(conn, _FACILITY_SQL + " WHERE f.id = %s", (facility_id,))
+    if not rows:
+        raise NotFoundError(f"facility {facility_id} not found")
+    return rows[0]
+
+
+@router.post("/facilities", status_code=status.HTTP_201_CREATED, tags=["registry"])
+def create_facility(body: FacilityCreate, user: User, conn: Conn) -> dict[str, Any]:
+    user.require("admin")
+    with conn.transaction():
+        row = reg.create_facility(conn, body)
+    return {k: v for k, v in row.items() if k != "created_at"}
+
+
+@router.get("/health/summary", tags=["registry"])
+def health_summary(
+    request: Request, user: User, conn: Conn, facility: int | None = None
+) -> dict[str, Any]:
+    fac = facility_scope(user, facility)
+    per = _rows(
+        conn,
+        """
+        SELECT f.id AS facility_id,
+          (SELECT count(*) FROM devices d WHERE d.facility_id = f.id AND d.status = 'active')
+             AS devices_total,
+          (SELECT count(*) FROM devices d JOIN device_status s ON s.device_id = d.id
+             WHERE d.facility_id = f.id AND d.status = 'active' AND NOT s.online
+               AND s.last_seen_at IS NOT NULL) AS devices_offline,
+          (SELECT count(*) FROM devices d JOIN device_status s ON s.device_id = d.id
+             WHERE d.facility_id = f.id AND d.status = 'active' AND s.battery < %s)
+             AS low_battery,
+          (SELECT count(*) FROM cameras c JOIN devices d ON d.id = c.device_id
+             WHERE d.facility_id = f.id AND d.status = 'active') AS cameras_total,
+          (SELECT count(*) FROM camera_status c JOIN devices d ON d.id = c.device_id
+             WHERE d.facility_id = f.id AND d.status = 'active' AND NOT c.online)
+             AS cameras_offline
+        FROM facilities f WHERE (%s::bigint IS NULL OR f.id = %s) ORDER BY f.id""",
+        (request.app.state.settings.low_battery_pct, fac, fac),
+    )
+    dt = sum(r["devices_total"] for r in per)
+    do = sum(r["devices_offline"] for r in per)
+    ct = sum(r["cameras_total"] for r in per)
+    co = sum(r["cameras_offline"] for r in per)
+    return {
+        "devices": {
+            "total": dt,
+            "online": dt - do,
+            "offline": do,
+            "low_battery": sum(r["low_battery"] for r in per),
+        },
+        "cameras": {"total": ct, "online": ct - co, "offline": co},
+        "facilities": per,
+    }
+
+
+@router.get("/devices", tags=["registry"])
+def devices(
+    user: User,
+    conn: Conn,
+    facility: int | None = None,
+    online: bool | None = None,
+    kind: str | None = None,
+) -> list[dict[str, Any]]:
+    fac = facility_scope(user, facility)
+    return _rows(
+        conn,
+        """
+        SELECT d.id, d.kind, d.facility_id, d.resident_id, d.home_bed_id, d.room, d.status,
+               COALESCE(s.online, false) AS online, s.battery, s.last_seen_at, s.changed_at
+        FROM devices d LEFT JOIN device_status s ON s.device_id = d.id
+        WHERE (%s::bigint IS NULL OR d.facility_id = %s)
+          AND (%s::boolean IS NULL OR COALESCE(s.online, false) = %s)
+          AND (%s::text IS NULL OR d.kind = %s)
+        ORDER BY d.id LIMIT 1000""",
+        (fac, fac, online, online, kind, kind),
+    )
+
+
+@router.get("/cameras", tags=["registry"])
+def cameras(
+    user: User, conn: Conn, facility: int | None = None, online: bool | None = None
+) -> list[dict[str, Any]]:
+    fac = facility_scope(user, facility)
+    return _rows(
+        conn,
+        """
+        SELECT c.device_id, c.camera_id, c.location, d.facility_id, s.status,
+               COALESCE(s.online, false) AS online, s.recording, s.reported_at, s.changed_at
+        FROM cameras c JOIN devices d ON d.id = c.device_id
+        LEFT JOIN camera_status s ON s.device_id = c.device_id AND s.camera_id = c.camera_id
+        WHERE d.status = 'active' AND (%s::bigint IS NULL OR d.facility_id = %s)
+          AND (%s::boolean IS NULL OR COALESCE(s.online, false) = %s)
+        ORDER BY c.device_id, c.camera_id LIMIT 1000""",
+        (fac, fac, online, online),
+    )
+
+
+_RESIDENT_SQL = (
+    "SELECT r.id, r.name, r.birth_date, r.gender, r.ability_level,"
+    " COALESCE(r.facility_id, hb.facility_id) AS facility_id, r.room, r.home_bed_id"
+    " FROM residents r LEFT JOIN home_beds hb ON hb.id = r.home_bed_id"
+)
+
+
+@router.get("/residents", response_model=list[ResidentPublic], tags=["registry"])
+def residents(user: User, conn: Conn, facility: int | None = None) -> list[dict[str, Any]]:
+    fac = facility_scope(user, facility)
+    return _rows(
+        conn,
+        f"SELECT * FROM ({_RESIDENT_SQL}) x WHERE (%s::bigint IS NULL"
+        " OR x.facility_id = %s) ORDER BY x.id LIMIT 5000",
+        (fac, fac),
+    )
+
+
+def _resident(conn: psycopg.Connection, user: Actor, resident_id: int) -> dict[str, Any]:
+    rows = _rows(conn, _RESIDENT_SQL + " WHERE r.id = %s", (resident_id,))
+    if not rows or (user.scoped and rows[0]["facility_id"] != user.facility_id):
+        raise NotFoundError(f"resident {resident_id} not found")
+    return rows[0]
+
+
+@router.get("/residents/{resident_id}", response_model=ResidentPublic, tags=["registry"])
+def resident(resident_id: int, user: User, conn: Conn) -> dict[str, Any]:
+    return _resident(conn, user, resident_id)
+
+
+@router.post("/residents/{resident_id}/reveal", response_model=ResidentDetail, tags=["registry"])
+def reveal(
+    resident_id: int, body: RevealCreate, user: User, conn: Conn, now: Now
+) -> dict[str, Any]:
+    base = _resident(conn, user, resident_id)
+    with conn.transaction():
+        # The record of who looked, and why, commits before the data leaves.
+        conn.execute(
+            "INSERT INTO reveals (at, username, resident_id, alarm_id, reason)"
+            " VALUES (%s, %s, %s, %s, %s)",
+            (now, user.username, resident_id, body.alarm_id, body.reason),
+        )
+        if body.alarm_id is not None:
+            from eldercare.alerts import events
+
+            found = _rows(
+                conn,
+                "SELECT id FROM alarms WHERE id = %s AND resident_id = %s",
+                (body.alarm_id, resident_id),
+            )
+            if found:
+                events.audit(
+                    conn,
+                    body.alarm_id,
+                    now,
+                    user.username,
+                    "revealed",
+                    detail={"resident_id": resident_id, "reason": body.reason},
+                )
+    extra = _rows(
+        conn,
+        "SELECT r.id_number, r.medical_notes, r.allergies, r.contacts,"
+        " hb.address, hb.access_notes FROM residents r LEFT JOIN home_beds hb"
+        " ON hb.id = r.home_bed_id WHERE r.id = %s",
+        (resident_id,),
+    )[0]
+    return {**base, **extra}
+
+
+@router.get("/residents/{resident_id}/reveals", tags=["registry"])
+def reveals(resident_id: int, user: User, conn: Conn) -> list[dict[str, Any]]:
+    user.require("supervisor", "admin")
+    return _rows(
+        conn,
+        "SELECT id, at, username, alarm_id, reason FROM reveals"
+        " WHERE resident_id = %s ORDER BY id DESC LIMIT 500",
+        (resident_id,),
+    )
