@@ -16,12 +16,15 @@ from eldercare.alerts import rules
 from eldercare.errors import AuthError, NotFoundError
 from eldercare.registry import auth
 from eldercare.registry.auth import Actor
+from eldercare.storage import db
 
 oauth2 = OAuth2PasswordBearer(tokenUrl="/api/auth/token", auto_error=False)
 
 
 def get_conn(request: Request) -> Iterator[psycopg.Connection]:
-    with request.app.state.pool.connection() as conn:
+    # The one place a request's database errors are translated (storage.db.PG_ERRORS): a
+    # constraint the database enforces reaches the client as 409/422, never as a 500.
+    with db.translate(), request.app.state.pool.connection() as conn:
         yield conn
 
 

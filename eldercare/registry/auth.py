@@ -12,16 +12,13 @@ import psycopg
 from psycopg.rows import dict_row
 
 from eldercare.config import Settings
-from eldercare.errors import AuthError, ConflictError, NotFoundError
+from eldercare.errors import AuthError, InvalidInput, PermissionDenied
+from eldercare.storage import db
 
 ROLES: Final = ("operator", "supervisor", "facility_staff", "admin")
 ALGORITHM: Final = "HS256"
 # Checked against when the username is unknown, so both paths cost one bcrypt.
 _DUMMY_HASH: Final = bcrypt.hashpw(b"not-a-password", bcrypt.gensalt(rounds=12))
-
-
-class PermissionDenied(AuthError):
-    """Authenticated, but the role may not do this (HTTP 403)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,26 +54,18 @@ def create_user(
     responder_id: int | None = None,
 ) -> dict[str, Any]:
     if role not in ROLES:
-        raise ConflictError(f"unknown role {role!r}; one of {', '.join(ROLES)}")
+        raise InvalidInput(f"unknown role {role!r}; one of {', '.join(ROLES)}")
     if role == "facility_staff" and facility_id is None:
-        raise ConflictError("facility_staff users need --facility")
+        raise InvalidInput("facility_staff users need --facility")
     if len(password) < 8:
-        raise ConflictError("passwords need at least 8 characters")
-    with conn.cursor(row_factory=dict_row) as cur:
-        try:
-            cur.execute(
-                "INSERT INTO users (username, password_hash, role, facility_id, responder_id)"
-                " VALUES (%s, %s, %s, %s, %s)"
-                " RETURNING id, username, role, facility_id, responder_id, active",
-                (username, hash_password(password), role, facility_id, responder_id),
-            )
-        except psycopg.errors.UniqueViolation as exc:
-            raise ConflictError(f"user {username!r} already exists") from exc
-        except psycopg.errors.ForeignKeyViolation as exc:
-            raise NotFoundError("no such facility or responder") from exc
-        row = cur.fetchone()
-    assert row is not None
-    return row
+        raise InvalidInput("passwords need at least 8 characters")
+    return db.one(
+        conn,
+        "INSERT INTO users (username, password_hash, role, facility_id, responder_id)"
+        " VALUES (%s, %s, %s, %s, %s)"
+        " RETURNING id, username, role, facility_id, responder_id, active",
+        (username, hash_password(password), role, facility_id, responder_id),
+    )
 
 
 def authenticate(conn: psycopg.Connection, username: str, password: str) -> Actor:
