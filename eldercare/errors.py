@@ -12,6 +12,7 @@ that talks to them, with ``raise ... from exc`` so the cause stays visible::
     ├── BrokerError          broker credentials, ACL or reload failed
     ├── NotFoundError        a registry or alarm id that does not exist (HTTP 404)
     ├── ConflictError        a state change that is not allowed now (HTTP 409)
+    ├── ValidationFailed     input that passed its schema but breaks a rule (HTTP 422)
     └── AuthError            bad credentials or a role that may not do this (HTTP 401/403)
 """
 
@@ -63,3 +64,8 @@ class ConflictError(EldercareError):
 
 class AuthError(EldercareError):
     """Authentication failed or the role may not perform the action."""
+
+
+class ValidationFailed(EldercareError):
+    """Input that is well-formed but invalid on its own terms (HTTP 422), e.g. a
+    ``service_request`` close without a follow-up, or a malformed test-time header."""

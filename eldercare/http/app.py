@@ -27,7 +27,13 @@ from psycopg_pool import ConnectionPool
 from eldercare.alerts import notify, rules
 from eldercare.alerts.engine import Engine
 from eldercare.config import Settings
-from eldercare.errors import AuthError, ConflictError, NotFoundError, StorageError
+from eldercare.errors import (
+    AuthError,
+    ConflictError,
+    NotFoundError,
+    StorageError,
+    ValidationFailed,
+)
 from eldercare.http import live
 from eldercare.http.routes import ROUTERS
 from eldercare.registry.auth import PermissionDenied
@@ -98,6 +104,10 @@ def build_api(
     @app.exception_handler(ConflictError)
     async def _409(request: Request, exc: ConflictError) -> JSONResponse:
         return _error(409, str(exc))
+
+    @app.exception_handler(ValidationFailed)
+    async def _422(request: Request, exc: ValidationFailed) -> JSONResponse:
+        return _error(422, str(exc))
 
     @app.exception_handler(AuthError)
     async def _401(request: Request, exc: AuthError) -> JSONResponse:

@@ -14,7 +14,21 @@ from psycopg.rows import dict_row
 from eldercare.config import Settings
 from eldercare.errors import AuthError, ConflictError, NotFoundError
 
-ROLES: Final = ("operator", "supervisor", "facility_staff", "admin")
+ROLES: Final = (
+    "operator",
+    "supervisor",
+    "facility_staff",
+    "admin",
+    # The platform layer (issue 8, design §2.3 "Roles"):
+    "civil_affairs",  # 民政: publishes policies, decides anomalies, approves settlements
+    "assessor",  # ability assessments (GB/T 42195)
+    "provider_admin",  # a service provider's back office, limited to its own provider
+    "provider_worker",  # a provider's care worker, limited to its own orders
+)
+# Provider users are outsiders to the monitoring desk: they never see alarms, the live
+# feed or residents' records, only the work orders of their own provider.
+PROVIDER_ROLES: Final = ("provider_admin", "provider_worker")
+MONITORING_ROLES: Final = tuple(r for r in ROLES if r not in PROVIDER_ROLES)
 ALGORITHM: Final = "HS256"
 # Checked against when the username is unknown, so both paths cost one bcrypt.
 _DUMMY_HASH: Final = bcrypt.hashpw(b"not-a-password", bcrypt.gensalt(rounds=12))
@@ -30,11 +44,18 @@ class Actor:
     role: str
     facility_id: int | None = None
     responder_id: int | None = None
+    provider_id: int | None = None
+    worker_id: int | None = None
 
     @property
     def scoped(self) -> bool:
         """Facility staff see only their own facility."""
         return self.role == "facility_staff"
+
+    @property
+    def provider_scoped(self) -> bool:
+        """Provider users see only their own provider's work orders (404 outside)."""
+        return self.role in PROVIDER_ROLES
 
     def require(self, *roles: str) -> None:
         if self.role not in roles:
@@ -55,6 +76,8 @@ def create_user(
     role: str,
     facility_id: int | None = None,
     responder_id: int | None = None,
+    provider_id: int | None = None,
+    worker_id: int | None = None,
 ) -> dict[str, Any]:
     if role not in ROLES:
         raise ConflictError(f"unknown role {role!r}; one of {', '.join(ROLES)}")
@@ -62,18 +85,47 @@ def create_user(
         raise ConflictError("facility_staff users need --facility")
     if len(password) < 8:
         raise ConflictError("passwords need at least 8 characters")
+    if role == "provider_worker" and worker_id is None:
+        raise ConflictError("provider_worker users need --worker")
+    if worker_id is not None and role != "provider_worker":
+        raise ConflictError("--worker is only for provider_worker users")
+    if role in PROVIDER_ROLES and provider_id is None and worker_id is not None:
+        # A worker belongs to exactly one provider; take it from there.
+        owner = conn.execute(
+            "SELECT provider_id FROM workers WHERE id = %s", (worker_id,)
+        ).fetchone()
+        if owner is None:
+            raise NotFoundError(f"worker {worker_id} not found")
+        provider_id = int(owner[0])
+    if role in PROVIDER_ROLES and provider_id is None:
+        raise ConflictError(f"{role} users need --provider")
+    if provider_id is not None and role not in PROVIDER_ROLES:
+        raise ConflictError("--provider is only for provider_admin and provider_worker users")
     with conn.cursor(row_factory=dict_row) as cur:
         try:
             cur.execute(
-                "INSERT INTO users (username, password_hash, role, facility_id, responder_id)"
-                " VALUES (%s, %s, %s, %s, %s)"
-                " RETURNING id, username, role, facility_id, responder_id, active",
-                (username, hash_password(password), role, facility_id, responder_id),
+                "INSERT INTO users (username, password_hash, role, facility_id, responder_id,"
+                " provider_id, worker_id) VALUES (%s, %s, %s, %s, %s, %s, %s)"
+                " RETURNING id, username, role, facility_id, responder_id, provider_id,"
+                " worker_id, active",
+                (
+                    username,
+                    hash_password(password),
+                    role,
+                    facility_id,
+                    responder_id,
+                    provider_id,
+                    worker_id,
+                ),
             )
         except psycopg.errors.UniqueViolation as exc:
-            raise ConflictError(f"user {username!r} already exists") from exc
+            raise ConflictError(
+                f"user {username!r} already exists, or the worker has a login"
+            ) from exc
         except psycopg.errors.ForeignKeyViolation as exc:
-            raise NotFoundError("no such facility or responder") from exc
+            raise NotFoundError(
+                "no such facility, responder, provider, or worker of that provider"
+            ) from exc
         row = cur.fetchone()
     assert row is not None
     return row
@@ -82,8 +134,8 @@ def create_user(
 def authenticate(conn: psycopg.Connection, username: str, password: str) -> Actor:
     with conn.cursor(row_factory=dict_row) as cur:
         cur.execute(
-            "SELECT username, password_hash, role, facility_id, responder_id, active"
-            " FROM users WHERE username = %s",
+            "SELECT username, password_hash, role, facility_id, responder_id, provider_id,"
+            " worker_id, active FROM users WHERE username = %s",
             (username,),
         )
         row = cur.fetchone()
@@ -91,7 +143,14 @@ def authenticate(conn: psycopg.Connection, username: str, password: str) -> Acto
     ok = bcrypt.checkpw(password.encode(), stored)
     if row is None or not ok or not row["active"]:
         raise AuthError("incorrect username or password")
-    return Actor(row["username"], row["role"], row["facility_id"], row["responder_id"])
+    return Actor(
+        row["username"],
+        row["role"],
+        row["facility_id"],
+        row["responder_id"],
+        row["provider_id"],
+        row["worker_id"],
+    )
 
 
 def make_token(settings: Settings, actor: Actor, now: datetime) -> str:
@@ -100,6 +159,8 @@ def make_token(settings: Settings, actor: Actor, now: datetime) -> str:
         "role": actor.role,
         "fac": actor.facility_id,
         "rsp": actor.responder_id,
+        "prv": actor.provider_id,
+        "wrk": actor.worker_id,
         "iat": int(now.timestamp()),
         "exp": int((now + timedelta(minutes=settings.token_minutes)).timestamp()),
     }
@@ -121,4 +182,11 @@ def read_token(settings: Settings, token: str, now: datetime) -> Actor:
         raise AuthError("token expired")
     if claims.get("role") not in ROLES:
         raise AuthError("not authenticated")
-    return Actor(str(claims["sub"]), claims["role"], claims.get("fac"), claims.get("rsp"))
+    return Actor(
+        str(claims["sub"]),
+        claims["role"],
+        claims.get("fac"),
+        claims.get("rsp"),
+        claims.get("prv"),
+        claims.get("wrk"),
+    )
