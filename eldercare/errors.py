@@ -11,9 +11,13 @@ that talks to them, with ``raise ... from exc`` so the cause stays visible::
     │   └── MigrationError
     ├── BrokerError          broker credentials, ACL or reload failed
     ├── NotFoundError        a registry or alarm id that does not exist (HTTP 404)
-    ├── ConflictError        a state change that is not allowed now (HTTP 409)
-    ├── ValidationFailed     input that passed its schema but breaks a rule (HTTP 422)
-    └── AuthError            bad credentials or a role that may not do this (HTTP 401/403)
+    ├── ConflictError        a state change that is not allowed now, a duplicate (HTTP 409)
+    ├── InvalidInput         well-formed input the rules refuse (HTTP 422)
+    ├── AuthError            bad credentials (HTTP 401)
+    │   └── PermissionDenied a role that may not do this (HTTP 403)
+    └── DemoError            something the person running the demo must fix
+
+psycopg's errors are mapped to these in one table, ``eldercare.storage.db.PG_ERRORS``.
 """
 
 from __future__ import annotations
@@ -66,6 +70,13 @@ class AuthError(EldercareError):
     """Authentication failed or the role may not perform the action."""
 
 
-class ValidationFailed(EldercareError):
-    """Input that is well-formed but invalid on its own terms (HTTP 422), e.g. a
-    ``service_request`` close without a follow-up, or a malformed test-time header."""
+class InvalidInput(EldercareError):
+    """Input that parses but is refused: too short, inconsistent, or out of range."""
+
+
+class PermissionDenied(AuthError):
+    """Authenticated, but the role may not do this (HTTP 403)."""
+
+
+class DemoError(EldercareError):
+    """Something the person running the demo must fix (printed without a traceback)."""

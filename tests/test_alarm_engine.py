@@ -16,8 +16,8 @@ from eldercare.alerts import dispatch, health, notify, rules
 from eldercare.alerts import lifecycle as alarms
 from eldercare.alerts.engine import Engine
 from eldercare.config import Settings
-from eldercare.errors import ConflictError, NotFoundError
-from eldercare.registry.auth import Actor, PermissionDenied
+from eldercare.errors import ConflictError, NotFoundError, PermissionDenied
+from eldercare.registry.auth import Actor
 from tests.alarm_support import (
     OPERATOR,
     OPERATOR2,

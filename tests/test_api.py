@@ -348,3 +348,56 @@ def test_open_alarms_and_escalations_survive_an_app_restart(
         )
         acts = [e["action"] for e in c.get(f"/api/alarms/{aid}", headers=h).json()["timeline"]]
         assert acts[-1] == "escalated"
+
+
+def test_database_constraints_are_4xx_not_500(
+    client: TestClient, world: World, tokens: dict[str, Any], settings: Settings
+) -> None:
+    """What only the database checks still reaches the client as 404/409/422."""
+    admin = tokens["admin"]
+    code = f"DUP-{secrets.token_hex(3)}"
+    body = {"code": code, "name": "Duplicate", "area": "town", "lat": 31.0, "lon": 121.0}
+    assert client.post("/api/facilities", headers=admin, json=body).status_code == 201
+    r = client.post("/api/facilities", headers=admin, json=body)  # UNIQUE (code)
+    assert r.status_code == 409 and r.json()["detail"].startswith("already exists")
+    r = client.post(  # FOREIGN KEY (responder_id)
+        "/api/rota",
+        headers=admin,
+        json={
+            "responder_id": 2**40,
+            "facility_id": world.facility_id,
+            "starts_at": "2026-01-01T00:00:00Z",
+            "ends_at": "2026-01-01T08:00:00Z",
+        },
+    )
+    assert r.status_code == 404 and "missing" in r.json()["detail"]
+    r = client.post(  # bigint out of range: a DataError
+        "/api/responders",
+        headers=admin,
+        json={"kind": "provider", "name": "Far", "facility_id": 2**63},
+    )
+    assert r.status_code == 422 and "refused by the database" in r.json()["detail"]
+
+
+def test_translate_maps_check_and_in_use_violations(settings: Settings, world: World) -> None:
+    from eldercare.errors import ConflictError, InvalidInput
+    from eldercare.storage import db
+
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        with pytest.raises(InvalidInput), db.translate():
+            conn.execute(  # CHECK (ends_at > starts_at)
+                "INSERT INTO rota (responder_id, facility_id, starts_at, ends_at)"
+                " VALUES (%s, %s, now(), now() - interval '1 hour')",
+                (world.staff[0], world.facility_id),
+            )
+        # A facility a responder still belongs to cannot go: a conflict, not a 404.
+        fac = db.one(
+            conn,
+            "INSERT INTO facilities (code, name) VALUES (%s, 'In use') RETURNING id",
+            (f"USE-{secrets.token_hex(3)}",),
+        )["id"]
+        conn.execute(
+            "INSERT INTO responders (kind, name, facility_id) VALUES ('provider', 'R', %s)", (fac,)
+        )
+        with pytest.raises(ConflictError, match="still in use"), db.translate():
+            conn.execute("DELETE FROM facilities WHERE id = %s", (fac,))

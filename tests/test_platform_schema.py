@@ -6,7 +6,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from eldercare.errors import ConflictError
+from eldercare.errors import InvalidInput, NotFoundError
 from eldercare.registry import auth
 
 
@@ -139,13 +139,13 @@ def test_provider_users_belong_to_their_provider(tx: psycopg.Connection) -> None
     )
     row = auth.create_user(tx, "w1-schema", "password-1", "provider_worker", worker_id=w1)
     assert (row["provider_id"], row["worker_id"]) == (p1, w1)
-    with pytest.raises(auth.NotFoundError), tx.transaction():
+    with pytest.raises(NotFoundError), tx.transaction():
         auth.create_user(
             tx, "w2-wrong", "password-1", "provider_worker", provider_id=p2, worker_id=w2
         )
-    with pytest.raises(ConflictError, match="--provider"):
+    with pytest.raises(InvalidInput, match="--provider"):
         auth.create_user(tx, "pa-none", "password-1", "provider_admin")
-    with pytest.raises(ConflictError, match="--worker"):
+    with pytest.raises(InvalidInput, match="--worker"):
         auth.create_user(tx, "pa-w", "password-1", "provider_admin", provider_id=p1, worker_id=w1)
     with pytest.raises(psycopg.errors.CheckViolation), tx.transaction():
         tx.execute(

@@ -12,9 +12,10 @@ from typing import Any
 import psycopg
 
 from eldercare.alerts import events, rules
-from eldercare.alerts.lifecycle import _rows, announce, lock, summary
-from eldercare.errors import ConflictError, NotFoundError
-from eldercare.registry.auth import SYSTEM, Actor, PermissionDenied
+from eldercare.alerts.lifecycle import announce, lock, summary
+from eldercare.errors import ConflictError, NotFoundError, PermissionDenied
+from eldercare.registry.auth import SYSTEM, Actor
+from eldercare.storage import db
 
 OFFER_SQL = (
     "SELECT id, alarm_id, step, responder_id, responder_kind, name, phone, distance_m,"
@@ -24,15 +25,15 @@ STALLED_RETRY = timedelta(seconds=60)
 
 
 def offers(conn: psycopg.Connection, alarm_id: uuid.UUID | str) -> list[dict[str, Any]]:
-    return _rows(conn, OFFER_SQL + " WHERE alarm_id = %s ORDER BY id", (alarm_id,))
+    return db.rows(conn, OFFER_SQL + " WHERE alarm_id = %s ORDER BY id", (alarm_id,))
 
 
 def offers_by_id(conn: psycopg.Connection, ids: list[int]) -> list[dict[str, Any]]:
-    return _rows(conn, OFFER_SQL + " WHERE id = ANY(%s) ORDER BY id", (ids,))
+    return db.rows(conn, OFFER_SQL + " WHERE id = ANY(%s) ORDER BY id", (ids,))
 
 
 def policy_for(conn: psycopg.Connection, a: dict[str, Any]) -> rules.Policy:
-    rows = _rows(
+    rows = db.rows(
         conn,
         "SELECT * FROM response_policies WHERE facility_id = %s"
         " OR (facility_id IS NULL AND area = %s)",
@@ -43,9 +44,9 @@ def policy_for(conn: psycopg.Connection, a: dict[str, Any]) -> rules.Policy:
 
 def _location(conn: psycopg.Connection, a: dict[str, Any]) -> tuple[float | None, float | None]:
     if a["home_bed_id"] is not None:
-        rows = _rows(conn, "SELECT lat, lon FROM home_beds WHERE id = %s", (a["home_bed_id"],))
+        rows = db.rows(conn, "SELECT lat, lon FROM home_beds WHERE id = %s", (a["home_bed_id"],))
     else:
-        rows = _rows(conn, "SELECT lat, lon FROM facilities WHERE id = %s", (a["facility_id"],))
+        rows = db.rows(conn, "SELECT lat, lon FROM facilities WHERE id = %s", (a["facility_id"],))
     return (rows[0]["lat"], rows[0]["lon"]) if rows else (None, None)
 
 
@@ -53,7 +54,7 @@ def candidates(
     conn: psycopg.Connection, a: dict[str, Any], step: rules.Step, now: datetime
 ) -> list[dict[str, Any]]:
     """Who this step would ask now: nobody who declined, nobody already asked and pending."""
-    asked = _rows(
+    asked = db.rows(
         conn,
         "SELECT responder_id, phone, status FROM dispatch_offers"
         " WHERE alarm_id = %s AND status IN ('pending', 'declined', 'called')",
@@ -74,7 +75,7 @@ def candidates(
             }
         ]
     if step.kind == "family":
-        rows = _rows(conn, "SELECT contacts FROM residents WHERE id = %s", (a["resident_id"],))
+        rows = db.rows(conn, "SELECT contacts FROM residents WHERE id = %s", (a["resident_id"],))
         contacts = rows[0]["contacts"] if rows else []
         out = [
             {
@@ -89,7 +90,7 @@ def candidates(
         ]
         return out[: step.count]
     if step.kind == "facility_staff":
-        pool = _rows(
+        pool = db.rows(
             conn,
             "SELECT r.id, r.name, r.phone, r.lat, r.lon FROM responders r"
             " JOIN rota ro ON ro.responder_id = r.id WHERE ro.facility_id = %s"
@@ -98,14 +99,14 @@ def candidates(
             (a["facility_id"], now, now),
         )
     elif step.kind == "outreach":
-        pool = _rows(
+        pool = db.rows(
             conn,
             "SELECT id, name, phone, lat, lon FROM responders WHERE kind ="
             " 'outreach' AND facility_id = %s AND available",
             (a["facility_id"],),
         )
     else:  # provider: community service providers, nearest first
-        pool = _rows(
+        pool = db.rows(
             conn,
             "SELECT id, name, phone, lat, lon FROM responders WHERE kind ="
             " 'provider' AND available",
@@ -154,7 +155,7 @@ def _make_offers(
     made = []
     for c in found:
         status = "called" if c["responder_kind"] == "emergency" else "pending"
-        made += _rows(
+        made += db.rows(
             conn,
             "INSERT INTO dispatch_offers (alarm_id, step, responder_id,"
             " responder_kind, name, phone, distance_m, status, offered_at, due_at)"
@@ -233,7 +234,7 @@ def dispatch(
         to = rules.check_move("dispatch", a["status"], a["kind"])
         policy = policy_for(conn, a)
         if responder_ids:
-            pool = _rows(
+            pool = db.rows(
                 conn,
                 "SELECT id, kind, name, phone, lat, lon FROM responders WHERE id = ANY(%s)",
                 (responder_ids,),
@@ -363,7 +364,7 @@ def escalate_due(conn: psycopg.Connection, now: datetime, limit: int = 100) -> l
     """Advance every dispatched alarm whose step ran out without an acceptance."""
     done = []
     with conn.transaction():
-        due = _rows(
+        due = db.rows(
             conn,
             "SELECT id, kind, status, facility_id, home_bed_id, resident_id,"
             " devices, area, escalation_step, priority FROM alarms"
@@ -385,7 +386,7 @@ def _find_offer(
     usable: tuple[str, ...],
 ) -> dict[str, Any]:
     if offer_id is not None:
-        rows = _rows(
+        rows = db.rows(
             conn, OFFER_SQL + " WHERE id = %s AND alarm_id = %s FOR UPDATE", (offer_id, a["id"])
         )
         if not rows:
@@ -396,7 +397,7 @@ def _find_offer(
     else:
         if actor.responder_id is None:
             raise ConflictError("name the offer (offer_id): you are not a responder")
-        rows = _rows(
+        rows = db.rows(
             conn,
             OFFER_SQL + " WHERE alarm_id = %s AND responder_id = %s"
             " AND status = ANY(%s) ORDER BY id DESC LIMIT 1 FOR UPDATE",
@@ -485,7 +486,7 @@ def decline(
             {"offer_id": o["id"], **({"reason": reason} if reason else {})},
         )
         events.emit(conn, a["id"], "declined", actor.username, offer_ids=[o["id"]])
-        left = _rows(
+        left = db.rows(
             conn,
             "SELECT 1 FROM dispatch_offers WHERE alarm_id = %s AND status = 'pending' LIMIT 1",
             (a["id"],),
@@ -553,7 +554,7 @@ def supervisor_due(conn: psycopg.Connection, now: datetime, limit: int = 100) ->
     """Tell supervisors about alarms nobody acknowledged within their policy's target."""
     done = []
     with conn.transaction():
-        due = _rows(
+        due = db.rows(
             conn,
             """
             SELECT a.id, a.kind, a.priority, a.facility_id, a.received_at FROM alarms a

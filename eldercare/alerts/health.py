@@ -26,8 +26,8 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from eldercare.alerts import events, rules
-from eldercare.alerts.lifecycle import _rows
 from eldercare.config import Settings
+from eldercare.storage import db
 
 _OPEN_HEALTH = "cleared_at IS NULL AND status <> 'merged'"
 
@@ -45,7 +45,7 @@ def _raise(
     area: str = "town",
 ) -> uuid.UUID:
     dev = device or {}
-    row = _rows(
+    row = db.rows(
         conn,
         "INSERT INTO alarms (kind, kinds, devices, priority, device_id, camera_id,"
         " resident_id, facility_id, home_bed_id, event_time, received_at,"
@@ -96,7 +96,7 @@ def _clear(
     restore: dict[str, Any],
 ) -> int:
     """Record the restore on every uncleared matching alarm; close those nobody took up."""
-    rows = _rows(
+    rows = db.rows(
         conn,
         f"SELECT id, status FROM alarms WHERE cleared_at IS NULL AND {where} FOR UPDATE",
         list(params),
@@ -118,7 +118,7 @@ def _clear(
 
 
 def _areas(conn: psycopg.Connection) -> dict[int, str]:
-    return {r["id"]: r["area"] for r in _rows(conn, "SELECT id, area FROM facilities")}
+    return {r["id"]: r["area"] for r in db.rows(conn, "SELECT id, area FROM facilities")}
 
 
 def scan(
@@ -131,7 +131,7 @@ def scan(
     stats = {"raised": 0, "cleared": 0, "merged": 0}
     only = sorted(set(facilities)) if facilities is not None else None
     areas = _areas(conn)
-    totals = _rows(
+    totals = db.rows(
         conn,
         """
         SELECT d.facility_id, count(*) AS total,
@@ -145,7 +145,7 @@ def scan(
     # Only facilities with something offline or a health alarm still open need a look.
     watched = {
         r["facility_id"]
-        for r in _rows(
+        for r in db.rows(
             conn,
             """
         SELECT DISTINCT facility_id FROM alarms WHERE cleared_at IS NULL
@@ -184,7 +184,7 @@ def _facility(
 ) -> None:
     # Two engines (or a scan and a NOTIFY-triggered scan) must not both raise the outage.
     conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"health:{fac}",))
-    outage = _rows(
+    outage = db.rows(
         conn,
         f"SELECT id, status FROM alarms WHERE kind = 'facility_outage'"
         f" AND facility_id = %s AND {_OPEN_HEALTH} LIMIT 1",
@@ -212,7 +212,7 @@ def _facility(
         )
         stats["raised"] += 1
         # Fold the storm: per-device alarms nobody has taken up yet join the incident.
-        merged = _rows(
+        merged = db.rows(
             conn,
             "UPDATE alarms SET status = 'merged', merged_into = %s"
             " WHERE kind = 'device_offline' AND facility_id = %s"
@@ -233,7 +233,7 @@ def _facility(
             (offline, now, Jsonb({"offline": offline, "total": total}), outage[0]["id"], offline),
         )
     # Devices back online: clear their alarms (merged ones too, so they never re-surface).
-    back = _rows(
+    back = db.rows(
         conn,
         """
         SELECT DISTINCT a.device_id FROM alarms a JOIN device_status s ON s.device_id = a.device_id
@@ -251,7 +251,7 @@ def _facility(
         )
     if outage:
         return
-    gone = _rows(
+    gone = db.rows(
         conn,
         """
         SELECT d.id, d.resident_id, d.home_bed_id, s.changed_at,
@@ -289,7 +289,7 @@ def _cameras(
     stats: dict[str, int],
 ) -> None:
     late = now - timedelta(seconds=settings.camera_offline_alarm_s)
-    rows = _rows(
+    rows = db.rows(
         conn,
         """
         SELECT c.device_id, c.camera_id, c.status, c.changed_at, d.facility_id, d.resident_id,
@@ -316,7 +316,7 @@ def _cameras(
             details={"camera_status": r["status"]},
         )
         stats["raised"] += 1
-    back = _rows(
+    back = db.rows(
         conn,
         """
         SELECT a.device_id, a.camera_id FROM alarms a JOIN camera_status c
@@ -342,7 +342,7 @@ def _batteries(
     areas: dict[int, str],
     stats: dict[str, int],
 ) -> None:
-    low = _rows(
+    low = db.rows(
         conn,
         """
         SELECT d.id, d.facility_id, d.resident_id, d.home_bed_id, s.battery, s.last_heartbeat_at
@@ -365,7 +365,7 @@ def _batteries(
             details={"battery": r["battery"]},
         )
         stats["raised"] += 1
-    back = _rows(
+    back = db.rows(
         conn,
         """
         SELECT a.device_id, s.battery FROM alarms a JOIN device_status s

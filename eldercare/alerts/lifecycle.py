@@ -12,11 +12,11 @@ from datetime import datetime, timedelta
 from typing import Any, Final
 
 import psycopg
-from psycopg.rows import dict_row
 
 from eldercare.alerts import events, rules
 from eldercare.errors import NotFoundError
 from eldercare.registry.auth import Actor
+from eldercare.storage import db
 
 SUMMARY_SQL: Final = """
 SELECT a.id, a.kind, a.kinds, a.priority, a.status, a.facility_id, f.name AS facility_name,
@@ -49,12 +49,6 @@ PERMITTED: Final = {
 }
 
 
-def _rows(conn: psycopg.Connection, sql: str, params: Any = None) -> list[dict[str, Any]]:
-    with conn.cursor(row_factory=dict_row) as cur:
-        cur.execute(sql, params)
-        return cur.fetchall()
-
-
 def _finish(row: dict[str, Any]) -> dict[str, Any]:
     row["category"] = rules.category(row["kind"])
     return row
@@ -63,7 +57,7 @@ def _finish(row: dict[str, Any]) -> dict[str, Any]:
 def summary(
     conn: psycopg.Connection, alarm_id: uuid.UUID | str, actor: Actor | None = None
 ) -> dict[str, Any]:
-    rows = _rows(conn, SUMMARY_SQL + " WHERE a.id = %s", (alarm_id,))
+    rows = db.rows(conn, SUMMARY_SQL + " WHERE a.id = %s", (alarm_id,))
     if not rows or (
         actor is not None and actor.scoped and rows[0]["facility_id"] != actor.facility_id
     ):
@@ -112,7 +106,7 @@ def list_alarms(
         + " ORDER BY a.priority, a.received_at LIMIT %s"
     )
     params.append(limit)
-    return [_finish(r) for r in _rows(conn, sql, params)]
+    return [_finish(r) for r in db.rows(conn, sql, params)]
 
 
 def detail(
@@ -123,7 +117,7 @@ def detail(
     a = summary(conn, alarm_id, actor)
     out: dict[str, Any] = {"alarm": a, "resident": None, "device": None, "facility": None}
     if a["resident_id"] is not None:
-        res = _rows(
+        res = db.rows(
             conn,
             "SELECT id, name, birth_date, gender, ability_level, facility_id, room,"
             " home_bed_id FROM residents WHERE id = %s",
@@ -131,7 +125,7 @@ def detail(
         )
         out["resident"] = res[0] if res else None
     if a["device_id"] is not None:
-        dev = _rows(
+        dev = db.rows(
             conn,
             "SELECT d.id, d.kind, d.room, COALESCE(s.online, false) AS online,"
             " s.battery, s.last_seen_at FROM devices d LEFT JOIN device_status s"
@@ -140,14 +134,14 @@ def detail(
         )
         out["device"] = dev[0] if dev else None
     if a["facility_id"] is not None:
-        fac = _rows(
+        fac = db.rows(
             conn,
             "SELECT id, name, area, lat, lon, phone FROM facilities WHERE id = %s",
             (a["facility_id"],),
         )
         out["facility"] = fac[0] if fac else None
     window = timedelta(minutes=10)
-    out["events"] = _rows(
+    out["events"] = db.rows(
         conn,
         "SELECT time, received_at, device_id, type, msg_id, payload FROM device_events"
         " WHERE device_id = ANY(%s) AND time BETWEEN %s AND %s ORDER BY time LIMIT 100",
@@ -166,7 +160,7 @@ def detail(
 
 
 def timeline(conn: psycopg.Connection, alarm_id: uuid.UUID | str) -> list[dict[str, Any]]:
-    return _rows(
+    return db.rows(
         conn,
         "SELECT id, at, actor, action, from_status, to_status, detail"
         " FROM alarm_events WHERE alarm_id = %s ORDER BY id",
@@ -178,7 +172,7 @@ def lock(
     conn: psycopg.Connection, alarm_id: uuid.UUID | str, actor: Actor, action: str
 ) -> dict[str, Any]:
     """Lock the alarm for a change; unknown (or another facility's) -> NotFoundError."""
-    rows = _rows(
+    rows = db.rows(
         conn,
         "SELECT id, kind, status, facility_id, home_bed_id, resident_id, devices,"
         " area, escalation_step, priority FROM alarms WHERE id = %s FOR UPDATE",

@@ -11,7 +11,7 @@ from typing import Any, Final
 import psycopg
 
 from eldercare.alerts import rules
-from eldercare.alerts.lifecycle import _rows
+from eldercare.storage import db
 
 # name -> (end column, start column)
 INTERVALS: Final = {
@@ -49,7 +49,7 @@ def response_metrics(
         "facility": facility,
         "now": now,
     }
-    counts = _rows(
+    counts = db.rows(
         conn,
         _BASE
         + """
@@ -69,7 +69,7 @@ def response_metrics(
             f" percentile_cont(0.9) WITHIN GROUP (ORDER BY {d}) AS {name}_p90,"
             f" percentile_cont(0.99) WITHIN GROUP (ORDER BY {d}) AS {name}_p99"
         )
-    p = _rows(conn, _BASE + "SELECT " + ", ".join(parts) + " FROM pol", params)[0]
+    p = db.rows(conn, _BASE + "SELECT " + ", ".join(parts) + " FROM pol", params)[0]
     intervals = {
         name: {
             "n": p[f"{name}_n"],
@@ -80,7 +80,7 @@ def response_metrics(
         for name in INTERVALS
     }
     # An alarm still waiting past its target is already outside it: count it in n.
-    t = _rows(
+    t = db.rows(
         conn,
         _BASE
         + """

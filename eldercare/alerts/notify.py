@@ -28,10 +28,10 @@ import psycopg
 
 from eldercare import mqtt
 from eldercare.alerts import rules
-from eldercare.alerts.lifecycle import _rows
 from eldercare.config import Settings
 from eldercare.errors import BrokerError
 from eldercare.protocol import Channel, topic
+from eldercare.storage import db
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,9 @@ class MqttPublisher:
 
 
 def _webhook(conn: psycopg.Connection, target: str) -> dict[str, Any] | None:
-    rows = _rows(conn, "SELECT id, url, secret, active FROM webhooks WHERE id = %s", (int(target),))
+    rows = db.rows(
+        conn, "SELECT id, url, secret, active FROM webhooks WHERE id = %s", (int(target),)
+    )
     return rows[0] if rows and rows[0]["active"] else None
 
 
@@ -106,7 +108,7 @@ def deliver_due(
     stats = {"delivered": 0, "retry": 0, "failed": 0}
     for _ in range(limit):
         with conn.transaction():
-            rows = _rows(
+            rows = db.rows(
                 conn,
                 "SELECT id, alarm_id, target, event, payload, attempts"
                 " FROM notifications WHERE status = 'pending' AND channel = %s"
@@ -178,14 +180,14 @@ def _attempt(
 
 
 def history(conn: psycopg.Connection, alarm_id: str) -> list[dict[str, Any]]:
-    rows = _rows(
+    rows = db.rows(
         conn,
         "SELECT id, channel, target, event, status, attempts, created_at,"
         " delivered_at FROM notifications WHERE alarm_id = %s ORDER BY id",
         (alarm_id,),
     )
     if rows:
-        log_rows = _rows(
+        log_rows = db.rows(
             conn,
             "SELECT notification_id, at, ok, status_code, error FROM"
             " notification_attempts WHERE notification_id = ANY(%s)"

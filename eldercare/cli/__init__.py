@@ -34,8 +34,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # Imported here, not at the top: ``eldercare --help`` must not pay for psycopg.
+    from eldercare.storage.db import translate
+
     try:
-        return int(args.func(args) or 0)
+        # Commands share the API's one map from psycopg's errors to eldercare's.
+        with translate():
+            return int(args.func(args) or 0)
     except EldercareError as exc:
         print(f"eldercare: {exc}", file=sys.stderr)
         return 1

@@ -18,11 +18,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import psycopg
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
-from psycopg.rows import dict_row
-from psycopg_pool import ConnectionPool
 
 from eldercare.alerts import notify, rules
 from eldercare.alerts.engine import Engine
@@ -30,13 +27,14 @@ from eldercare.config import Settings
 from eldercare.errors import (
     AuthError,
     ConflictError,
+    InvalidInput,
     NotFoundError,
+    PermissionDenied,
     StorageError,
-    ValidationFailed,
 )
 from eldercare.http import live
 from eldercare.http.routes import ROUTERS
-from eldercare.registry.auth import PermissionDenied
+from eldercare.storage import db
 
 log = logging.getLogger(__name__)
 
@@ -58,15 +56,9 @@ def build_api(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        pool = ConnectionPool(
-            settings.database_url,
-            min_size=2,
-            max_size=settings.db_pool_max,
-            kwargs={"autocommit": True, "row_factory": dict_row},
-            open=False,
-            check=ConnectionPool.check_connection,
+        pool = await asyncio.to_thread(
+            db.make_pool, settings.database_url, min_size=2, max_size=settings.db_pool_max
         )
-        await asyncio.to_thread(pool.open, True, 30)
         own_publisher = publisher is None
         pub = publisher if publisher is not None else notify.MqttPublisher(settings)
         engine = Engine(
@@ -105,8 +97,8 @@ def build_api(
     async def _409(request: Request, exc: ConflictError) -> JSONResponse:
         return _error(409, str(exc))
 
-    @app.exception_handler(ValidationFailed)
-    async def _422(request: Request, exc: ValidationFailed) -> JSONResponse:
+    @app.exception_handler(InvalidInput)
+    async def _422(request: Request, exc: InvalidInput) -> JSONResponse:
         return _error(422, str(exc))
 
     @app.exception_handler(AuthError)
@@ -118,11 +110,6 @@ def build_api(
     @app.exception_handler(StorageError)
     async def _503(request: Request, exc: StorageError) -> JSONResponse:
         log.error("storage error: %s", exc)
-        return _error(503, "database unavailable")
-
-    @app.exception_handler(psycopg.OperationalError)
-    async def _503pg(request: Request, exc: psycopg.OperationalError) -> JSONResponse:
-        log.error("database error: %s", type(exc).__name__)
         return _error(503, "database unavailable")
 
     for router in ROUTERS:

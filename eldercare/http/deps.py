@@ -14,9 +14,10 @@ from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 
 from eldercare.alerts import rules
-from eldercare.errors import AuthError, NotFoundError, ValidationFailed
+from eldercare.errors import AuthError, InvalidInput, NotFoundError, PermissionDenied
 from eldercare.registry import auth
-from eldercare.registry.auth import Actor, PermissionDenied
+from eldercare.registry.auth import Actor
+from eldercare.storage import db
 
 log = logging.getLogger(__name__)
 oauth2 = OAuth2PasswordBearer(tokenUrl="/api/auth/token", auto_error=False)
@@ -24,7 +25,9 @@ TEST_NOW_HEADER = "X-Eldercare-Test-Now"
 
 
 def get_conn(request: Request) -> Iterator[psycopg.Connection]:
-    with request.app.state.pool.connection() as conn:
+    # The one place a request's database errors are translated (storage.db.PG_ERRORS): a
+    # constraint the database enforces reaches the client as 409/422, never as a 500.
+    with db.translate(), request.app.state.pool.connection() as conn:
         yield conn
 
 
@@ -33,9 +36,9 @@ def parse_test_now(value: str) -> datetime:
     try:
         at = datetime.fromisoformat(value.strip())
     except ValueError as exc:
-        raise ValidationFailed(f"{TEST_NOW_HEADER}: not an RFC 3339 time: {value[:40]!r}") from exc
+        raise InvalidInput(f"{TEST_NOW_HEADER}: not an RFC 3339 time: {value[:40]!r}") from exc
     if at.tzinfo is None or at.utcoffset() is None:
-        raise ValidationFailed(f"{TEST_NOW_HEADER}: the time needs an offset (Z or +08:00)")
+        raise InvalidInput(f"{TEST_NOW_HEADER}: the time needs an offset (Z or +08:00)")
     return at
 
 

@@ -12,7 +12,8 @@ import psycopg
 from psycopg.rows import dict_row
 
 from eldercare.config import Settings
-from eldercare.errors import AuthError, ConflictError, NotFoundError
+from eldercare.errors import AuthError, InvalidInput, PermissionDenied
+from eldercare.storage import db
 
 ROLES: Final = (
     "operator",
@@ -32,10 +33,6 @@ MONITORING_ROLES: Final = tuple(r for r in ROLES if r not in PROVIDER_ROLES)
 ALGORITHM: Final = "HS256"
 # Checked against when the username is unknown, so both paths cost one bcrypt.
 _DUMMY_HASH: Final = bcrypt.hashpw(b"not-a-password", bcrypt.gensalt(rounds=12))
-
-
-class PermissionDenied(AuthError):
-    """Authenticated, but the role may not do this (HTTP 403)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,55 +77,44 @@ def create_user(
     worker_id: int | None = None,
 ) -> dict[str, Any]:
     if role not in ROLES:
-        raise ConflictError(f"unknown role {role!r}; one of {', '.join(ROLES)}")
+        raise InvalidInput(f"unknown role {role!r}; one of {', '.join(ROLES)}")
     if role == "facility_staff" and facility_id is None:
-        raise ConflictError("facility_staff users need --facility")
+        raise InvalidInput("facility_staff users need --facility")
     if len(password) < 8:
-        raise ConflictError("passwords need at least 8 characters")
+        raise InvalidInput("passwords need at least 8 characters")
     if role == "provider_worker" and worker_id is None:
-        raise ConflictError("provider_worker users need --worker")
+        raise InvalidInput("provider_worker users need --worker")
     if worker_id is not None and role != "provider_worker":
-        raise ConflictError("--worker is only for provider_worker users")
+        raise InvalidInput("--worker is only for provider_worker users")
     if role in PROVIDER_ROLES and provider_id is None and worker_id is not None:
         # A worker belongs to exactly one provider; take it from there.
-        owner = conn.execute(
-            "SELECT provider_id FROM workers WHERE id = %s", (worker_id,)
-        ).fetchone()
-        if owner is None:
-            raise NotFoundError(f"worker {worker_id} not found")
-        provider_id = int(owner[0])
+        provider_id = int(
+            db.one(
+                conn,
+                "SELECT provider_id FROM workers WHERE id = %s",
+                (worker_id,),
+                missing=f"worker {worker_id} not found",
+            )["provider_id"]
+        )
     if role in PROVIDER_ROLES and provider_id is None:
-        raise ConflictError(f"{role} users need --provider")
+        raise InvalidInput(f"{role} users need --provider")
     if provider_id is not None and role not in PROVIDER_ROLES:
-        raise ConflictError("--provider is only for provider_admin and provider_worker users")
-    with conn.cursor(row_factory=dict_row) as cur:
-        try:
-            cur.execute(
-                "INSERT INTO users (username, password_hash, role, facility_id, responder_id,"
-                " provider_id, worker_id) VALUES (%s, %s, %s, %s, %s, %s, %s)"
-                " RETURNING id, username, role, facility_id, responder_id, provider_id,"
-                " worker_id, active",
-                (
-                    username,
-                    hash_password(password),
-                    role,
-                    facility_id,
-                    responder_id,
-                    provider_id,
-                    worker_id,
-                ),
-            )
-        except psycopg.errors.UniqueViolation as exc:
-            raise ConflictError(
-                f"user {username!r} already exists, or the worker has a login"
-            ) from exc
-        except psycopg.errors.ForeignKeyViolation as exc:
-            raise NotFoundError(
-                "no such facility, responder, provider, or worker of that provider"
-            ) from exc
-        row = cur.fetchone()
-    assert row is not None
-    return row
+        raise InvalidInput("--provider is only for provider_admin and provider_worker users")
+    return db.one(
+        conn,
+        "INSERT INTO users (username, password_hash, role, facility_id, responder_id,"
+        " provider_id, worker_id) VALUES (%s, %s, %s, %s, %s, %s, %s)"
+        " RETURNING id, username, role, facility_id, responder_id, provider_id, worker_id, active",
+        (
+            username,
+            hash_password(password),
+            role,
+            facility_id,
+            responder_id,
+            provider_id,
+            worker_id,
+        ),
+    )
 
 
 def authenticate(conn: psycopg.Connection, username: str, password: str) -> Actor:

@@ -6,11 +6,10 @@ import secrets
 from typing import Any
 
 import psycopg
-from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from eldercare.config import Settings
-from eldercare.errors import ConflictError, NotFoundError, StorageError
+from eldercare.errors import InvalidInput
 from eldercare.registry import broker_files as broker
 from eldercare.registry.schemas import (
     DeviceCreate,
@@ -19,6 +18,7 @@ from eldercare.registry.schemas import (
     HomeBedCreate,
     ResidentCreate,
 )
+from eldercare.storage import db
 
 _KIND_PREFIX = {
     "sos_button": "sos",
@@ -30,24 +30,8 @@ _KIND_PREFIX = {
 _BROKER_LOCK = 4242002
 
 
-def _one(conn: psycopg.Connection, sql: str, params: Any = None) -> dict[str, Any]:
-    with conn.cursor(row_factory=dict_row) as cur:
-        try:
-            cur.execute(sql, params)
-        except psycopg.errors.UniqueViolation as exc:
-            raise ConflictError(f"already exists: {exc.diag.message_detail or exc}") from exc
-        except psycopg.errors.ForeignKeyViolation as exc:
-            raise NotFoundError(f"refers to a missing object: {exc.diag.message_detail}") from exc
-        except psycopg.Error as exc:
-            raise StorageError(str(exc).strip()) from exc
-        row = cur.fetchone()
-    if row is None:
-        raise NotFoundError("not found")
-    return row
-
-
 def create_facility(conn: psycopg.Connection, f: FacilityCreate) -> dict[str, Any]:
-    return _one(
+    return db.one(
         conn,
         "INSERT INTO facilities (code, name, kind, area, address, lat, lon, phone)"
         " VALUES (%(code)s, %(name)s, %(kind)s, %(area)s, %(address)s, %(lat)s, %(lon)s, %(phone)s)"
@@ -57,7 +41,7 @@ def create_facility(conn: psycopg.Connection, f: FacilityCreate) -> dict[str, An
 
 
 def create_home_bed(conn: psycopg.Connection, b: HomeBedCreate) -> dict[str, Any]:
-    return _one(
+    return db.one(
         conn,
         "INSERT INTO home_beds (facility_id, address, access_notes, area, lat, lon)"
         " VALUES (%(facility_id)s, %(address)s, %(access_notes)s, %(area)s, %(lat)s, %(lon)s)"
@@ -69,7 +53,7 @@ def create_home_bed(conn: psycopg.Connection, b: HomeBedCreate) -> dict[str, Any
 def create_resident(conn: psycopg.Connection, r: ResidentCreate) -> dict[str, Any]:
     data = r.model_dump()
     data["contacts"] = Jsonb(data["contacts"])
-    return _one(
+    return db.one(
         conn,
         "INSERT INTO residents (name, id_number, birth_date, gender, ability_level, medical_notes,"
         " allergies, contacts, facility_id, room, home_bed_id) VALUES (%(name)s, %(id_number)s,"
@@ -89,7 +73,7 @@ def provision_device(
     """
     facility_id, home_bed_id, room = d.facility_id, None, d.room
     if d.resident_id is not None:
-        res = _one(
+        res = db.one(
             conn,
             "SELECT facility_id, home_bed_id, room FROM residents WHERE id = %s",
             (d.resident_id,),
@@ -99,15 +83,15 @@ def provision_device(
         if facility_id is None:
             facility_id = res["facility_id"]
         if facility_id is None and home_bed_id is not None:
-            facility_id = _one(
+            facility_id = db.one(
                 conn, "SELECT facility_id FROM home_beds WHERE id = %s", (home_bed_id,)
             )["facility_id"]
     if facility_id is None:
-        raise ConflictError("a device needs a facility or a resident placed somewhere")
+        raise InvalidInput("a device needs a facility or a resident placed somewhere")
     device_id = d.device_id or f"{_KIND_PREFIX[d.kind]}-{secrets.token_hex(6)}"
     password = broker.new_password()
     with conn.transaction():
-        _one(
+        db.one(
             conn,
             "INSERT INTO devices (id, kind, resident_id, facility_id, home_bed_id, room,"
             " password_hash) VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id",
@@ -137,7 +121,7 @@ def provision_device(
 
 
 def revoke_device(conn: psycopg.Connection, settings: Settings, device_id: str) -> None:
-    row = _one(
+    row = db.one(
         conn,
         "UPDATE devices SET status = 'revoked', revoked_at = now() WHERE id = %s RETURNING status",
         (device_id,),

@@ -41,7 +41,7 @@ from typing import Any, Final, TextIO
 import psycopg
 
 from eldercare.config import PROJECT_ROOT, Settings, load_settings
-from eldercare.errors import EldercareError
+from eldercare.errors import DemoError, EldercareError
 from eldercare.simulators import scenario as sc
 from eldercare.simulators.scenario import DevicePlan
 
@@ -58,10 +58,6 @@ STATUS_EVERY_TTY_S: Final = 1.0
 STATUS_EVERY_PIPE_S: Final = 5.0
 RATE_WINDOW_S: Final = 5
 _ADVISORY_LOCK: Final = 4242077  # serialises two demos provisioning into one database
-
-
-class DemoError(EldercareError):
-    """Something the person running the demo must fix (printed without a traceback)."""
 
 
 # ---------------------------------------------------------------- provisioning

@@ -18,8 +18,8 @@ from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from eldercare.alerts.lifecycle import _rows
 from eldercare.http.deps import Conn, Now, User
+from eldercare.storage import db
 
 router = APIRouter()
 
@@ -77,7 +77,7 @@ def open_extras(request: Request, user: User, conn: Conn, now: Now) -> dict[str,
     workstation's clock.
     """
     fac = user.facility_id if user.scoped else None
-    rows = _rows(
+    rows = db.rows(
         conn,
         """
         SELECT a.id::text AS id,
@@ -119,7 +119,7 @@ def handover_notes(
 ) -> list[dict[str, Any]]:
     """Notes left for the next shift, newest first."""
     user.require(*_HANDOVER_ROLES)
-    return _rows(
+    return db.rows(
         conn,
         "SELECT id, at, author, text, open_alarms FROM handover_notes"
         " WHERE at >= %s ORDER BY at DESC, id DESC LIMIT 200",
@@ -133,7 +133,7 @@ def add_handover_note(body: HandoverCreate, user: User, conn: Conn, now: Now) ->
     states and holders only: the note table must not become a second copy of resident
     records)."""
     user.require(*_HANDOVER_ROLES)
-    return _rows(
+    return db.rows(
         conn,
         """
         INSERT INTO handover_notes (at, author, text, open_alarms)

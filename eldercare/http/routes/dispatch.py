@@ -10,8 +10,6 @@ from fastapi import APIRouter
 from psycopg.types.json import Jsonb
 
 from eldercare.alerts import rules
-from eldercare.alerts.lifecycle import _rows
-from eldercare.errors import NotFoundError
 from eldercare.http.deps import Conn, Now, User, facility_scope
 from eldercare.http.schemas import (
     PolicyCreate,
@@ -19,6 +17,7 @@ from eldercare.http.schemas import (
     ResponderPublic,
     RotaCreate,
 )
+from eldercare.storage import db
 
 router = APIRouter(prefix="/api")
 
@@ -28,7 +27,7 @@ def responders(
     user: User, conn: Conn, facility: int | None = None, kind: str | None = None
 ) -> list[dict[str, Any]]:
     fac = facility_scope(user, facility)
-    return _rows(
+    return db.rows(
         conn,
         "SELECT id, kind, name, phone, facility_id, lat, lon, available"
         " FROM responders WHERE (%s::bigint IS NULL OR facility_id = %s"
@@ -45,38 +44,32 @@ def create_responder(body: ResponderCreate, user: User, conn: Conn) -> dict[str,
 
 
 def create_responder_row(conn: psycopg.Connection, body: ResponderCreate) -> dict[str, Any]:
-    try:
-        return _rows(
-            conn,
-            "INSERT INTO responders (kind, name, phone, facility_id, lat, lon,"
-            " available) VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id, kind,"
-            " name, phone, facility_id, lat, lon, available",
-            (
-                body.kind,
-                body.name,
-                body.phone,
-                body.facility_id,
-                body.lat,
-                body.lon,
-                body.available,
-            ),
-        )[0]
-    except psycopg.errors.ForeignKeyViolation as exc:
-        raise NotFoundError("facility not found") from exc
+    return db.rows(
+        conn,
+        "INSERT INTO responders (kind, name, phone, facility_id, lat, lon,"
+        " available) VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id, kind,"
+        " name, phone, facility_id, lat, lon, available",
+        (
+            body.kind,
+            body.name,
+            body.phone,
+            body.facility_id,
+            body.lat,
+            body.lon,
+            body.available,
+        ),
+    )[0]
 
 
 @router.post("/rota", status_code=201, tags=["dispatch"])
 def add_rota(body: RotaCreate, user: User, conn: Conn) -> dict[str, Any]:
     user.require("admin", "supervisor")
-    try:
-        return _rows(
-            conn,
-            "INSERT INTO rota (responder_id, facility_id, starts_at, ends_at)"
-            " VALUES (%s, %s, %s, %s) RETURNING *",
-            (body.responder_id, body.facility_id, body.starts_at, body.ends_at),
-        )[0]
-    except psycopg.errors.ForeignKeyViolation as exc:
-        raise NotFoundError("responder or facility not found") from exc
+    return db.rows(
+        conn,
+        "INSERT INTO rota (responder_id, facility_id, starts_at, ends_at)"
+        " VALUES (%s, %s, %s, %s) RETURNING *",
+        (body.responder_id, body.facility_id, body.starts_at, body.ends_at),
+    )[0]
 
 
 @router.get("/rota", tags=["dispatch"])
@@ -85,7 +78,7 @@ def get_rota(
 ) -> list[dict[str, Any]]:
     fac = facility_scope(user, facility)
     when = at or now
-    return _rows(
+    return db.rows(
         conn,
         "SELECT ro.*, r.name, r.phone FROM rota ro JOIN responders r"
         " ON r.id = ro.responder_id WHERE ro.starts_at <= %s AND ro.ends_at > %s"
@@ -96,7 +89,7 @@ def get_rota(
 
 @router.get("/policies", tags=["dispatch"])
 def policies(user: User, conn: Conn) -> list[dict[str, Any]]:
-    rows = _rows(conn, "SELECT * FROM response_policies ORDER BY id")
+    rows = db.rows(conn, "SELECT * FROM response_policies ORDER BY id")
     out = [rules.policy_from_row(r).as_dict() for r in rows]
     for area in ("town", "remote"):
         if not any(p["facility_id"] is None and p["area"] == area for p in out):
@@ -123,20 +116,20 @@ def save_policy(conn: psycopg.Connection, body: PolicyCreate, now: datetime) -> 
     )
     with conn.transaction():
         if body.facility_id is not None:
-            existing = _rows(
+            existing = db.rows(
                 conn,
                 "SELECT id FROM response_policies WHERE facility_id = %s FOR UPDATE",
                 (body.facility_id,),
             )
         else:
-            existing = _rows(
+            existing = db.rows(
                 conn,
                 "SELECT id FROM response_policies WHERE facility_id IS NULL"
                 " AND area = %s FOR UPDATE",
                 (body.area,),
             )
         if existing:
-            row = _rows(
+            row = db.rows(
                 conn,
                 "UPDATE response_policies SET name = %s, ack_target_s = %s,"
                 " ack_target2_s = %s, on_site_target_s = %s,"
@@ -145,15 +138,12 @@ def save_policy(conn: psycopg.Connection, body: PolicyCreate, now: datetime) -> 
                 (*vals, existing[0]["id"]),
             )[0]
         else:
-            try:
-                row = _rows(
-                    conn,
-                    "INSERT INTO response_policies (name, ack_target_s,"
-                    " ack_target2_s, on_site_target_s, supervisor_after_s, steps,"
-                    " updated_at, facility_id, area) VALUES (%s, %s, %s, %s, %s,"
-                    " %s, %s, %s, %s) RETURNING *",
-                    (*vals, body.facility_id, body.area),
-                )[0]
-            except psycopg.errors.ForeignKeyViolation as exc:
-                raise NotFoundError(f"facility {body.facility_id} not found") from exc
+            row = db.rows(
+                conn,
+                "INSERT INTO response_policies (name, ack_target_s,"
+                " ack_target2_s, on_site_target_s, supervisor_after_s, steps,"
+                " updated_at, facility_id, area) VALUES (%s, %s, %s, %s, %s,"
+                " %s, %s, %s, %s) RETURNING *",
+                (*vals, body.facility_id, body.area),
+            )[0]
     return rules.policy_from_row(row).as_dict()

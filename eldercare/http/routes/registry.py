@@ -8,7 +8,6 @@ from typing import Any
 import psycopg
 from fastapi import APIRouter, Request, status
 
-from eldercare.alerts.lifecycle import _rows
 from eldercare.errors import NotFoundError
 from eldercare.http.deps import Conn, Now, User, facility_scope
 from eldercare.http.schemas import (
@@ -17,6 +16,7 @@ from eldercare.http.schemas import (
 from eldercare.registry import service as reg
 from eldercare.registry.auth import Actor
 from eldercare.registry.schemas import FacilityCreate, ResidentDetail, ResidentPublic
+from eldercare.storage import db
 
 router = APIRouter(prefix="/api")
 
@@ -41,14 +41,14 @@ FROM facilities f
 @router.get("/facilities", tags=["registry"])
 def facilities(user: User, conn: Conn) -> list[dict[str, Any]]:
     if user.scoped:
-        return _rows(conn, _FACILITY_SQL + " WHERE f.id = %s", (user.facility_id,))
-    return _rows(conn, _FACILITY_SQL + " ORDER BY f.id")
+        return db.rows(conn, _FACILITY_SQL + " WHERE f.id = %s", (user.facility_id,))
+    return db.rows(conn, _FACILITY_SQL + " ORDER BY f.id")
 
 
 @router.get("/facilities/{facility_id}", tags=["registry"])
 def facility(facility_id: int, user: User, conn: Conn) -> dict[str, Any]:
     facility_scope(user, facility_id)
-    rows = _rows(conn, _FACILITY_SQL + " WHERE f.id = %s", (facility_id,))
+    rows = db.rows(conn, _FACILITY_SQL + " WHERE f.id = %s", (facility_id,))
     if not rows:
         raise NotFoundError(f"facility {facility_id} not found")
     return rows[0]
@@ -67,7 +67,7 @@ def health_summary(
     request: Request, user: User, conn: Conn, facility: int | None = None
 ) -> dict[str, Any]:
     fac = facility_scope(user, facility)
-    per = _rows(
+    per = db.rows(
         conn,
         """
         SELECT f.id AS facility_id,
@@ -112,7 +112,7 @@ def devices(
     kind: str | None = None,
 ) -> list[dict[str, Any]]:
     fac = facility_scope(user, facility)
-    return _rows(
+    return db.rows(
         conn,
         """
         SELECT d.id, d.kind, d.facility_id, d.resident_id, d.home_bed_id, d.room, d.status,
@@ -131,7 +131,7 @@ def cameras(
     user: User, conn: Conn, facility: int | None = None, online: bool | None = None
 ) -> list[dict[str, Any]]:
     fac = facility_scope(user, facility)
-    return _rows(
+    return db.rows(
         conn,
         """
         SELECT c.device_id, c.camera_id, c.location, d.facility_id, s.status,
@@ -155,7 +155,7 @@ _RESIDENT_SQL = (
 @router.get("/residents", response_model=list[ResidentPublic], tags=["registry"])
 def residents(user: User, conn: Conn, facility: int | None = None) -> list[dict[str, Any]]:
     fac = facility_scope(user, facility)
-    return _rows(
+    return db.rows(
         conn,
         f"SELECT * FROM ({_RESIDENT_SQL}) x WHERE (%s::bigint IS NULL"
         " OR x.facility_id = %s) ORDER BY x.id LIMIT 5000",
@@ -164,7 +164,7 @@ def residents(user: User, conn: Conn, facility: int | None = None) -> list[dict[
 
 
 def _resident(conn: psycopg.Connection, user: Actor, resident_id: int) -> dict[str, Any]:
-    rows = _rows(conn, _RESIDENT_SQL + " WHERE r.id = %s", (resident_id,))
+    rows = db.rows(conn, _RESIDENT_SQL + " WHERE r.id = %s", (resident_id,))
     if not rows or (user.scoped and rows[0]["facility_id"] != user.facility_id):
         raise NotFoundError(f"resident {resident_id} not found")
     return rows[0]
@@ -190,7 +190,7 @@ def reveal(
         if body.alarm_id is not None:
             from eldercare.alerts import events
 
-            found = _rows(
+            found = db.rows(
                 conn,
                 "SELECT id FROM alarms WHERE id = %s AND resident_id = %s",
                 (body.alarm_id, resident_id),
@@ -204,7 +204,7 @@ def reveal(
                     "revealed",
                     detail={"resident_id": resident_id, "reason": body.reason},
                 )
-    extra = _rows(
+    extra = db.rows(
         conn,
         "SELECT r.id_number, r.medical_notes, r.allergies, r.contacts,"
         " hb.address, hb.access_notes FROM residents r LEFT JOIN home_beds hb"
@@ -217,7 +217,7 @@ def reveal(
 @router.get("/residents/{resident_id}/reveals", tags=["registry"])
 def reveals(resident_id: int, user: User, conn: Conn) -> list[dict[str, Any]]:
     user.require("supervisor", "admin")
-    return _rows(
+    return db.rows(
         conn,
         "SELECT id, at, username, alarm_id, reason FROM reveals"
         " WHERE resident_id = %s ORDER BY id DESC LIMIT 500",
