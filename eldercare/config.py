@@ -10,6 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -29,7 +30,13 @@ class Settings(BaseSettings):
         env_prefix="ELDERCARE_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
     )
 
-    environment: Literal["development", "production"] = "development"
+    # "test" is development plus the X-Eldercare-Test-Now header (design §2.1), so an HTTP
+    # tester can place visits in any month; production ignores that header and logs it.
+    environment: Literal["development", "test", "production"] = "development"
+    # Calendar months of visits, entitlements and reports (design §4 Q22); stored times are UTC.
+    local_tz: str = "Asia/Shanghai"
+    # Verify checked-out work orders 24 h after check-out when nothing blocks them (§2.4).
+    auto_verify: bool = True
 
     database_url: str = DEFAULT_DB_URL
     db_pool_max: int = Field(20, ge=2, le=200)
@@ -70,7 +77,7 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_default_secrets(self) -> Settings:
-        if self.environment == "development":
+        if self.environment in ("development", "test"):
             return self
         weak = []
         db_password = urlsplit(self.database_url).password or ""
@@ -85,6 +92,18 @@ class Settings(BaseSettings):
                 f"default or weak secrets refused in {self.environment}: " + ", ".join(weak)
             )
         return self
+
+    @model_validator(mode="after")
+    def _known_time_zone(self) -> Settings:
+        try:
+            ZoneInfo(self.local_tz)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"ELDERCARE_LOCAL_TZ: unknown time zone {self.local_tz!r}") from exc
+        return self
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.local_tz)
 
     @property
     def device_mqtt_host(self) -> str:

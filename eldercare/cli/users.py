@@ -1,4 +1,4 @@
-"""``eldercare users ...``: operator, supervisor, facility staff and admin logins."""
+"""``eldercare users ...``: desk, facility, civil-affairs, assessor and provider logins."""
 
 from __future__ import annotations
 
@@ -12,7 +12,14 @@ def _users_add(args: argparse.Namespace) -> int:
 
     with connect(get_settings().database_url, autocommit=True) as conn:
         row = auth.create_user(
-            conn, args.username, args.password, args.role, args.facility, args.responder
+            conn,
+            args.username,
+            args.password,
+            args.role,
+            args.facility,
+            args.responder,
+            args.provider,
+            args.worker,
         )
     # The password is never echoed; the id and role are enough to confirm.
     print(f"user {row['username']} (id {row['id']}, role {row['role']}) created")
@@ -25,12 +32,13 @@ def _users_list(args: argparse.Namespace) -> int:
 
     with connect(get_settings().database_url, autocommit=True) as conn:
         rows = conn.execute(
-            "SELECT username, role, facility_id, responder_id, active FROM users ORDER BY username"
+            "SELECT username, role, facility_id, responder_id, provider_id, worker_id, active"
+            " FROM users ORDER BY username"
         ).fetchall()
-    for username, role, fac, rsp, active in rows:
+    for username, role, fac, rsp, prv, wrk, active in rows:
         print(
             f"{username}\t{role}\tfacility={fac or '-'}\tresponder={rsp or '-'}"
-            f"\t{'active' if active else 'disabled'}"
+            f"\tprovider={prv or '-'}\tworker={wrk or '-'}\t{'active' if active else 'disabled'}"
         )
     return 0
 
@@ -42,10 +50,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     add = users.add_parser("add", help="create a login")
     add.add_argument("--username", required=True)
     add.add_argument("--password", required=True)
-    add.add_argument(
-        "--role", required=True, choices=["operator", "supervisor", "facility_staff", "admin"]
-    )
+    from eldercare.registry.auth import ROLES
+
+    add.add_argument("--role", required=True, choices=list(ROLES))
     add.add_argument("--facility", type=int, help="required for facility_staff")
     add.add_argument("--responder", type=int, help="link to a responder (accepts offers)")
+    add.add_argument(
+        "--provider", type=int, help="the provider of a provider_admin or provider_worker"
+    )
+    add.add_argument(
+        "--worker", type=int, help="the worker record of a provider_worker (implies --provider)"
+    )
     add.set_defaults(func=_users_add)
     users.add_parser("list", help="list logins").set_defaults(func=_users_list)

@@ -77,6 +77,10 @@ async def ws(websocket: WebSocket, token: str = "") -> None:
     except AuthError:
         await websocket.close(code=4401)
         return
+    if actor.provider_scoped:
+        # The live feed carries every alarm of the desk; provider users are not part of it.
+        await websocket.close(code=4403)
+        return
     await websocket.accept()
     client = Client(websocket, actor)
     await websocket.send_json(
