@@ -23,6 +23,7 @@ import psycopg
 import pytest
 import uvicorn
 
+from eldercare.alerts import rules
 from eldercare.app import create_app
 from eldercare.config import Settings
 from eldercare.registry import auth
@@ -325,9 +326,24 @@ def test_operator_and_nurse_handle_an_sos(pages: Pages, place: Place, settings: 
 
     row(op, alarm_id).click()
     op.wait_for_selector("#detail [data-action=acknowledge]:not([disabled])")
+    # The buttons follow the server's allowed_actions for a raised alarm, and the
+    # dispositions offered are the server's list (GET /api/console/meta), not a copy.
+    enabled = op.eval_on_selector_all(
+        "#detail .actions button:not([disabled])", "bs => bs.map(b => b.dataset.action)"
+    )
+    assert enabled == ["acknowledge"], enabled
+    options = op.eval_on_selector_all(
+        "#disposition option[value]:not([value=''])", "os => os.map(o => o.value)"
+    )
+    assert options == list(rules.DISPOSITIONS)
     op.keyboard.press("a")  # the shortcut, as an operator on a long shift would
     wait_told(dev, alarm_id, "acknowledged")
     op.wait_for_selector(f'#queue-body tr[data-id="{alarm_id}"][data-status=acknowledged]')
+    op.wait_for_selector("#detail [data-action=dispatch]:not([disabled])")
+    enabled = op.eval_on_selector_all(
+        "#detail .actions button:not([disabled])", "bs => bs.map(b => b.dataset.action)"
+    )
+    assert set(enabled) == {"dispatch", "resolve", "emergency-120", "emergency-119"}, enabled
 
     # Sensitive details only on demand, and the reveal is audited.
     assert "青霉素" not in op.inner_text("#detail")

@@ -508,7 +508,7 @@ def call_emergency(
     """Emergency services (120 ambulance / 119 fire) called: recorded as an offer step."""
     with conn.transaction():
         a = lock(conn, alarm_id, actor, "emergency")
-        rules.check_move("emergency", a["status"], a["kind"])
+        to = rules.check_move("emergency", a["status"], a["kind"])
         made = _make_offers(
             conn,
             a,
@@ -525,14 +525,12 @@ def call_emergency(
             ],
             now,
         )
-        to = a["status"]
-        if a["status"] == "acknowledged":
-            # Calling 120 is a dispatch: the clock and the device say so.
-            to = "dispatched"
+        if to != a["status"]:
+            # rules.MOVES["emergency"]: calling 120 for an acknowledged alarm is a dispatch.
+            stamp = rules.MOVES["emergency"].stamp
             conn.execute(
-                "UPDATE alarms SET status = 'dispatched', dispatched_at ="
-                " COALESCE(dispatched_at, %s) WHERE id = %s",
-                (now, a["id"]),
+                f"UPDATE alarms SET status = %s, {stamp} = COALESCE({stamp}, %s) WHERE id = %s",
+                (to, now, a["id"]),
             )
         events.audit(
             conn,
@@ -545,7 +543,9 @@ def call_emergency(
             {"service": service, "offer_id": made[0]["id"], **({"note": note} if note else {})},
         )
         if to != a["status"]:
-            announce(conn, a, "dispatched", to, actor, now, offer_ids=[made[0]["id"]])
+            announce(
+                conn, a, rules.MOVES["dispatch"].event, to, actor, now, offer_ids=[made[0]["id"]]
+            )
         events.emit(conn, a["id"], "emergency", actor.username, offer_ids=[made[0]["id"]])
     return summary(conn, alarm_id)
 

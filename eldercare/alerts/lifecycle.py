@@ -51,6 +51,8 @@ PERMITTED: Final = {
 
 def _finish(row: dict[str, Any]) -> dict[str, Any]:
     row["category"] = rules.category(row["kind"])
+    # The console enables exactly these; it keeps no copy of the state machine.
+    row["allowed_actions"] = rules.allowed_actions(row["status"], row["kind"])
     return row
 
 
@@ -152,9 +154,7 @@ def detail(
     policy = dispatch.policy_for(conn, a)
     out["policy"] = policy.as_dict()
     out["proposal"] = (
-        dispatch.proposal(conn, a, policy, now)
-        if a["status"] in ("raised", "acknowledged", "dispatched")
-        else None
+        dispatch.proposal(conn, a, policy, now) if a["status"] in rules.PROPOSAL_FOR else None
     )
     return out
 
@@ -254,12 +254,7 @@ def act(
             detail["note"] = note
         if disposition:
             detail["disposition"] = disposition
-        past = {
-            "acknowledge": "acknowledged",
-            "on_site": "on_site",
-            "resolve": "resolved",
-            "close": "closed",
-        }[action]
+        past = move.event
         events.audit(conn, a["id"], now, actor.username, past, a["status"], to, detail)
         announce(conn, a, past, to, actor, now)
     return summary(conn, alarm_id)
@@ -270,6 +265,7 @@ def add_note(
 ) -> dict[str, Any]:
     with conn.transaction():
         a = lock(conn, alarm_id, actor, "note")
+        rules.check_move("note", a["status"], a["kind"])
         events.audit(
             conn, a["id"], now, actor.username, "note", a["status"], a["status"], {"text": text}
         )

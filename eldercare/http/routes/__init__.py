@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from eldercare.http.routes import alarms, auth, dispatch, metrics, registry, webhooks
+from eldercare.http.routes import alarms, auth, console, dispatch, metrics, registry, webhooks
 
 ROUTERS: list[APIRouter] = [
     auth.router,
@@ -17,4 +17,5 @@ ROUTERS: list[APIRouter] = [
     registry.router,
     dispatch.router,
     webhooks.router,
+    console.router,
 ]
