@@ -19,16 +19,6 @@ PASSWORD = "correct-horse-battery"
 
 
 @pytest.fixture(scope="module")
-def clock() -> FrozenClock:
-    return FrozenClock()
-
-
-@pytest.fixture(scope="module")
-def world(settings: Settings, clock: FrozenClock) -> World:
-    return build_world(settings, clock)
-
-
-@pytest.fixture(scope="module")
 def users(settings: Settings, world: World) -> dict[str, str]:
     tag = secrets.token_hex(3)
     names = {
@@ -334,7 +324,7 @@ def test_open_alarms_and_escalations_survive_an_app_restart(
         }
         assert aid in [a["id"] for a in c.get("/api/alarms", headers=h).json()]
         # The background timer thread of the new app escalates on its own.
-        from tests.support import wait_for
+        from harness.services import wait_for
 
         wait_for(
             lambda: (
