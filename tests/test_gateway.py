@@ -10,7 +10,7 @@ import psycopg
 import pytest
 
 from eldercare import protocol as p
-from eldercare.gateway.mqtt import make_client
+from eldercare.mqtt import make_client
 from harness.services import wait_for
 
 
