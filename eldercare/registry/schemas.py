@@ -7,7 +7,8 @@ an audited reveal.
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from dataclasses import dataclass
+from datetime import date
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -15,7 +16,6 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from eldercare.protocol import DEVICE_ID_RE
 
 DeviceKind = Literal["sos_button", "fall_sensor", "video_bridge", "home_kit", "wearable"]
-DEVICE_KINDS: tuple[str, ...] = DeviceKind.__args__  # type: ignore[attr-defined]
 Area = Literal["town", "remote"]
 FacilityKind = Literal["nursing_home", "day_care", "community_center"]
 
@@ -35,27 +35,6 @@ class FacilityCreate(_Model):
     phone: str | None = Field(None, max_length=40)
 
 
-class FacilityUpdate(_Model):
-    name: str | None = Field(None, min_length=1, max_length=200)
-    area: Area | None = None
-    address: str | None = Field(None, max_length=500)
-    lat: float | None = Field(None, ge=-90, le=90)
-    lon: float | None = Field(None, ge=-180, le=180)
-    phone: str | None = Field(None, max_length=40)
-
-
-class FacilityPublic(_Model):
-    id: int
-    code: str
-    name: str
-    kind: str
-    area: str
-    address: str | None
-    lat: float | None
-    lon: float | None
-    phone: str | None
-
-
 class HomeBedCreate(_Model):
     facility_id: int
     address: str = Field(min_length=1, max_length=500)
@@ -63,14 +42,6 @@ class HomeBedCreate(_Model):
     area: Area = "town"
     lat: float | None = Field(None, ge=-90, le=90)
     lon: float | None = Field(None, ge=-180, le=180)
-
-
-class HomeBedPublic(_Model):
-    id: int
-    facility_id: int
-    area: str
-    lat: float | None
-    lon: float | None
 
 
 class Contact(_Model):
@@ -139,17 +110,6 @@ class DeviceCreate(_Model):
         return v
 
 
-class DevicePublic(_Model):
-    id: int | str
-    kind: str
-    resident_id: int | None
-    facility_id: int | None
-    home_bed_id: int | None
-    room: str | None
-    status: str
-    created_at: datetime
-
-
 class DeviceCredentials(_Model):
     """Printed once at provisioning; the platform keeps only the hash."""
 
@@ -158,9 +118,6 @@ class DeviceCredentials(_Model):
     mqtt_port: int
     username: str
     password: str
-
-
-from dataclasses import dataclass  # noqa: E402
 
 
 @dataclass(frozen=True, slots=True)
