@@ -8,7 +8,17 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from eldercare.http.routes import alarms, auth, dispatch, metrics, registry, webhooks
+from eldercare.http.routes import (
+    alarms,
+    auth,
+    dispatch,
+    metrics,
+    people,
+    providers,
+    registry,
+    webhooks,
+    work_orders,
+)
 
 ROUTERS: list[APIRouter] = [
     auth.router,
@@ -17,4 +27,7 @@ ROUTERS: list[APIRouter] = [
     registry.router,
     dispatch.router,
     webhooks.router,
+    people.router,
+    providers.router,
+    work_orders.router,
 ]
