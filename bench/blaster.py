@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from eldercare import protocol as p
-from eldercare.registry.broker_files import _mqtt_string, _remaining_length
+from eldercare.protocol import wire
 
 
 @dataclass
@@ -31,13 +31,11 @@ class _Conn:
         self.sock = socket.create_connection((host, port), timeout=10)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         cid = f"{device_id}-blast-{secrets.token_hex(3)}"
-        var = _mqtt_string("MQTT") + bytes([4, 0xC2]) + (60).to_bytes(2, "big")
-        body = _mqtt_string(cid) + _mqtt_string(device_id) + _mqtt_string(password)
-        self.sock.sendall(bytes([0x10]) + _remaining_length(len(var) + len(body)) + var + body)
+        self.sock.sendall(wire.connect(cid, device_id, password, clean_session=True, keepalive=60))
         connack = self.sock.recv(4)
         if len(connack) < 4 or connack[3] != 0:
             raise RuntimeError(f"broker refused {device_id}: {connack!r}")
-        self.topic = _mqtt_string(p.topic(device_id, p.Channel.UP))
+        self.topic = wire.string(p.topic(device_id, p.Channel.UP))
         self.pid = 0
         self.acked = 0
         self.sent = 0
@@ -82,7 +80,7 @@ class _Conn:
                 + b"}"
             )
             var = self.topic + self.pid.to_bytes(2, "big")
-            out.append(b"\x32" + _remaining_length(len(var) + len(payload)) + var + payload)
+            out.append(b"\x32" + wire.remaining_length(len(var) + len(payload)) + var + payload)
         self.sent += len(ids)
         return b"".join(out)
 

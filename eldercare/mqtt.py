@@ -1,7 +1,7 @@
-"""The one place paho clients are built: the gateway, the alert engine's publisher and the
-device simulators all get theirs from :func:`make_client`, with :func:`set_nodelay` as the
-socket hook. (The gateway's measured receive fast paths, which use paho internals, stay
-confined to :mod:`eldercare.gateway.mqtt`.)
+"""The one place paho clients are built: the alert engine's publisher, the device simulators
+and tests get theirs from :func:`make_client`, with :func:`set_nodelay` as the socket hook.
+(The gateway's subscriber does not use paho: it has its own lean session,
+:mod:`eldercare.gateway.session`, which sets TCP_NODELAY itself.)
 
 A shared utility below every layer: it imports only paho.
 """

@@ -19,16 +19,6 @@ PASSWORD = "correct-horse-battery"
 
 
 @pytest.fixture(scope="module")
-def clock() -> FrozenClock:
-    return FrozenClock()
-
-
-@pytest.fixture(scope="module")
-def world(settings: Settings, clock: FrozenClock) -> World:
-    return build_world(settings, clock)
-
-
-@pytest.fixture(scope="module")
 def users(settings: Settings, world: World) -> dict[str, str]:
     tag = secrets.token_hex(3)
     names = {
@@ -334,7 +324,7 @@ def test_open_alarms_and_escalations_survive_an_app_restart(
         }
         assert aid in [a["id"] for a in c.get("/api/alarms", headers=h).json()]
         # The background timer thread of the new app escalates on its own.
-        from tests.support import wait_for
+        from harness.services import wait_for
 
         wait_for(
             lambda: (
@@ -401,3 +391,53 @@ def test_translate_maps_check_and_in_use_violations(settings: Settings, world: W
         )
         with pytest.raises(ConflictError, match="still in use"), db.translate():
             conn.execute("DELETE FROM facilities WHERE id = %s", (fac,))
+
+
+def test_alarms_carry_allowed_actions_and_the_console_gets_the_rules(
+    client: TestClient, world: World, tokens: dict[str, Any], settings: Settings
+) -> None:
+    from eldercare.alerts import rules
+
+    op = tokens["operator"]
+    aid = str(world.send(world.sos, "smoke").alarm_id)  # no other test raises smoke
+    a = client.get(f"/api/alarms/{aid}", headers=op).json()["alarm"]
+    assert a["status"] == "raised" and a["allowed_actions"] == ["acknowledge", "note"]
+    a = client.post(f"/api/alarms/{aid}/acknowledge", headers=op).json()
+    assert a["allowed_actions"] == rules.allowed_actions(a["status"], a["kind"])
+    assert "dispatch" in a["allowed_actions"] and "acknowledge" not in a["allowed_actions"]
+    listed = {x["id"]: x for x in client.get("/api/alarms", headers=op).json()}
+    assert listed[aid]["allowed_actions"] == a["allowed_actions"]
+
+    meta = client.get("/api/console/meta", headers=op).json()
+    assert meta["open_statuses"] == list(rules.ACTIVE)
+    assert meta["dispositions"] == list(rules.DISPOSITIONS)
+    assert meta["actions"] == list(rules.MOVES)
+    assert meta["ack_target_s"]["default"] == 60
+    assert set(meta["ack_target_s"]["area"]) == {"town", "remote"}
+    # A facility's own policy is what its alarms are measured against. (Removed again at
+    # the end: other modules' engines share the database.)
+    r = client.put(
+        "/api/policies",
+        headers=tokens["supervisor"],
+        json={
+            "facility_id": world.facility_id,
+            "name": "fast",
+            "ack_target_s": 30,
+            "steps": [{"kind": "facility_staff", "count": 1, "timeout_s": 60}],
+        },
+    )
+    try:
+        assert r.status_code == 200, r.text
+        meta = client.get("/api/console/meta", headers=op).json()
+        assert meta["ack_target_s"]["facility"][str(world.facility_id)] == 30
+    finally:
+        with psycopg.connect(settings.database_url, autocommit=True) as conn:
+            conn.execute(
+                "DELETE FROM response_policies WHERE facility_id = %s", (world.facility_id,)
+            )
+            conn.execute(
+                "UPDATE alarms SET status = 'closed', closed_at = now(),"
+                " disposition = 'test' WHERE id = %s",
+                (aid,),
+            )
+    assert client.get("/api/console/meta").status_code == 401

@@ -10,8 +10,8 @@ import psycopg
 import pytest
 
 from eldercare import protocol as p
-from eldercare.gateway.mqtt import make_client
-from tests.support import wait_for
+from eldercare.mqtt import make_client
+from harness.services import wait_for
 
 
 def count(db: psycopg.Connection, sql: str, *args: object) -> int:

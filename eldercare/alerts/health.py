@@ -102,7 +102,7 @@ def _clear(
         list(params),
     )
     for r in rows:
-        close = r["status"] in ("raised", "acknowledged")
+        close = r["status"] in rules.UNTAKEN
         conn.execute(
             "UPDATE alarms SET cleared_at = %s, details = details || %s,"
             " status = CASE WHEN %s THEN 'closed' ELSE status END,"

@@ -10,6 +10,7 @@ import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from typing import Any, Final
 
 from eldercare.errors import ConflictError
@@ -21,8 +22,62 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-ALARM_KINDS: Final = ("sos", "fall", "smoke", "gas", "water_leak", "bed_exit", "inactivity")
-HEALTH_KINDS: Final = ("device_offline", "low_battery", "camera_offline", "facility_outage")
+class AlarmKind(StrEnum):
+    """What an alarm is about: a resident's alarm, or the health of the devices."""
+
+    SOS = "sos"
+    FALL = "fall"
+    SMOKE = "smoke"
+    GAS = "gas"
+    WATER_LEAK = "water_leak"
+    BED_EXIT = "bed_exit"
+    INACTIVITY = "inactivity"
+    DEVICE_OFFLINE = "device_offline"
+    LOW_BATTERY = "low_battery"
+    CAMERA_OFFLINE = "camera_offline"
+    FACILITY_OUTAGE = "facility_outage"
+
+
+class AlarmStatus(StrEnum):
+    RAISED = "raised"
+    ACKNOWLEDGED = "acknowledged"
+    DISPATCHED = "dispatched"
+    ACCEPTED = "accepted"
+    ON_SITE = "on_site"
+    RESOLVED = "resolved"
+    CLOSED = "closed"
+    MERGED = "merged"
+
+
+class OfferStatus(StrEnum):
+    """A dispatch offer to one responder (``called``: emergency services were phoned)."""
+
+    PENDING = "pending"
+    ACCEPTED = "accepted"
+    DECLINED = "declined"
+    EXPIRED = "expired"
+    WITHDRAWN = "withdrawn"
+    CALLED = "called"
+
+
+class Disposition(StrEnum):
+    """Why an alarm was closed (required to close one)."""
+
+    GENUINE_EMERGENCY = "genuine_emergency"
+    FALL_WITHOUT_INJURY = "fall_without_injury"
+    ACCIDENTAL_PRESS = "accidental_press"
+    TEST = "test"
+    FALSE_SENSOR_ALARM = "false_sensor_alarm"
+    SERVICE_REQUEST = "service_request"
+    NO_RESPONSE_NEEDED = "no_response_needed"
+    OTHER = "other"
+
+
+_K, _S = AlarmKind, AlarmStatus
+HEALTH_KINDS: Final = (_K.DEVICE_OFFLINE, _K.LOW_BATTERY, _K.CAMERA_OFFLINE, _K.FACILITY_OUTAGE)
+ALARM_KINDS: Final = tuple(k for k in AlarmKind if k not in HEALTH_KINDS)
+# A whole facility going dark is the one health alarm a supervisor hears about unacknowledged.
+NO_SUPERVISOR: Final = tuple(k for k in HEALTH_KINDS if k != _K.FACILITY_OUTAGE)
 
 # 1 = life-safety; lower numbers are served first.
 PRIORITY: Final[Mapping[str, int]] = {
@@ -41,26 +96,20 @@ PRIORITY: Final[Mapping[str, int]] = {
 
 # A new event joins an open alarm only while nobody is on the way back from it:
 # after ``resolved`` a fresh press is a fresh emergency.
-JOINABLE: Final = ("raised", "acknowledged", "dispatched", "accepted", "on_site")
-ACTIVE: Final = (*JOINABLE, "resolved")  # the operator queue: everything not closed/merged
-TERMINAL: Final = ("closed", "merged")
+JOINABLE: Final = (_S.RAISED, _S.ACKNOWLEDGED, _S.DISPATCHED, _S.ACCEPTED, _S.ON_SITE)
+ACTIVE: Final = (*JOINABLE, _S.RESOLVED)  # the operator queue: everything not closed/merged
+TERMINAL: Final = (_S.CLOSED, _S.MERGED)
+assert set(ACTIVE) | set(TERMINAL) == set(AlarmStatus)
+# Nobody has taken these up yet: a health alarm whose cause clears closes itself.
+UNTAKEN: Final = frozenset({_S.RAISED, _S.ACKNOWLEDGED})
 # One resident's fall and SOS this close together are one incident.
-PERSONAL_KINDS: Final = frozenset({"sos", "fall"})
+PERSONAL_KINDS: Final = frozenset({_K.SOS, _K.FALL})
 CORRELATION_WINDOW: Final = timedelta(minutes=5)
 
 # Statuses the device is told about on its downlink.
-DEVICE_TOLD: Final = frozenset({"acknowledged", "dispatched", "on_site", "resolved"})
+DEVICE_TOLD: Final = frozenset({_S.ACKNOWLEDGED, _S.DISPATCHED, _S.ON_SITE, _S.RESOLVED})
 
-DISPOSITIONS: Final = (
-    "genuine_emergency",
-    "fall_without_injury",
-    "accidental_press",
-    "test",
-    "false_sensor_alarm",
-    "service_request",
-    "no_response_needed",
-    "other",
-)
+DISPOSITIONS: Final = tuple(Disposition)
 
 
 def category(kind: str) -> str:
@@ -72,38 +121,63 @@ def category(kind: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Move:
-    allowed: frozenset[str]
-    to: str | None  # None: the status does not change
+    """One action of the alarm state machine."""
+
+    allowed: frozenset[AlarmStatus]  # the statuses it may start from
+    to: AlarmStatus | None  # None: the status does not change ...
     stamp: str | None  # the clock column set on the first such move
+    event: str  # the name in the audit trail, the outbox and the websocket
+    # ... unless the status it starts from is listed here.
+    targets: Mapping[AlarmStatus, AlarmStatus] = field(default_factory=dict)
+
+    def target(self, status: str) -> AlarmStatus:
+        return self.targets.get(AlarmStatus(status)) or self.to or AlarmStatus(status)
 
 
+_UNDERWAY: Final = frozenset({_S.ACKNOWLEDGED, _S.DISPATCHED, _S.ACCEPTED, _S.ON_SITE})
 MOVES: Final[Mapping[str, Move]] = {
-    "acknowledge": Move(frozenset({"raised"}), "acknowledged", "acknowledged_at"),
-    "dispatch": Move(frozenset({"acknowledged", "dispatched"}), "dispatched", "dispatched_at"),
-    "accept": Move(frozenset({"dispatched"}), "accepted", "accepted_at"),
-    "decline": Move(frozenset({"dispatched"}), None, None),
-    "on_site": Move(frozenset({"accepted"}), "on_site", "on_site_at"),
-    "resolve": Move(
-        frozenset({"acknowledged", "dispatched", "accepted", "on_site"}), "resolved", "resolved_at"
+    "acknowledge": Move(frozenset({_S.RAISED}), _S.ACKNOWLEDGED, "acknowledged_at", "acknowledged"),
+    "dispatch": Move(
+        frozenset({_S.ACKNOWLEDGED, _S.DISPATCHED}), _S.DISPATCHED, "dispatched_at", "dispatched"
     ),
-    "close": Move(frozenset({"resolved"}), "closed", "closed_at"),
-    "emergency": Move(frozenset({"acknowledged", "dispatched", "accepted", "on_site"}), None, None),
+    "accept": Move(frozenset({_S.DISPATCHED}), _S.ACCEPTED, "accepted_at", "accepted"),
+    "decline": Move(frozenset({_S.DISPATCHED}), None, None, "declined"),
+    "on_site": Move(frozenset({_S.ACCEPTED}), _S.ON_SITE, "on_site_at", "on_site"),
+    "resolve": Move(_UNDERWAY, _S.RESOLVED, "resolved_at", "resolved"),
+    "close": Move(frozenset({_S.RESOLVED}), _S.CLOSED, "closed_at", "closed"),
+    # Calling 120 for an acknowledged alarm is a dispatch: the clock and the device say so.
+    "emergency": Move(
+        _UNDERWAY, None, "dispatched_at", "emergency", {_S.ACKNOWLEDGED: _S.DISPATCHED}
+    ),
+    "note": Move(frozenset(AlarmStatus) - {_S.MERGED}, None, None, "note"),
 }
 # Health alarms need no responder: an operator may close them once seen.
-HEALTH_CLOSE_FROM: Final = frozenset({"raised", "acknowledged", "resolved"})
+HEALTH_CLOSE_FROM: Final = frozenset({_S.RAISED, _S.ACKNOWLEDGED, _S.RESOLVED})
+# The detail view proposes whom to send while sending is still to come.
+PROPOSAL_FOR: Final = frozenset({_S.RAISED, *MOVES["dispatch"].allowed})
 
 
-def check_move(action: str, status: str, kind: str) -> str:
-    """The status after ``action``, or ConflictError saying why it is not allowed now."""
-    move = MOVES[action]
-    allowed = move.allowed
+def _allowed(action: str, kind: str) -> frozenset[AlarmStatus]:
+    allowed = MOVES[action].allowed
     if action == "close" and category(kind) == "health":
         allowed = allowed | HEALTH_CLOSE_FROM
+    return allowed
+
+
+def check_move(action: str, status: str, kind: str) -> AlarmStatus:
+    """The status after ``action``, or ConflictError saying why it is not allowed now."""
+    allowed = _allowed(action, kind)
     if status not in allowed:
         verb = action.replace("_", "-")
         need = " or ".join(sorted(allowed))
         raise ConflictError(f"cannot {verb}: alarm is {status} (needs {need})")
-    return move.to or status
+    return MOVES[action].target(status)
+
+
+def allowed_actions(status: str, kind: str) -> list[str]:
+    """The actions the state machine allows now (roles are checked separately), in
+    MOVES order: what the console enables."""
+    return [a for a in MOVES if status in _allowed(a, kind)]
 
 
 # ---------------------------------------------------------------- policies

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 
 class Slot:
@@ -23,16 +23,20 @@ class Slot:
         self.done = False
 
 
+SendAcks = Callable[[list[int], int], object]  # (packet ids, generation)
+
+
 class AckSequencer:
-    def __init__(self, send_acks: Callable[[list[int]], None]) -> None:
+    def __init__(self, send_acks: SendAcks) -> None:
         self._send = send_acks
         self._lock = threading.Lock()
         self._queue: deque[Slot] = deque()
         self._generation = 0
 
-    def new_generation(self) -> None:
+    def new_generation(self, generation: int | None = None) -> None:
+        """A new connection: forget the old one's slots; ``generation`` names the new one."""
         with self._lock:
-            self._generation += 1
+            self._generation = self._generation + 1 if generation is None else generation
             self._queue.clear()
 
     def take(self, mid: int) -> Slot:
@@ -41,18 +45,31 @@ class AckSequencer:
             self._queue.append(slot)
             return slot
 
-    def complete(self, slots: list[Slot] | tuple[Slot, ...]) -> int:
+    def take_many(self, mids: Iterable[int]) -> list[Slot]:
+        """Slots for several messages in arrival order, under one lock acquisition."""
+        with self._lock:
+            gen = self._generation
+            slots = [Slot(mid, gen) for mid in mids]
+            self._queue.extend(slots)
+            return slots
+
+    def complete(self, slots: Iterable[Slot]) -> int:
         """Mark slots done and send every PUBACK now releasable; returns how many were sent."""
         ready: list[int] = []
         with self._lock:
             for s in slots:
                 s.done = True
             q = self._queue
+            gen = self._generation
             while q and q[0].done:
                 slot = q.popleft()
-                if slot.generation == self._generation:
+                if slot.generation == gen:
                     ready.append(slot.mid)
             # Sent under the lock: two lanes releasing at once must not reorder PUBACKs.
             if ready:
-                self._send(ready)
+                self._send(ready, gen)
         return len(ready)
+
+    def __len__(self) -> int:
+        """Messages received and not yet acknowledged (a queue bound's measure)."""
+        return len(self._queue)

@@ -1,12 +1,19 @@
 """One gateway worker: MQTT in, TimescaleDB out, downlink acks and nacks back.
 
 Threads, each with one job:
-- paho's network thread parses each payload once (pure) and routes it;
+- the session's reader (:mod:`.session`) reads up to 256 KiB per ``recv``, parses every
+  MQTT packet in it (:mod:`.wire`) and hands the run of PUBLISHes to :meth:`_on_publishes`,
+  which parses each payload once (pure) and routes it: alarms one by one to the alarm lane,
+  everything else as one chunk to the batch lane;
 - the alarm lane commits alarm and cancel events one by one and sends the ``ack``
   at once (an SOS never waits behind a telemetry batch);
 - the batch lane commits everything else with COPY, in batches bounded by rows and time;
 - the sweeper marks devices offline when their heartbeat clock runs out.
-PUBACKs go to the broker only after commit, in arrival order (AckSequencer).
+PUBACKs go to the broker only after commit, in arrival order (AckSequencer), many per write.
+
+Hooks for admission control and bounded queues: :meth:`GatewayWorker.admit` is called once
+per message before it is routed (return a Refusal to refuse it; it is then nacked and kept
+like any refusal); ``unacked()`` is how many received messages wait for commit.
 """
 
 from __future__ import annotations
@@ -17,23 +24,26 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-
-import paho.mqtt.client as mqtt
 
 from eldercare import protocol as p
 from eldercare.config import Settings
 from eldercare.errors import ProtocolError, StorageError
 from eldercare.gateway import metrics as m
 from eldercare.gateway.acks import AckSequencer, Slot
-from eldercare.gateway.mqtt import make_client, send_pubacks
+from eldercare.gateway.session import MqttSession
 from eldercare.gateway.store import AlarmResult, Refusal, StateReport, Store
+from eldercare.protocol import wire
 
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
+
+_ALARM_LANE = (p.EventClass.ALARM, p.EventClass.CONTROL)
+_TOPICS_CACHED = 100_000
+_TO_ALARM_LANE = "alarm lane"
 
 
 def utc_now() -> datetime:
@@ -41,11 +51,23 @@ def utc_now() -> datetime:
 
 
 @dataclass(slots=True)
-class _Item:
+class _Alarm:
     slot: Slot | None
-    event: p.Uplink | None = None
-    state: StateReport | None = None
-    refusal: Refusal | None = None
+    event: p.Uplink
+
+
+@dataclass(slots=True)
+class _Chunk:
+    """What one read brought for the batch lane; committed (possibly with other chunks)
+    in one transaction, then all its slots are released together."""
+
+    events: list[p.Uplink] = field(default_factory=list)
+    states: list[StateReport] = field(default_factory=list)
+    refusals: list[Refusal] = field(default_factory=list)
+    slots: list[Slot] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.events) + len(self.states) + len(self.refusals)
 
 
 class GatewayWorker:
@@ -67,25 +89,33 @@ class GatewayWorker:
         self.shared = shared
         self.clock = clock
         self.client_id = f"{settings.mqtt_client_prefix}-{index}"
-        self._alarm_q: queue.Queue[_Item] = queue.Queue()
-        self._batch_q: queue.Queue[_Item] = queue.Queue()
+        self._alarm_q: queue.Queue[_Alarm] = queue.Queue()
+        self._batch_q: queue.Queue[_Chunk] = queue.Queue()
         self._stop = threading.Event()
-        self._connected = threading.Event()
         self._threads: list[threading.Thread] = []
         self._sweep_enabled = sweep
-        self.client = make_client(
+        # topic -> (device id, channel), or None for a topic that is not a device's.
+        self._topics: dict[str, tuple[str, p.Channel] | None] = {}
+        up = f"{p.TOPIC_ROOT}/+/up"
+        subs = [(f"$share/{settings.mqtt_share_group}/{up}" if shared else up, 1)]
+        if index == 0:
+            # Not shared: one worker sees every device's state in order, retained ones too.
+            subs.append((f"{p.TOPIC_ROOT}/+/state", 1))
+        self.client = MqttSession(
+            settings.mqtt_host,
+            settings.mqtt_port,
             self.client_id,
             settings.mqtt_username,
             settings.mqtt_password,
+            subscriptions=subs,
+            on_publishes=self._on_publishes,
+            on_connect=self._on_connect,
+            on_disconnect=self._on_disconnect,
             clean_session=False,
-            manual_ack=True,
-            buffered=True,
+            keepalive=30,
+            clock=clock,
         )
-        self.client.max_inflight_messages_set(5000)
-        self.acks = AckSequencer(lambda mids: send_pubacks(self.client, mids))
-        self.client.on_connect = self._on_connect
-        self.client.on_disconnect = self._on_disconnect
-        self.client.on_message = self._on_message
+        self.acks = AckSequencer(self.client.send_pubacks)
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -100,19 +130,17 @@ class GatewayWorker:
             t = threading.Thread(target=target, name=f"gw{self.index}-{name}", daemon=True)
             t.start()
             self._threads.append(t)
-        self.client.connect_async(self.settings.mqtt_host, self.settings.mqtt_port, keepalive=30)
-        self.client.loop_start()
+        self.client.start()
 
     def wait_connected(self, timeout: float = 10.0) -> bool:
-        return self._connected.wait(timeout)
+        return self.client.wait_connected(timeout)
 
     def stop(self, timeout: float = 10.0) -> None:
         """Commit what was received, then leave; anything uncommitted is redelivered later."""
         self._stop.set()
         for t in self._threads:
             t.join(timeout)
-        self.client.disconnect()
-        self.client.loop_stop()
+        self.client.stop()
 
     def run_forever(self) -> None:
         self.start()
@@ -122,110 +150,127 @@ class GatewayWorker:
         finally:
             self.stop()
 
-    # ---------------------------------------------------------------- MQTT callbacks
+    def unacked(self) -> int:
+        """Messages received and not yet acknowledged to the broker."""
+        return len(self.acks)
 
-    def _on_connect(
-        self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any = None
-    ) -> None:
-        if rc.is_failure:
-            log.error("broker refused the gateway: %s", rc)
-            return
-        self.acks.new_generation()
+    # ---------------------------------------------------------------- MQTT side
+
+    def _on_connect(self, session_present: bool, generation: int) -> None:
+        self.acks.new_generation(generation)
         m.BROKER_RECONNECTS.inc()
-        up = f"{p.TOPIC_ROOT}/+/up"
-        subs = [(f"$share/{self.settings.mqtt_share_group}/{up}" if self.shared else up, 1)]
-        if self.index == 0:
-            # Not shared: one worker sees every device's state in order, retained ones too.
-            subs.append((f"{p.TOPIC_ROOT}/+/state", 1))
-        client.subscribe(subs)
-        log.info(
-            "gateway worker %s connected (session present: %s)", self.index, flags.session_present
-        )
-        self._connected.set()
+        log.info("gateway worker %s connected (session present: %s)", self.index, session_present)
 
-    def _on_disconnect(
-        self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any = None
-    ) -> None:
-        self._connected.clear()
+    def _on_disconnect(self) -> None:
         if not self._stop.is_set():
-            log.warning("gateway worker %s lost the broker (%s); reconnecting", self.index, rc)
+            log.warning("gateway worker %s lost the broker; reconnecting", self.index)
 
-    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        # Whatever arrives, this function must not raise: paho would drop the connection.
-        received = self.clock()
-        slot = self.acks.take(msg.mid) if msg.qos > 0 else None
-        try:
-            self._route(msg, received, slot)
-        except Exception:
-            log.exception("unexpected error routing a message on %s", msg.topic)
-            self._batch_q.put(
-                _Item(
-                    slot,
-                    refusal=Refusal(
-                        msg.topic,
-                        None,
-                        None,
-                        "schema",
-                        "internal error while parsing",
-                        bytes(msg.payload),
-                        received,
-                    ),
-                )
-            )
+    def admit(
+        self, device_id: str, channel: p.Channel, payload: bytes, received: datetime
+    ) -> Refusal | None:
+        """Per-message admission check before parsing (rate limits plug in here)."""
+        return None
 
-    def _route(self, msg: mqtt.MQTTMessage, received: datetime, slot: Slot | None) -> None:
-        payload = bytes(msg.payload)
+    def _device_topic(self, topic: str) -> tuple[str, p.Channel] | None:
+        hit = self._topics.get(topic, False)
+        if hit is not False:
+            return hit  # type: ignore[return-value]
         try:
-            device_id, channel = p.parse_topic(msg.topic)
+            parsed: tuple[str, p.Channel] | None = p.parse_topic(topic)
         except ValueError:
-            m.RECEIVED.labels("other").inc()
+            parsed = None
+        if len(self._topics) >= _TOPICS_CACHED:
+            self._topics.clear()  # bounded: a fleet larger than this just re-parses
+        self._topics[topic] = parsed
+        return parsed
+
+    def _on_publishes(self, pubs: list[wire.Publish], received: datetime) -> None:
+        """Route one read's worth of messages. Runs on the reader thread; must not raise,
+        or the session drops the connection (and the broker redelivers)."""
+        slots = self.acks.take_many([pb.pid for pb in pubs if pb.qos])
+        chunk = _Chunk()
+        counts: dict[str, int] = {}
+        k = 0
+        for pb in pubs:
+            slot: Slot | None = None
+            if pb.qos:
+                slot = slots[k]
+                k += 1
+            try:
+                label = self._route(pb, received, slot, chunk)
+            except Exception:
+                log.exception("unexpected error routing a message on %s", pb.topic)
+                label = "other"
+                err = ProtocolError("schema", "internal error while parsing")
+                self._refuse(chunk, pb.topic, None, err, pb.payload, received)
+            if label is _TO_ALARM_LANE:
+                label = p.Channel.UP.value  # its slot travels with the alarm
+            elif slot is not None:
+                chunk.slots.append(slot)
+            counts[label] = counts.get(label, 0) + 1
+        for label, n in counts.items():
+            m.RECEIVED.labels(label).inc(n)
+        if chunk.slots or len(chunk):
+            self._batch_q.put(chunk)
+
+    def _route(self, pb: wire.Publish, received: datetime, slot: Slot | None, chunk: _Chunk) -> str:
+        """Parse and route one message; returns the channel label it counts under, or
+        _TO_ALARM_LANE when the alarm lane took it (with its slot)."""
+        payload = pb.payload
+        dev = self._device_topic(pb.topic)
+        if dev is None:
             self._refuse(
-                slot,
-                msg.topic,
+                chunk,
+                pb.topic,
                 None,
                 ProtocolError("schema", "not a device topic"),
                 payload,
                 received,
             )
-            return
-        m.RECEIVED.labels(channel.value).inc()
+            return "other"
+        device_id, channel = dev
+        refused = self.admit(device_id, channel, payload, received)
+        if refused is not None:
+            self._keep_refusal(chunk, refused)
+            return channel.value
         if channel is p.Channel.STATE:
             try:
                 online = p.parse_state(payload)
             except ProtocolError as err:
-                self._refuse(slot, msg.topic, device_id, err, payload, received)
-                return
-            self._batch_q.put(_Item(slot, state=StateReport(device_id, online, received)))
-            return
+                self._refuse(chunk, pb.topic, device_id, err, payload, received)
+                return channel.value
+            chunk.states.append(StateReport(device_id, online, received))
+            return channel.value
         try:
             event = p.parse_uplink(device_id, payload, received)
         except ProtocolError as err:
-            self._refuse(slot, msg.topic, device_id, err, payload, received)
-            return
-        if event.cls in (p.EventClass.ALARM, p.EventClass.CONTROL):
-            self._alarm_q.put(_Item(slot, event=event))
-        else:
-            self._batch_q.put(_Item(slot, event=event))
+            self._refuse(chunk, pb.topic, device_id, err, payload, received)
+            return channel.value
+        if event.cls in _ALARM_LANE:
+            self._alarm_q.put(_Alarm(slot, event))
+            return _TO_ALARM_LANE
+        chunk.events.append(event)
+        return channel.value
 
     def _refuse(
         self,
-        slot: Slot | None,
+        chunk: _Chunk,
         topic: str,
         device_id: str | None,
         err: ProtocolError,
         payload: bytes,
         received: datetime,
     ) -> None:
-        # Topic and reason only: payloads may carry what a resident typed or said.
-        log.info("refused message on %s: %s", topic, err.reason)
-        self._batch_q.put(
-            _Item(
-                slot,
-                refusal=Refusal(
-                    topic, device_id, err.msg_id, err.reason, err.detail, bytes(payload), received
-                ),
-            )
+        self._keep_refusal(
+            chunk,
+            Refusal(topic, device_id, err.msg_id, err.reason, err.detail, bytes(payload), received),
         )
+
+    @staticmethod
+    def _keep_refusal(chunk: _Chunk, refusal: Refusal) -> None:
+        # Topic and reason only: payloads may carry what a resident typed or said.
+        log.info("refused message on %s: %s", refusal.topic, refusal.reason)
+        chunk.refusals.append(refusal)
 
     # ---------------------------------------------------------------- lanes
 
@@ -264,7 +309,6 @@ class GatewayWorker:
                         return
                     continue
                 ev = item.event
-                assert ev is not None
                 try:
                     result = self._retry("an alarm", functools.partial(store.store_alarm, ev))
                 except StorageError:
@@ -287,28 +331,32 @@ class GatewayWorker:
         finally:
             store.close()
 
-    def _take_batch(self) -> list[_Item]:
+    def _take_batch(self) -> _Chunk | None:
+        """Chunks merged until ``batch_max_rows`` rows or ``batch_max_ms`` after the first."""
         try:
-            first = self._batch_q.get(timeout=0.2)
+            batch = self._batch_q.get(timeout=0.2)
         except queue.Empty:
-            return []
-        items = [first]
+            return None
         deadline = time.monotonic() + self.settings.batch_max_ms / 1000
         limit = self.settings.batch_max_rows
-        while len(items) < limit:
+        rows = len(batch)
+        while rows < limit:
             try:
-                items.append(self._batch_q.get_nowait())
-                continue
+                more = self._batch_q.get_nowait()
             except queue.Empty:
-                pass
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            try:
-                items.append(self._batch_q.get(timeout=left))
-            except queue.Empty:
-                break
-        return items
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                try:
+                    more = self._batch_q.get(timeout=left)
+                except queue.Empty:
+                    break
+            batch.events += more.events
+            batch.states += more.states
+            batch.refusals += more.refusals
+            batch.slots += more.slots
+            rows += len(more)
+        return batch
 
     def _batch_lane(self) -> None:
         store = Store(
@@ -316,29 +364,28 @@ class GatewayWorker:
         )
         try:
             while True:
-                items = self._take_batch()
-                if not items:
+                batch = self._take_batch()
+                if batch is None:
                     if self._stop.is_set():
                         return
                     continue
                 m.QUEUE_DEPTH.set(self._batch_q.qsize())
-                events = [i.event for i in items if i.event is not None]
-                states = [i.state for i in items if i.state is not None]
-                refusals = [i.refusal for i in items if i.refusal is not None]
+                events = batch.events
                 started = time.perf_counter()
                 try:
                     res = self._retry(
-                        "a batch", functools.partial(store.store_batch, events, states, refusals)
+                        "a batch",
+                        functools.partial(store.store_batch, events, batch.states, batch.refusals),
                     )
                 except StorageError:
                     return
                 m.BATCH_SECONDS.observe(time.perf_counter() - started)
-                m.BATCH_ROWS.observe(len(items))
+                m.BATCH_ROWS.observe(len(batch))
                 for e_cls, n in _count_classes(events, res.stored):
                     m.STORED.labels(e_cls).inc(n)
                 if res.duplicates:
                     m.DEDUPLICATED.inc(res.duplicates)
-                self.acks.complete([i.slot for i in items if i.slot is not None])
+                self.acks.complete(batch.slots)
                 for r in res.refused:
                     self._nack(r)
         finally:

@@ -10,17 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from eldercare.alerts import rules
 
-Disposition = Literal[
-    "genuine_emergency",
-    "fall_without_injury",
-    "accidental_press",
-    "test",
-    "false_sensor_alarm",
-    "service_request",
-    "no_response_needed",
-    "other",
-]
-assert set(Disposition.__args__) == set(rules.DISPOSITIONS)  # type: ignore[attr-defined]
+# The vocabularies are the engine's enums (alerts.rules); pydantic validates against them.
+Disposition = rules.Disposition
 
 
 class _In(BaseModel):
@@ -101,6 +92,8 @@ class AlarmPublic(_Out):
     merged_into: uuid.UUID | None
     area: str
     details: dict[str, Any]
+    # What the state machine allows now (alerts.rules.MOVES); roles are checked on the call.
+    allowed_actions: list[str]
 
 
 class OfferPublic(_Out):
@@ -246,3 +239,22 @@ class WebhookPublic(_Out):
 class RevealCreate(_In):
     reason: str = Field(min_length=3, max_length=500)
     alarm_id: uuid.UUID | None = None
+
+
+# ---------------------------------------------------------------- console
+
+
+class AckTargets(_Out):
+    """Seconds to acknowledge: the facility's own policy, else its area's, else default."""
+
+    facility: dict[int, int]
+    area: dict[str, int]
+    default: int
+
+
+class ConsoleMeta(_Out):
+    open_statuses: list[rules.AlarmStatus]
+    terminal_statuses: list[rules.AlarmStatus]
+    dispositions: list[rules.Disposition]
+    actions: list[str]
+    ack_target_s: AckTargets

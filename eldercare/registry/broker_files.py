@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from eldercare.errors import BrokerError
-from eldercare.protocol import DEVICE_ID_RE, TOPIC_ROOT
+from eldercare.protocol import DEVICE_ID_RE, TOPIC_ROOT, wire
 
 # Mosquitto 2's "$7$" format. 101 rounds is Mosquitto's own default; device
 # passwords are 192-bit random strings, so the round count is not what protects them.
@@ -133,20 +133,6 @@ def reload(files: BrokerFiles) -> bool:
     return True
 
 
-def _mqtt_string(s: str) -> bytes:
-    b = s.encode()
-    return len(b).to_bytes(2, "big") + b
-
-
-def _remaining_length(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n % 128, n // 128
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
 def probe_credentials(
     host: str, port: int, username: str, password: str, timeout: float = 2.0
 ) -> bool:
@@ -158,9 +144,7 @@ def probe_credentials(
     import socket
 
     client_id = "probe-" + secrets.token_hex(6)
-    var = _mqtt_string("MQTT") + bytes([4, 0xC2]) + (5).to_bytes(2, "big")
-    payload = _mqtt_string(client_id) + _mqtt_string(username) + _mqtt_string(password)
-    packet = bytes([0x10]) + _remaining_length(len(var) + len(payload)) + var + payload
+    packet = wire.connect(client_id, username, password, clean_session=True, keepalive=5)
     try:
         with socket.create_connection((host, port), timeout=timeout) as sock:
             sock.sendall(packet)

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import psycopg
 from psycopg import errors as pg
-from psycopg.rows import dict_row
+from psycopg.rows import class_row, dict_row
 from psycopg_pool import ConnectionPool
 
 from eldercare.errors import (
@@ -28,6 +28,7 @@ from eldercare.errors import (
 )
 
 Row = dict[str, Any]
+T = TypeVar("T")
 
 # Checked in order; the first class the error is an instance of wins.
 PG_ERRORS: Final[Sequence[tuple[type[psycopg.Error], type[EldercareError]]]] = (
@@ -76,6 +77,14 @@ def rows(conn: psycopg.Connection, sql: str, params: Any = None) -> list[Row]:
     with translate(), conn.cursor(row_factory=dict_row) as cur:
         cur.execute(sql, params)
         return cur.fetchall() if cur.description is not None else []
+
+
+def rows_as(conn: psycopg.Connection, cls: type[T], sql: str, params: Any = None) -> list[T]:
+    """All rows of a query as ``cls`` instances (psycopg's ``class_row``: the columns are
+    its keyword arguments, so a column the class does not name is an error, not a surprise)."""
+    with translate(), conn.cursor(row_factory=class_row(cls)) as cur:
+        cur.execute(sql, params)
+        return cur.fetchall()
 
 
 def one(

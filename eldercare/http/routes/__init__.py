@@ -11,6 +11,7 @@ from fastapi import APIRouter
 from eldercare.http.routes import (
     alarms,
     auth,
+    console,
     dispatch,
     metrics,
     people,
@@ -27,6 +28,8 @@ ROUTERS: list[APIRouter] = [
     registry.router,
     dispatch.router,
     webhooks.router,
+    console.router,
+    # Issue 8 platform layer (platcore):
     people.router,
     providers.router,
     work_orders.router,

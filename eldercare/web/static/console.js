@@ -6,13 +6,12 @@
   const { t, tr, trNode, h, raw, api } = EC;
   const $ = (id) => document.getElementById(id);
 
-  const OPEN = ["raised", "acknowledged", "dispatched", "accepted", "on_site", "resolved"];
-  const DISPOSITIONS = ["genuine_emergency", "fall_without_injury", "accidental_press", "test",
-    "false_sensor_alarm", "service_request", "no_response_needed", "other"];
-  const ACK_TARGET_S = 60; // the 12349 service's acknowledgement target
+  // The state machine, the vocabularies and the acknowledgement targets are the server's:
+  // GET /api/console/meta once per session, and allowed_actions on every alarm.
   const REVEAL_REASONS = ["reveal.reason_alarm", "reveal.reason_family", "reveal.reason_dispatch"];
 
   const state = {
+    meta: null, // GET /api/console/meta
     alarms: new Map(), // id -> AlarmSummary (open ones)
     extras: new Map(), // id -> {lat, lon, holder, holder_kind}
     facilities: new Map(),
@@ -104,7 +103,7 @@
     const unack = all.filter((a) => a.status === "raised");
     const ages = unack.map((a) => EC.ageSeconds(a.received_at));
     const oldest = ages.length ? Math.max(...ages) : null;
-    const breaching = ages.filter((s) => s > ACK_TARGET_S).length;
+    const breaching = unack.filter((a, i) => ages[i] > ackTarget(a)).length;
     $("c-open").textContent = all.length;
     $("c-unack").textContent = unack.length;
     $("c-oldest").textContent = oldest === null ? "–" : EC.fmtAge(oldest);
@@ -160,8 +159,14 @@
     } catch (e) { EC.showError(e); }
   }
 
+  // The alarm's own policy's target (facility policy, else its area's), as the server has it.
+  function ackTarget(a) {
+    const t = state.meta.ack_target_s;
+    return t.facility[a.facility_id] ?? t.area[a.area] ?? t.default;
+  }
+
   function upsert(a) {
-    if (OPEN.includes(a.status)) state.alarms.set(a.id, a);
+    if (state.meta.open_statuses.includes(a.status)) state.alarms.set(a.id, a);
     else state.alarms.delete(a.id);
   }
 
@@ -194,6 +199,7 @@
   }
 
   async function resync() {
+    if (!state.meta) state.meta = await api("GET", "/api/console/meta");
     const [list, facs] = await Promise.all([
       api("GET", "/api/alarms?status=open&limit=1000"),
       api("GET", "/api/facilities"),
@@ -261,18 +267,11 @@
   }
 
   function can(a, action) {
-    const s = a.status;
-    switch (action) {
-      case "acknowledge": return s === "raised";
-      case "dispatch": return s === "acknowledged";
-      case "escalate": return s === "dispatched";
-      case "emergency": return ["acknowledged", "dispatched", "accepted", "on_site"].includes(s);
-      case "on-site": return s === "accepted";
-      case "resolve": return ["acknowledged", "dispatched", "accepted", "on_site"].includes(s);
-      case "close": return s === "resolved" || (a.category === "health" && ["raised", "acknowledged"].includes(s));
-      case "note": return s !== "merged";
-      default: return false;
-    }
+    const allowed = a.allowed_actions || [];
+    // One server action, two buttons: the first dispatch, and sending more (escalate).
+    if (action === "dispatch") return allowed.includes("dispatch") && a.status !== "dispatched";
+    if (action === "escalate") return allowed.includes("dispatch") && a.status === "dispatched";
+    return allowed.includes(action.replace("-", "_"));
   }
 
   function selectedResponders() {
@@ -330,7 +329,7 @@
 
     const dispSel = h("select", { id: "disposition", "aria-label": t("detail.disposition") },
       h("option", { value: "" }, t("detail.disposition_pick")),
-      DISPOSITIONS.map((x) => h("option", { value: x }, tr("disp", x))));
+      state.meta.dispositions.map((x) => h("option", { value: x }, tr("disp", x))));
     const actions = h("div", { class: "actions" },
       btn("acknowledge", "act.acknowledge", "A", "primary"),
       btn("dispatch", "act.dispatch", "D", "primary"),
@@ -457,7 +456,7 @@
     const a = d.alarm;
     const p = d.proposal;
     const parts = [];
-    if (p && p.responders && ["acknowledged", "dispatched"].includes(a.status)) {
+    if (p && p.responders && (a.allowed_actions || []).includes("dispatch")) {
       parts.push(h("p", { class: "small" }, t("dispatch.next_step", { step: p.step + 1 }), " ", tr("rkind", p.kind),
         " · ", t("dispatch.timeout", { s: p.timeout_s })));
       parts.push(p.responders.length ? h("ul", { class: "responders" }, p.responders.map((r) => h("li", {},
@@ -682,13 +681,18 @@
   }
 
   /* ------------------------------------------------------------ tabs, keys, boot */
-  function showTab(name) {
+  async function showTab(name) {
     state.tab = name;
     document.querySelectorAll("[data-tab]").forEach((b) => b.setAttribute("aria-selected", b.dataset.tab === name ? "true" : "false"));
     document.querySelectorAll("[data-tabpanel]").forEach((p) => { p.hidden = p.dataset.tabpanel !== name; });
-    if (name === "map") renderMap();
-    if (name === "health") renderHealth();
-    if (name === "handover") renderHandover();
+    try {
+      if (name === "map") renderMap();
+      if (name === "health") await renderHealth();
+      if (name === "handover") await renderHandover();
+    } finally {
+      // The tab's content is on screen: what a test waits for instead of a fixed pause.
+      if (state.tab === name) document.body.dataset.tabShown = name;
+    }
   }
 
   function renderAll() {
@@ -791,6 +795,7 @@
   function leave(reasonKey) {
     if (state.live) state.live.stop();
     state.live = null;
+    state.meta = null;
     state.alarms.clear();
     state.detail = null;
     state.selected = null;

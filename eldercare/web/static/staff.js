@@ -6,9 +6,10 @@
 (() => {
   const { t, tr, trNode, h, raw, api } = EC;
   const $ = (id) => document.getElementById(id);
-  const OPEN = ["raised", "acknowledged", "dispatched", "accepted", "on_site", "resolved"];
+  // Open statuses come from GET /api/console/meta; what may be done, from allowed_actions.
 
   const state = {
+    meta: null,
     alarms: new Map(),
     details: new Map(), // alarm id -> GET /api/alarms/{id}
     revealed: new Map(), // resident id -> reveal answer, for this page view only
@@ -64,13 +65,15 @@
         await loadDetail(a.id);
       } catch (e) { EC.showError(e); }
     };
-    if (o && o.status === "pending" && a.status === "dispatched") {
+    const allowed = (action) => (a.allowed_actions || []).includes(action);
+    if (o && o.status === "pending" && allowed("accept")) {
       actions.push(button("accept", "act.accept", run("accept"), "primary big"));
       actions.push(button("decline", "act.decline", run("decline"), "big"));
     }
-    if (a.status === "raised") actions.push(button("acknowledge", "act.acknowledge", run("acknowledge"), "primary big"));
-    if (a.status === "accepted") actions.push(button("on-site", "act.on_site", run("on-site"), "primary big"));
-    if (["accepted", "on_site"].includes(a.status)) actions.push(button("resolve", "act.resolve_staff", run("resolve"), "big"));
+    if (allowed("acknowledge")) actions.push(button("acknowledge", "act.acknowledge", run("acknowledge"), "primary big"));
+    if (allowed("on_site")) actions.push(button("on-site", "act.on_site", run("on-site"), "primary big"));
+    // A responder resolves once there (or on the way); before anyone accepted, the desk does.
+    if (allowed("resolve") && a.accepted_at) actions.push(button("resolve", "act.resolve_staff", run("resolve"), "big"));
 
     const place = a.home_bed_id ? t("place.home_bed", { id: a.home_bed_id })
       : a.room ? h("span", {}, t("place.room_label"), " ", raw(a.room)) : t("common.none");
@@ -124,7 +127,7 @@
   }
 
   function upsert(a) {
-    if (OPEN.includes(a.status)) state.alarms.set(a.id, a);
+    if (state.meta.open_statuses.includes(a.status)) state.alarms.set(a.id, a);
     else { state.alarms.delete(a.id); state.details.delete(a.id); }
   }
 
@@ -174,6 +177,7 @@
   }
 
   async function resync() {
+    if (!state.meta) state.meta = await api("GET", "/api/console/meta");
     const list = await api("GET", "/api/alarms?status=open&limit=1000");
     state.alarms = new Map();
     list.forEach(upsert);
@@ -230,6 +234,7 @@
   function leave(reasonKey) {
     if (state.live) state.live.stop();
     state.live = null;
+    state.meta = null;
     state.alarms.clear();
     state.details.clear();
     state.revealed.clear();
