@@ -140,6 +140,10 @@ def settings_env(settings: Settings) -> dict[str, str]:
         ELDERCARE_METRICS_PORT=str(settings.metrics_port),
         ELDERCARE_MQTT_CLIENT_PREFIX=settings.mqtt_client_prefix,
         ELDERCARE_API_PORT=str(settings.api_port),
+        ELDERCARE_ENVIRONMENT=settings.environment,
+        ELDERCARE_LOCAL_TZ=settings.local_tz,
+        ELDERCARE_AUTO_VERIFY="on" if settings.auto_verify else "off",
+        ELDERCARE_REVISIT_SAMPLE_PCT=str(settings.revisit_sample_pct),
     )
     return env
 
