@@ -49,8 +49,10 @@ def clock() -> FrozenClock:
 
 
 @pytest.fixture(scope="module")
-def world(settings: Settings, clock: FrozenClock) -> World:
-    return build_world(settings, clock)
+def world(settings: Settings, clock: FrozenClock) -> Iterator[World]:
+    w = build_world(settings, clock)
+    yield w
+    w.retire()
 
 
 @pytest.fixture

@@ -7,7 +7,8 @@ an audited reveal.
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from dataclasses import dataclass
+from datetime import date
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -15,7 +16,6 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from eldercare.protocol import DEVICE_ID_RE
 
 DeviceKind = Literal["sos_button", "fall_sensor", "video_bridge", "home_kit", "wearable"]
-DEVICE_KINDS: tuple[str, ...] = DeviceKind.__args__  # type: ignore[attr-defined]
 Area = Literal["town", "remote"]
 # GB/T 2260 county codes (6 digits), street (9) and community (12) codes.
 DISTRICT_CODE = r"^([0-9]{6}|[0-9]{9}|[0-9]{12})$"
@@ -37,27 +37,6 @@ class FacilityCreate(_Model):
     phone: str | None = Field(default=None, max_length=40)
     district_code: str | None = Field(default=None, pattern=DISTRICT_CODE)
     tekun_institution: bool = False  # 特困供养机构
-
-
-class FacilityUpdate(_Model):
-    name: str | None = Field(default=None, min_length=1, max_length=200)
-    area: Area | None = None
-    address: str | None = Field(default=None, max_length=500)
-    lat: float | None = Field(default=None, ge=-90, le=90)
-    lon: float | None = Field(default=None, ge=-180, le=180)
-    phone: str | None = Field(default=None, max_length=40)
-
-
-class FacilityPublic(_Model):
-    id: int
-    code: str
-    name: str
-    kind: str
-    area: str
-    address: str | None
-    lat: float | None
-    lon: float | None
-    phone: str | None
 
 
 class HomeBedCreate(_Model):
@@ -178,17 +157,6 @@ class DeviceCreate(_Model):
         return v
 
 
-class DevicePublic(_Model):
-    id: int | str
-    kind: str
-    resident_id: int | None
-    facility_id: int | None
-    home_bed_id: int | None
-    room: str | None
-    status: str
-    created_at: datetime
-
-
 class DeviceCredentials(_Model):
     """Printed once at provisioning; the platform keeps only the hash."""
 
@@ -197,9 +165,6 @@ class DeviceCredentials(_Model):
     mqtt_port: int
     username: str
     password: str
-
-
-from dataclasses import dataclass  # noqa: E402
 
 
 @dataclass(frozen=True, slots=True)

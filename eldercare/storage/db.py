@@ -10,7 +10,8 @@ to an API client, never a 500.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import re
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Final, TypeVar
 
@@ -95,6 +96,17 @@ def one(
     if not found:
         raise NotFoundError(missing)
     return found[0]
+
+
+def sql_list(values: Iterable[str]) -> str:
+    """``('a', 'b')`` for an ``IN`` list written into SQL text from one of the engine's
+    enums (so a partial index with the same predicate still applies). Only plain
+    lower-case words are accepted: this is for vocabularies, never for input."""
+    words = list(values)
+    for w in words:
+        if not re.fullmatch(r"[a-z_]+", w):
+            raise ValueError(f"not a vocabulary word: {w!r}")
+    return "(" + ", ".join(f"'{w}'" for w in words) + ")"
 
 
 def connect(conninfo: str, *, autocommit: bool = False) -> psycopg.Connection:

@@ -8,6 +8,7 @@ from typing import Any
 import psycopg
 from fastapi import APIRouter, Request, status
 
+from eldercare.alerts import rules
 from eldercare.errors import InvalidInput, NotFoundError
 from eldercare.http.deps import Conn, Now, User, facility_scope
 from eldercare.http.schemas import (
@@ -29,11 +30,13 @@ from eldercare.storage import db
 router = APIRouter(prefix="/api")
 
 
-_FACILITY_SQL = """
+# Open = not closed or merged; the same predicate as the alarms_resident_open index.
+TERMINAL = db.sql_list(rules.TERMINAL)
+_FACILITY_SQL = f"""
 SELECT f.id, f.code, f.name, f.kind, f.area, f.address, f.lat, f.lon, f.phone,
   f.district_code, f.tekun_institution,
   (SELECT count(*) FROM alarms a WHERE a.facility_id = f.id
-     AND a.status NOT IN ('closed', 'merged')) AS open_alarms,
+     AND a.status NOT IN {TERMINAL}) AS open_alarms,
   (SELECT count(*) FROM devices d WHERE d.facility_id = f.id AND d.status = 'active')
      AS devices_total,
   (SELECT count(*) FROM devices d JOIN device_status s ON s.device_id = d.id
