@@ -28,14 +28,14 @@ bench: services
 	@$(PY) -m bench.run
 
 lint: venv
-	@$(VENV)/bin/ruff check eldercare tests bench dashboards docker
-	@$(VENV)/bin/ruff format --check eldercare tests bench dashboards docker
+	@$(VENV)/bin/ruff check eldercare tests bench harness dashboards docker
+	@$(VENV)/bin/ruff format --check eldercare tests bench harness dashboards docker
 	@$(VENV)/bin/mypy
 	@$(VENV)/bin/lint-imports
 
 fmt: venv
-	@$(VENV)/bin/ruff format eldercare tests bench
-	@$(VENV)/bin/ruff check --fix eldercare tests bench
+	@$(VENV)/bin/ruff format eldercare tests bench harness
+	@$(VENV)/bin/ruff check --fix eldercare tests bench harness
 
 clean: services-down
 	rm -rf .local $(VENV)

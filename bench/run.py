@@ -33,7 +33,7 @@ from eldercare.registry import service as registry
 from eldercare.registry.schemas import DeviceCreate, FacilityCreate
 from eldercare.simulators.device import SimDevice
 from eldercare.storage.migrate import migrate
-from tests.support import ADMIN_URL, Broker, Proc, free_port, make_settings, wait_for
+from harness.services import ADMIN_URL, Broker, Proc, add_user, free_port, make_settings, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -292,24 +292,7 @@ def phase_console(settings: Settings, background: float, samples: int, log: Path
     devices = provision(settings, 33)
     port = free_port()
     s = settings.model_copy(update={"api_port": port})
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "eldercare",
-            "users",
-            "add",
-            "--username",
-            "bench-op",
-            "--password",
-            "bench-operator-pw",
-            "--role",
-            "operator",
-        ],
-        env=_env(s),
-        check=True,
-        capture_output=True,
-    )
+    add_user(_env(s), "bench-op", "bench-operator-pw", "operator")
     app = Proc(["serve"], s, log).start()
     try:
         import httpx
@@ -381,7 +364,7 @@ def _healthy(port: int) -> bool:
 
 
 def _env(s: Settings) -> dict[str, str]:
-    from tests.support import settings_env
+    from harness.services import settings_env
 
     return settings_env(s)
 

@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     local_tz: str = "Asia/Shanghai"
     # Verify checked-out work orders 24 h after check-out when nothing blocks them (§2.4).
     auto_verify: bool = True
+    # Share of orders without anomalies that still get a revisit call (回访), design §2.10.
+    revisit_sample_pct: int = Field(10, ge=0, le=100)
 
     database_url: str = DEFAULT_DB_URL
     db_pool_max: int = Field(20, ge=2, le=200)

@@ -14,6 +14,7 @@ import orjson
 import psycopg
 from psycopg.rows import dict_row
 
+from eldercare.alerts import rules
 from eldercare.config import Settings
 from eldercare.gateway.store import StateReport, Store
 from eldercare.protocol import parse_uplink
@@ -101,6 +102,18 @@ class World:
         if up.is_alarm or etype == "cancel":
             return self.store.store_alarm(up)
         return self.store.store_batch([up])
+
+    def retire(self) -> None:
+        """Close whatever this world left open. escalate_due, supervisor_due and the health
+        scan are database-wide, so another module's engine would otherwise act on these
+        alarms and its tests would depend on which module ran first."""
+        with psycopg.connect(self.settings.database_url, autocommit=True) as conn:
+            conn.execute(
+                "UPDATE alarms SET status = 'closed', closed_at = COALESCE(closed_at, %s),"
+                " disposition = COALESCE(disposition, 'test'), escalation_due_at = NULL"
+                " WHERE facility_id = ANY(%s) AND status <> ALL(%s)",
+                (self.clock(), [self.facility_id, self.home_facility_id], list(rules.TERMINAL)),
+            )
 
     def state(self, device_id: str, online: bool) -> Any:
         return self.store.store_batch([], [StateReport(device_id, online, self.clock())])

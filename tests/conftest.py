@@ -8,7 +8,8 @@ import pytest
 
 from eldercare.config import Settings
 from eldercare.storage.migrate import migrate
-from tests.support import Broker, create_database, drop_database, make_settings
+from harness.services import Broker, create_database, drop_database, make_settings
+from tests.alarm_support import FrozenClock, World, build_world
 
 
 @pytest.fixture(scope="session")
@@ -35,6 +36,23 @@ def settings(database_url: str, broker: Broker) -> Settings:
     with psycopg.connect(s.database_url) as conn:
         sync_broker(conn, s)
     return s
+
+
+# ---------------------------------------------------------------- alert engine world
+# One frozen clock and one registry world per test module (tests/alarm_support.py);
+# test_alarm_engine.py overrides both per test, for tests that need a fresh world.
+
+
+@pytest.fixture(scope="module")
+def clock() -> FrozenClock:
+    return FrozenClock()
+
+
+@pytest.fixture(scope="module")
+def world(settings: Settings, clock: FrozenClock) -> Iterator[World]:
+    w = build_world(settings, clock)
+    yield w
+    w.retire()
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import threading
 import uuid
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import ClassVar
 
@@ -35,8 +36,10 @@ def clock() -> FrozenClock:
 
 
 @pytest.fixture
-def world(settings: Settings, clock: FrozenClock) -> World:
-    return build_world(settings, clock)
+def world(settings: Settings, clock: FrozenClock) -> Iterator[World]:
+    w = build_world(settings, clock)
+    yield w
+    w.retire()
 
 
 def alarm_row(db: psycopg.Connection, alarm_id: uuid.UUID | str) -> dict:

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from eldercare.protocol import EVENT_TYPES, MAX_PAYLOAD_BYTES
-from tests.support import wait_for
+from harness.services import wait_for
 
 VALID: dict[str, dict] = {
     "sos": {"press": "long"},

@@ -21,7 +21,6 @@ from typing import Any
 
 import psycopg
 import pytest
-import uvicorn
 
 from eldercare.alerts import rules
 from eldercare.app import create_app
@@ -29,7 +28,7 @@ from eldercare.config import Settings
 from eldercare.registry import auth
 from eldercare.registry import service as registry
 from eldercare.registry.schemas import Contact, DeviceCreate, FacilityCreate, ResidentCreate
-from tests.support import ROOT, free_port, have_chromium, wait_for
+from harness.services import ROOT, free_port, have_chromium, serve_in_thread
 
 pytestmark = [
     pytest.mark.slow,
@@ -186,17 +185,8 @@ def place(settings: Settings, gateway: object) -> Iterator[Place]:
 def base_url(settings: Settings, place: Place) -> Iterator[str]:
     port = free_port()
     app = create_app(settings.model_copy(update={"api_port": port}))
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", ws_ping_interval=None)
-    )
-    thread = threading.Thread(target=server.run, name="uvicorn-browser", daemon=True)
-    thread.start()
-    wait_for(lambda: server.started, timeout=20, what="uvicorn")
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(15)
+    with serve_in_thread(app, port) as address:
+        yield f"http://{address}"
 
 
 @pytest.fixture(scope="module")
@@ -447,6 +437,8 @@ def test_socket_drop_shows_banner_and_resync_catches_up(pages: Pages, place: Pla
     op.wait_for_selector("body[data-conn=down]")
     op.wait_for_selector("#banner:not([hidden])")
     missed, _ = press_sos(place.resident_device(place.facility_a, "吴淑珍", "118"))
+    # A check that something does NOT happen needs some time to pass; the engine has
+    # committed the alarm by now (press_sos waits for it), so 300 ms is generous.
     op.wait_for_timeout(300)
     assert row(op, missed).count() == 0  # nothing carried it: the socket is down
 
@@ -509,7 +501,7 @@ def _visit_everything(page: Any) -> list[str]:
     bad = _untranslated(page, lang)
     for tab in ("map", "health", "handover", "detail"):
         page.click(f"[data-tab={tab}]")
-        page.wait_for_timeout(200)
+        page.wait_for_selector(f"body[data-tab-shown={tab}]")
         bad += _untranslated(page, lang)
         if lang == "zh-CN" and tab in ("map", "health"):
             shoot(page, f"console-{tab}.png")

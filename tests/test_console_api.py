@@ -22,7 +22,7 @@ from eldercare.app import create_app
 from eldercare.config import Settings
 from eldercare.protocol import EVENT_TYPES
 from eldercare.registry import auth
-from tests.alarm_support import FrozenClock, RecordingPublisher, World, build_world
+from tests.alarm_support import FrozenClock, RecordingPublisher, World
 
 PASSWORD = "correct-horse-battery"
 STATIC = resources.files("eldercare.web").joinpath("static")
@@ -99,16 +99,6 @@ def test_every_value_the_api_sends_is_translated() -> None:
 
 
 # ---------------------------------------------------------------- served pages and router
-
-
-@pytest.fixture(scope="module")
-def clock() -> FrozenClock:
-    return FrozenClock()
-
-
-@pytest.fixture(scope="module")
-def world(settings: Settings, clock: FrozenClock) -> World:
-    return build_world(settings, clock)
 
 
 @pytest.fixture(scope="module")

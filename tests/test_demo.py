@@ -15,7 +15,7 @@ import psycopg
 import pytest
 
 from eldercare.config import Settings
-from tests.support import ROOT, free_port, settings_env
+from harness.services import ROOT, free_port, settings_env
 
 STATUS = re.compile(
     r"\d\d:\d\d \| +\d+\.\d events/s \| open alarms \d+ \(\d+ unacked\) \| "

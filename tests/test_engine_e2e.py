@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -14,13 +13,12 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import psycopg
 import pytest
-import uvicorn
 from websockets.sync.client import connect as ws_connect
 
 from eldercare.app import create_app
 from eldercare.config import Settings
 from eldercare.registry import auth
-from tests.support import free_port, wait_for
+from harness.services import free_port, serve_in_thread
 
 PASSWORD = "correct-horse-battery"
 
@@ -29,17 +27,8 @@ PASSWORD = "correct-horse-battery"
 def api(settings: Settings) -> Iterator[str]:
     port = free_port()
     app = create_app(settings.model_copy(update={"api_port": port}))
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", ws_ping_interval=None)
-    )
-    thread = threading.Thread(target=server.run, name="uvicorn-test", daemon=True)
-    thread.start()
-    wait_for(lambda: server.started, timeout=20, what="uvicorn")
-    try:
-        yield f"127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(15)
+    with serve_in_thread(app, port) as address:
+        yield address
 
 
 def _login(base: str, username: str) -> str:

@@ -11,7 +11,7 @@ import pytest
 
 from eldercare import protocol as p
 from eldercare.mqtt import make_client
-from tests.support import wait_for
+from harness.services import wait_for
 
 
 def count(db: psycopg.Connection, sql: str, *args: object) -> int:

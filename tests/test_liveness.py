@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from tests.support import wait_for
+from harness.services import wait_for
 
 
 def status(db, device_id: str):

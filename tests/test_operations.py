@@ -15,7 +15,7 @@ from eldercare.registry import service as registry
 from eldercare.registry.schemas import DeviceCreate
 from eldercare.simulators.device import SimDevice
 from eldercare.storage.retention import apply_retention
-from tests.support import Proc, free_port, make_settings, running_broker, settings_env, wait_for
+from harness.services import Proc, free_port, make_settings, running_broker, settings_env, wait_for
 
 
 def eldercare(settings, *args: str) -> subprocess.CompletedProcess[str]:

@@ -23,7 +23,7 @@ from eldercare.registry import service as registry
 from eldercare.registry.schemas import DeviceCreate, FacilityCreate
 from eldercare.simulators.device import SimDevice
 from eldercare.storage.migrate import migrate
-from tests.support import Broker, PrivatePostgres, Proc, make_settings, wait_for
+from harness.services import Broker, PrivatePostgres, Proc, make_settings, wait_for
 
 DEVICES = 4
 PER_DEVICE = 1500

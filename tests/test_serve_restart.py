@@ -4,8 +4,6 @@ and a new press from the device joins the same alarm."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,7 +14,15 @@ import pytest
 from eldercare.registry import service as registry
 from eldercare.registry.schemas import Contact, DeviceCreate, FacilityCreate, ResidentCreate
 from eldercare.simulators.device import SimDevice
-from tests.support import Proc, free_port, make_settings, running_broker, settings_env, wait_for
+from harness.services import (
+    Proc,
+    add_user,
+    free_port,
+    make_settings,
+    running_broker,
+    settings_env,
+    wait_for,
+)
 
 pytestmark = pytest.mark.slow
 PASSWORD = "restart-test-password"
@@ -54,24 +60,7 @@ def test_open_alarm_and_escalation_timer_survive_kill_9_of_serve(settings, tmp_p
                 conn, s, DeviceCreate(kind="sos_button", resident_id=res["id"])
             )
         for user, role in (("rs-admin", "admin"), ("rs-op", "operator")):
-            subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "eldercare",
-                    "users",
-                    "add",
-                    "--username",
-                    user,
-                    "--password",
-                    PASSWORD,
-                    "--role",
-                    role,
-                ],
-                env=settings_env(s),
-                check=True,
-                capture_output=True,
-            )
+            add_user(settings_env(s), user, PASSWORD, role)
         serve = Proc(["serve"], s, tmp_path / "serve.log").start()
         dev = SimDevice.from_credentials(cred, retry_s=1.0)
         try:

@@ -36,7 +36,7 @@ from eldercare.simulators.fleet import (
     run_fleet_process,
 )
 from eldercare.simulators.scenario import Action, DevicePlan, Op, Scenario
-from tests.support import Broker, make_settings, settings_env, wait_for
+from harness.services import Broker, make_settings, settings_env, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -518,7 +518,24 @@ def test_fleet_runs_on_one_loop_and_gets_its_alarms_acked(
             incident_rate=600,
             drain_s=3.0,
         )
-        time.sleep(0.3)
+        n = len(fleet_plan.devices)
+
+        mine = {d.device_id for d in fleet_plan.devices}
+
+        def arrived() -> bool:
+            """Every uplink the fleet counted, and one offline per connection, are here."""
+            ups = offs = 0
+            for t, payload, retained, _ in list(platform.messages):
+                if retained or not t.startswith(protocol.TOPIC_ROOT):
+                    continue
+                did, channel = protocol.parse_topic(t)
+                if did in mine:
+                    ups += channel == "up"
+                    offs += channel == "state" and payload == b"offline"
+            return ups >= stats.sent and offs >= n + stats.reconnects
+
+        # The last messages may still be on their way from the broker to the platform.
+        wait_for(arrived, what="the fleet's last uplinks and offline states")
     finally:
         platform.stop()
     n = len(fleet_plan.devices)

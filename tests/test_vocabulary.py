@@ -80,3 +80,13 @@ def test_allowed_actions_agree_with_check_move() -> None:
     assert rules.allowed_actions("raised", "low_battery") == ["acknowledge", "close", "note"]
     assert rules.check_move("emergency", "acknowledged", "fall") == "dispatched"
     assert rules.check_move("emergency", "accepted", "fall") == "accepted"
+
+
+def test_sql_list_renders_vocabularies_and_refuses_anything_else() -> None:
+    import pytest
+
+    from eldercare.storage import db
+
+    assert db.sql_list(rules.TERMINAL) == "('closed', 'merged')"
+    with pytest.raises(ValueError):
+        db.sql_list(["closed", "x'); DROP TABLE alarms; --"])

@@ -6,13 +6,15 @@ restarted engine picks every running escalation up where it was.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
 
 from eldercare.alerts import events, rules
-from eldercare.alerts.lifecycle import announce, lock, summary
+from eldercare.alerts.lifecycle import ALARM_COLUMNS, Alarm, announce, lock, summary
 from eldercare.errors import ConflictError, NotFoundError, PermissionDenied
 from eldercare.registry.auth import SYSTEM, Actor
 from eldercare.storage import db
@@ -24,6 +26,22 @@ OFFER_SQL = (
 STALLED_RETRY = timedelta(seconds=60)
 
 
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """Someone a dispatch step would ask: a responder, a family contact, or 120/119."""
+
+    responder_id: int | None
+    responder_kind: str
+    name: str | None
+    phone: str | None
+    distance_m: float | None = None
+
+    @classmethod
+    def responder(cls, r: Mapping[str, Any], kind: str) -> Candidate:
+        """From a ranked responder row (``rules.nearest`` adds ``distance_m``)."""
+        return cls(r["id"], kind, r["name"], r["phone"], r["distance_m"])
+
+
 def offers(conn: psycopg.Connection, alarm_id: uuid.UUID | str) -> list[dict[str, Any]]:
     return db.rows(conn, OFFER_SQL + " WHERE alarm_id = %s ORDER BY id", (alarm_id,))
 
@@ -32,59 +50,45 @@ def offers_by_id(conn: psycopg.Connection, ids: list[int]) -> list[dict[str, Any
     return db.rows(conn, OFFER_SQL + " WHERE id = ANY(%s) ORDER BY id", (ids,))
 
 
-def policy_for(conn: psycopg.Connection, a: dict[str, Any]) -> rules.Policy:
+def policy_for(conn: psycopg.Connection, a: Alarm) -> rules.Policy:
     rows = db.rows(
         conn,
         "SELECT * FROM response_policies WHERE facility_id = %s"
         " OR (facility_id IS NULL AND area = %s)",
-        (a["facility_id"], a["area"]),
+        (a.facility_id, a.area),
     )
-    return rules.choose_policy(rows, a["facility_id"], a["area"])
+    return rules.choose_policy(rows, a.facility_id, a.area)
 
 
-def _location(conn: psycopg.Connection, a: dict[str, Any]) -> tuple[float | None, float | None]:
-    if a["home_bed_id"] is not None:
-        rows = db.rows(conn, "SELECT lat, lon FROM home_beds WHERE id = %s", (a["home_bed_id"],))
+def _location(conn: psycopg.Connection, a: Alarm) -> tuple[float | None, float | None]:
+    if a.home_bed_id is not None:
+        rows = db.rows(conn, "SELECT lat, lon FROM home_beds WHERE id = %s", (a.home_bed_id,))
     else:
-        rows = db.rows(conn, "SELECT lat, lon FROM facilities WHERE id = %s", (a["facility_id"],))
+        rows = db.rows(conn, "SELECT lat, lon FROM facilities WHERE id = %s", (a.facility_id,))
     return (rows[0]["lat"], rows[0]["lon"]) if rows else (None, None)
 
 
 def candidates(
-    conn: psycopg.Connection, a: dict[str, Any], step: rules.Step, now: datetime
-) -> list[dict[str, Any]]:
+    conn: psycopg.Connection, a: Alarm, step: rules.Step, now: datetime
+) -> list[Candidate]:
     """Who this step would ask now: nobody who declined, nobody already asked and pending."""
     asked = db.rows(
         conn,
         "SELECT responder_id, phone, status FROM dispatch_offers"
         " WHERE alarm_id = %s AND status IN ('pending', 'declined', 'called')",
-        (a["id"],),
+        (a.id,),
     )
     skip_ids = {r["responder_id"] for r in asked if r["responder_id"] is not None}
     skip_phones = {r["phone"] for r in asked if r["phone"]}
     lat, lon = _location(conn, a)
     if step.kind == "emergency":
         number = step.number or "120"
-        return [
-            {
-                "responder_id": None,
-                "responder_kind": "emergency",
-                "name": number,
-                "phone": number,
-                "distance_m": None,
-            }
-        ]
+        return [Candidate(None, "emergency", number, number)]
     if step.kind == "family":
-        rows = db.rows(conn, "SELECT contacts FROM residents WHERE id = %s", (a["resident_id"],))
+        rows = db.rows(conn, "SELECT contacts FROM residents WHERE id = %s", (a.resident_id,))
         contacts = rows[0]["contacts"] if rows else []
         out = [
-            {
-                "responder_id": None,
-                "responder_kind": "family",
-                "name": c.get("name"),
-                "phone": c.get("phone"),
-                "distance_m": None,
-            }
+            Candidate(None, "family", c.get("name"), c.get("phone"))
             for c in contacts
             if c.get("phone") not in skip_phones
         ]
@@ -96,14 +100,14 @@ def candidates(
             " JOIN rota ro ON ro.responder_id = r.id WHERE ro.facility_id = %s"
             " AND ro.starts_at <= %s AND ro.ends_at > %s AND r.available"
             " AND r.kind = 'facility_staff' GROUP BY r.id",
-            (a["facility_id"], now, now),
+            (a.facility_id, now, now),
         )
     elif step.kind == "outreach":
         pool = db.rows(
             conn,
             "SELECT id, name, phone, lat, lon FROM responders WHERE kind ="
             " 'outreach' AND facility_id = %s AND available",
-            (a["facility_id"],),
+            (a.facility_id,),
         )
     else:  # provider: community service providers, nearest first
         pool = db.rows(
@@ -113,24 +117,15 @@ def candidates(
             (),
         )
     pool = [p for p in pool if p["id"] not in skip_ids]
-    return [
-        {
-            "responder_id": p["id"],
-            "responder_kind": step.kind,
-            "name": p["name"],
-            "phone": p["phone"],
-            "distance_m": p["distance_m"],
-        }
-        for p in rules.nearest(pool, lat, lon, step.count)
-    ]
+    return [Candidate.responder(p, step.kind) for p in rules.nearest(pool, lat, lon, step.count)]
 
 
 def proposal(
-    conn: psycopg.Connection, a: dict[str, Any], policy: rules.Policy, now: datetime
+    conn: psycopg.Connection, a: Alarm, policy: rules.Policy, now: datetime
 ) -> dict[str, Any] | None:
     """What ``dispatch`` without a body would do next (shown on the console)."""
-    current = a["escalation_step"] if a["status"] == "dispatched" else None
-    for idx in rules.next_step(policy.steps, current, a["home_bed_id"] is not None):
+    current = a.escalation_step if a.status == "dispatched" else None
+    for idx in rules.next_step(policy.steps, current, a.home_bed_id is not None):
         step = policy.steps[idx]
         found = candidates(conn, a, step, now)
         if found:
@@ -138,36 +133,40 @@ def proposal(
                 "step": idx,
                 "kind": step.kind,
                 "timeout_s": step.timeout_s,
-                "responders": found,
+                "responders": [asdict(c) for c in found],
             }
     return None
 
 
 def _make_offers(
     conn: psycopg.Connection,
-    a: dict[str, Any],
+    a: Alarm,
     step_idx: int,
     timeout_s: int,
-    found: list[dict[str, Any]],
+    found: list[Candidate],
     now: datetime,
 ) -> list[dict[str, Any]]:
     due = now + timedelta(seconds=timeout_s)
     made = []
     for c in found:
-        status = "called" if c["responder_kind"] == "emergency" else "pending"
+        status = (
+            rules.OfferStatus.CALLED
+            if c.responder_kind == "emergency"
+            else rules.OfferStatus.PENDING
+        )
         made += db.rows(
             conn,
             "INSERT INTO dispatch_offers (alarm_id, step, responder_id,"
             " responder_kind, name, phone, distance_m, status, offered_at, due_at)"
             " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING *",
             (
-                a["id"],
+                a.id,
                 step_idx,
-                c["responder_id"],
-                c["responder_kind"],
-                c["name"],
-                c["phone"],
-                c["distance_m"],
+                c.responder_id,
+                c.responder_kind,
+                c.name,
+                c.phone,
+                c.distance_m,
                 status,
                 now,
                 due,
@@ -177,17 +176,17 @@ def _make_offers(
         # The SMS/phone gateway needs the responder's number; the resident stays out of it.
         events.enqueue_webhooks(
             conn,
-            a["id"],
+            a.id,
             "offer",
-            a["facility_id"],
+            a.facility_id,
             {
                 "offer_id": o["id"],
                 "responder_kind": o["responder_kind"],
                 "name": o["name"],
                 "phone": o["phone"],
-                "kind": a["kind"],
-                "priority": a["priority"],
-                "facility_id": a["facility_id"],
+                "kind": a.kind,
+                "priority": a.priority,
+                "facility_id": a.facility_id,
                 "due_at": due.isoformat(),
             },
             now,
@@ -197,12 +196,12 @@ def _make_offers(
 
 def _next_offers(
     conn: psycopg.Connection,
-    a: dict[str, Any],
+    a: Alarm,
     policy: rules.Policy,
     after: int | None,
     now: datetime,
 ) -> tuple[int | None, list[dict[str, Any]]]:
-    for idx in rules.next_step(policy.steps, after, a["home_bed_id"] is not None):
+    for idx in rules.next_step(policy.steps, after, a.home_bed_id is not None):
         step = policy.steps[idx]
         found = candidates(conn, a, step, now)
         if found:
@@ -231,7 +230,7 @@ def dispatch(
     """Offer the alarm to the given responders, or to the policy's next step."""
     with conn.transaction():
         a = lock(conn, alarm_id, actor, "dispatch")
-        to = rules.check_move("dispatch", a["status"], a["kind"])
+        to = rules.check_move("dispatch", a.status, a.kind)
         policy = policy_for(conn, a)
         if responder_ids:
             pool = db.rows(
@@ -244,28 +243,19 @@ def dispatch(
                 raise NotFoundError(f"responders not found: {sorted(missing)}")
             lat, lon = _location(conn, a)
             ranked = rules.nearest(pool, lat, lon, len(pool))
-            idx = a["escalation_step"] if a["escalation_step"] is not None else 0
+            idx = a.escalation_step if a.escalation_step is not None else 0
             timeout = policy.steps[idx].timeout_s if idx < len(policy.steps) else 120
             made = _make_offers(
                 conn,
                 a,
                 idx,
                 timeout,
-                [
-                    {
-                        "responder_id": p["id"],
-                        "responder_kind": p["kind"],
-                        "name": p["name"],
-                        "phone": p["phone"],
-                        "distance_m": p["distance_m"],
-                    }
-                    for p in ranked
-                ],
+                [Candidate.responder(p, p["kind"]) for p in ranked],
                 now,
             )
             step: int | None = idx
         else:
-            after = a["escalation_step"] if a["status"] == "dispatched" else None
+            after = a.escalation_step if a.status == "dispatched" else None
             step, made = _next_offers(conn, a, policy, after, now)
             if step is None:
                 raise ConflictError("cannot dispatch: no responder available under the policy")
@@ -274,15 +264,15 @@ def dispatch(
             "UPDATE alarms SET status = %s, dispatched_at = COALESCE(dispatched_at, %s),"
             " escalation_step = %s, escalation_due_at = %s, policy_id = %s"
             " WHERE id = %s",
-            (to, now, step, due, policy.id, a["id"]),
+            (to, now, step, due, policy.id, a.id),
         )
         events.audit(
             conn,
-            a["id"],
+            a.id,
             now,
             actor.username,
             "dispatched",
-            a["status"],
+            a.status,
             to,
             {
                 "step": step,
@@ -290,73 +280,71 @@ def dispatch(
                 **({"note": note} if note else {}),
             },
         )
-        if a["status"] == "dispatched":
+        if a.status == "dispatched":
             # Re-dispatch: the device already knows help is being sent.
-            events.emit(
-                conn, a["id"], "dispatched", actor.username, offer_ids=[o["id"] for o in made]
-            )
+            events.emit(conn, a.id, "dispatched", actor.username, offer_ids=[o["id"] for o in made])
         else:
             announce(conn, a, "dispatched", to, actor, now, offer_ids=[o["id"] for o in made])
     return summary(conn, alarm_id)
 
 
 def escalate(
-    conn: psycopg.Connection, a: dict[str, Any], now: datetime, reason: str, actor: Actor = SYSTEM
+    conn: psycopg.Connection, a: Alarm, now: datetime, reason: str, actor: Actor = SYSTEM
 ) -> int | None:
     """Expire what is pending and ask the next step (``a`` is locked by the caller)."""
     conn.execute(
         "UPDATE dispatch_offers SET status = 'expired', answered_at = %s"
         " WHERE alarm_id = %s AND status = 'pending'",
-        (now, a["id"]),
+        (now, a.id),
     )
     policy = policy_for(conn, a)
-    step, made = _next_offers(conn, a, policy, a["escalation_step"], now)
+    step, made = _next_offers(conn, a, policy, a.escalation_step, now)
     if step is None:
         # Nobody at all can be asked: keep the clock running and say so loudly.
         conn.execute(
-            "UPDATE alarms SET escalation_due_at = %s WHERE id = %s", (now + STALLED_RETRY, a["id"])
+            "UPDATE alarms SET escalation_due_at = %s WHERE id = %s", (now + STALLED_RETRY, a.id)
         )
         events.audit(
             conn,
-            a["id"],
+            a.id,
             now,
             actor.username,
             "escalation_stalled",
-            a["status"],
-            a["status"],
+            a.status,
+            a.status,
             {"reason": reason},
         )
-        events.emit(conn, a["id"], "escalated", actor.username, stalled=True)
+        events.emit(conn, a.id, "escalated", actor.username, stalled=True)
         return None
     due = min(o["due_at"] for o in made)
     conn.execute(
         "UPDATE alarms SET escalation_step = %s, escalation_due_at = %s WHERE id = %s",
-        (step, due, a["id"]),
+        (step, due, a.id),
     )
     events.audit(
         conn,
-        a["id"],
+        a.id,
         now,
         actor.username,
         "escalated",
-        a["status"],
-        a["status"],
+        a.status,
+        a.status,
         {
             "reason": reason,
-            "from_step": a["escalation_step"],
+            "from_step": a.escalation_step,
             "to_step": step,
             "offers": [_offer_brief(o) for o in made],
         },
     )
     events.enqueue_webhooks(
         conn,
-        a["id"],
+        a.id,
         "escalated",
-        a["facility_id"],
-        {"kind": a["kind"], "priority": a["priority"], "step": step},
+        a.facility_id,
+        {"kind": a.kind, "priority": a.priority, "step": step},
         now,
     )
-    events.emit(conn, a["id"], "escalated", actor.username, offer_ids=[o["id"] for o in made])
+    events.emit(conn, a.id, "escalated", actor.username, offer_ids=[o["id"] for o in made])
     return step
 
 
@@ -364,30 +352,30 @@ def escalate_due(conn: psycopg.Connection, now: datetime, limit: int = 100) -> l
     """Advance every dispatched alarm whose step ran out without an acceptance."""
     done = []
     with conn.transaction():
-        due = db.rows(
+        due = db.rows_as(
             conn,
-            "SELECT id, kind, status, facility_id, home_bed_id, resident_id,"
-            " devices, area, escalation_step, priority FROM alarms"
+            Alarm,
+            f"SELECT {ALARM_COLUMNS} FROM alarms"
             " WHERE status = 'dispatched' AND escalation_due_at <= %s"
             " ORDER BY escalation_due_at LIMIT %s FOR UPDATE SKIP LOCKED",
             (now, limit),
         )
         for a in due:
             escalate(conn, a, now, "no acceptance in time")
-            done.append(str(a["id"]))
+            done.append(str(a.id))
     return done
 
 
 def _find_offer(
     conn: psycopg.Connection,
-    a: dict[str, Any],
+    a: Alarm,
     actor: Actor,
     offer_id: int | None,
     usable: tuple[str, ...],
 ) -> dict[str, Any]:
     if offer_id is not None:
         rows = db.rows(
-            conn, OFFER_SQL + " WHERE id = %s AND alarm_id = %s FOR UPDATE", (offer_id, a["id"])
+            conn, OFFER_SQL + " WHERE id = %s AND alarm_id = %s FOR UPDATE", (offer_id, a.id)
         )
         if not rows:
             raise NotFoundError(f"offer {offer_id} not found on this alarm")
@@ -401,7 +389,7 @@ def _find_offer(
             conn,
             OFFER_SQL + " WHERE alarm_id = %s AND responder_id = %s"
             " AND status = ANY(%s) ORDER BY id DESC LIMIT 1 FOR UPDATE",
-            (a["id"], actor.responder_id, list(usable)),
+            (a.id, actor.responder_id, list(usable)),
         )
         if not rows:
             raise ConflictError("you have no open offer on this alarm")
@@ -421,7 +409,7 @@ def accept(
 ) -> dict[str, Any]:
     with conn.transaction():
         a = lock(conn, alarm_id, actor, "accept")
-        to = rules.check_move("accept", a["status"], a["kind"])
+        to = rules.check_move("accept", a.status, a.kind)
         # A responder answering after the step expired is still good news.
         o = _find_offer(conn, a, actor, offer_id, ("pending", "called", "expired"))
         conn.execute(
@@ -432,20 +420,20 @@ def accept(
         conn.execute(
             "UPDATE dispatch_offers SET status = 'withdrawn', answered_at = %s"
             " WHERE alarm_id = %s AND status = 'pending'",
-            (now, a["id"]),
+            (now, a.id),
         )
         conn.execute(
             "UPDATE alarms SET status = %s, accepted_at = COALESCE(accepted_at, %s),"
             " escalation_due_at = NULL WHERE id = %s",
-            (to, now, a["id"]),
+            (to, now, a.id),
         )
         events.audit(
             conn,
-            a["id"],
+            a.id,
             now,
             actor.username,
             "accepted",
-            a["status"],
+            a.status,
             to,
             {
                 "offer_id": o["id"],
@@ -468,7 +456,7 @@ def decline(
 ) -> dict[str, Any]:
     with conn.transaction():
         a = lock(conn, alarm_id, actor, "decline")
-        rules.check_move("decline", a["status"], a["kind"])
+        rules.check_move("decline", a.status, a.kind)
         o = _find_offer(conn, a, actor, offer_id, ("pending", "called"))
         conn.execute(
             "UPDATE dispatch_offers SET status = 'declined', answered_at = %s,"
@@ -477,19 +465,19 @@ def decline(
         )
         events.audit(
             conn,
-            a["id"],
+            a.id,
             now,
             actor.username,
             "declined",
-            a["status"],
-            a["status"],
+            a.status,
+            a.status,
             {"offer_id": o["id"], **({"reason": reason} if reason else {})},
         )
-        events.emit(conn, a["id"], "declined", actor.username, offer_ids=[o["id"]])
+        events.emit(conn, a.id, "declined", actor.username, offer_ids=[o["id"]])
         left = db.rows(
             conn,
             "SELECT 1 FROM dispatch_offers WHERE alarm_id = %s AND status = 'pending' LIMIT 1",
-            (a["id"],),
+            (a.id,),
         )
         if not left:
             escalate(conn, a, now, "declined")
@@ -508,45 +496,37 @@ def call_emergency(
     """Emergency services (120 ambulance / 119 fire) called: recorded as an offer step."""
     with conn.transaction():
         a = lock(conn, alarm_id, actor, "emergency")
-        to = rules.check_move("emergency", a["status"], a["kind"])
+        to = rules.check_move("emergency", a.status, a.kind)
         made = _make_offers(
             conn,
             a,
-            a["escalation_step"] or 0,
+            a.escalation_step or 0,
             0,
-            [
-                {
-                    "responder_id": None,
-                    "responder_kind": "emergency",
-                    "name": service,
-                    "phone": service,
-                    "distance_m": None,
-                }
-            ],
+            [Candidate(None, "emergency", service, service)],
             now,
         )
-        if to != a["status"]:
+        if to != a.status:
             # rules.MOVES["emergency"]: calling 120 for an acknowledged alarm is a dispatch.
             stamp = rules.MOVES["emergency"].stamp
             conn.execute(
                 f"UPDATE alarms SET status = %s, {stamp} = COALESCE({stamp}, %s) WHERE id = %s",
-                (to, now, a["id"]),
+                (to, now, a.id),
             )
         events.audit(
             conn,
-            a["id"],
+            a.id,
             now,
             actor.username,
             "emergency",
-            a["status"],
+            a.status,
             to,
             {"service": service, "offer_id": made[0]["id"], **({"note": note} if note else {})},
         )
-        if to != a["status"]:
+        if to != a.status:
             announce(
                 conn, a, rules.MOVES["dispatch"].event, to, actor, now, offer_ids=[made[0]["id"]]
             )
-        events.emit(conn, a["id"], "emergency", actor.username, offer_ids=[made[0]["id"]])
+        events.emit(conn, a.id, "emergency", actor.username, offer_ids=[made[0]["id"]])
     return summary(conn, alarm_id)
 
 
@@ -566,16 +546,16 @@ def supervisor_due(conn: psycopg.Connection, now: datetime, limit: int = 100) ->
                     (SELECT supervisor_after_s FROM response_policies p
                       WHERE p.facility_id IS NULL AND p.area = a.area), 60)
             ORDER BY a.received_at LIMIT %s FOR UPDATE SKIP LOCKED""",
-            (["device_offline", "low_battery", "camera_offline"], now, limit),
+            (list(rules.NO_SUPERVISOR), now, limit),
         )
-        for a in due:
-            waited = int((now - a["received_at"]).total_seconds())
+        for r in due:
+            waited = int((now - r["received_at"]).total_seconds())
             conn.execute(
-                "UPDATE alarms SET supervisor_notified_at = %s WHERE id = %s", (now, a["id"])
+                "UPDATE alarms SET supervisor_notified_at = %s WHERE id = %s", (now, r["id"])
             )
             events.audit(
                 conn,
-                a["id"],
+                r["id"],
                 now,
                 "system",
                 "supervisor_notified",
@@ -585,19 +565,19 @@ def supervisor_due(conn: psycopg.Connection, now: datetime, limit: int = 100) ->
             )
             events.enqueue_webhooks(
                 conn,
-                a["id"],
+                r["id"],
                 "supervisor",
-                a["facility_id"],
+                r["facility_id"],
                 {
-                    "kind": a["kind"],
-                    "priority": a["priority"],
-                    "facility_id": a["facility_id"],
+                    "kind": r["kind"],
+                    "priority": r["priority"],
+                    "facility_id": r["facility_id"],
                     "unacknowledged_s": waited,
                 },
                 now,
             )
             events.emit(
-                conn, a["id"], "supervisor", "system", reason=f"unacknowledged for {waited} s"
+                conn, r["id"], "supervisor", "system", reason=f"unacknowledged for {waited} s"
             )
-            done.append(str(a["id"]))
+            done.append(str(r["id"]))
     return done

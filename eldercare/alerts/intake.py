@@ -26,7 +26,6 @@ from eldercare.protocol import Uplink
 from eldercare.registry.schemas import DeviceInfo
 
 PRIORITY: Final = rules.PRIORITY
-OPEN_STATUSES: Final = rules.JOINABLE
 
 
 def _details(event: Uplink) -> str:

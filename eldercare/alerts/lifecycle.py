@@ -8,6 +8,8 @@ first one's result and gets a ConflictError (HTTP 409) naming it.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any, Final
 
@@ -47,6 +49,30 @@ PERMITTED: Final = {
     "note": ALL_ROLES,
     "emergency": ALL_ROLES,
 }
+
+
+@dataclass(frozen=True, slots=True)
+class Alarm:
+    """What the engine's decisions read about an alarm: the row locked for a change
+    (:func:`lock`, ``dispatch.escalate_due``), or the fields of a summary (:meth:`of`)."""
+
+    id: uuid.UUID
+    kind: str
+    status: str
+    facility_id: int | None
+    home_bed_id: int | None
+    resident_id: int | None
+    devices: list[str]
+    area: str
+    escalation_step: int | None
+    priority: int
+
+    @classmethod
+    def of(cls, summary: Mapping[str, Any]) -> Alarm:
+        return cls(**{f: summary[f] for f in cls.__slots__})  # type: ignore[attr-defined]
+
+
+ALARM_COLUMNS: Final = ", ".join(f.name for f in fields(Alarm))
 
 
 def _finish(row: dict[str, Any]) -> dict[str, Any]:
@@ -151,10 +177,11 @@ def detail(
     )
     out["timeline"] = timeline(conn, a["id"])
     out["offers"] = dispatch.offers(conn, a["id"])
-    policy = dispatch.policy_for(conn, a)
+    ref = Alarm.of(a)
+    policy = dispatch.policy_for(conn, ref)
     out["policy"] = policy.as_dict()
     out["proposal"] = (
-        dispatch.proposal(conn, a, policy, now) if a["status"] in rules.PROPOSAL_FOR else None
+        dispatch.proposal(conn, ref, policy, now) if a["status"] in rules.PROPOSAL_FOR else None
     )
     return out
 
@@ -168,25 +195,20 @@ def timeline(conn: psycopg.Connection, alarm_id: uuid.UUID | str) -> list[dict[s
     )
 
 
-def lock(
-    conn: psycopg.Connection, alarm_id: uuid.UUID | str, actor: Actor, action: str
-) -> dict[str, Any]:
+def lock(conn: psycopg.Connection, alarm_id: uuid.UUID | str, actor: Actor, action: str) -> Alarm:
     """Lock the alarm for a change; unknown (or another facility's) -> NotFoundError."""
-    rows = db.rows(
-        conn,
-        "SELECT id, kind, status, facility_id, home_bed_id, resident_id, devices,"
-        " area, escalation_step, priority FROM alarms WHERE id = %s FOR UPDATE",
-        (alarm_id,),
+    found = db.rows_as(
+        conn, Alarm, f"SELECT {ALARM_COLUMNS} FROM alarms WHERE id = %s FOR UPDATE", (alarm_id,)
     )
-    if not rows or (actor.scoped and rows[0]["facility_id"] != actor.facility_id):
+    if not found or (actor.scoped and found[0].facility_id != actor.facility_id):
         raise NotFoundError(f"alarm {alarm_id} not found")
     actor.require(*PERMITTED[action])
-    return rows[0]
+    return found[0]
 
 
 def announce(
     conn: psycopg.Connection,
-    a: dict[str, Any],
+    a: Alarm,
     event: str,
     to_status: str,
     actor: Actor,
@@ -194,23 +216,23 @@ def announce(
     **extra: Any,
 ) -> None:
     """Outbox and NOTIFY for a committed-with-us change of alarm ``a``."""
-    if rules.category(a["kind"]) == "alarm":
-        events.enqueue_device(conn, a["id"], a["devices"] or [], to_status, now)
+    if rules.category(a.kind) == "alarm":
+        events.enqueue_device(conn, a.id, a.devices or [], to_status, now)
     events.enqueue_webhooks(
         conn,
-        a["id"],
+        a.id,
         event,
-        a["facility_id"],
+        a.facility_id,
         {
-            "kind": a["kind"],
-            "priority": a["priority"],
+            "kind": a.kind,
+            "priority": a.priority,
             "status": to_status,
-            "facility_id": a["facility_id"],
+            "facility_id": a.facility_id,
             "actor": actor.username,
         },
         now,
     )
-    events.emit(conn, a["id"], event, actor.username, **extra)
+    events.emit(conn, a.id, event, actor.username, **extra)
 
 
 def act(
@@ -226,7 +248,7 @@ def act(
     """acknowledge, on_site, resolve or close (dispatch/accept/decline live in dispatch.py)."""
     with conn.transaction():
         a = lock(conn, alarm_id, actor, action)
-        to = rules.check_move(action, a["status"], a["kind"])
+        to = rules.check_move(action, a.status, a.kind)
         move = rules.MOVES[action]
         sets = ["status = %s"]
         params: list[Any] = [to]
@@ -245,9 +267,9 @@ def act(
             conn.execute(
                 "UPDATE dispatch_offers SET status = 'withdrawn', answered_at = %s"
                 " WHERE alarm_id = %s AND status = 'pending'",
-                (now, a["id"]),
+                (now, a.id),
             )
-        params.append(a["id"])
+        params.append(a.id)
         conn.execute(f"UPDATE alarms SET {', '.join(sets)} WHERE id = %s", params)
         detail: dict[str, Any] = {}
         if note:
@@ -255,7 +277,7 @@ def act(
         if disposition:
             detail["disposition"] = disposition
         past = move.event
-        events.audit(conn, a["id"], now, actor.username, past, a["status"], to, detail)
+        events.audit(conn, a.id, now, actor.username, past, a.status, to, detail)
         announce(conn, a, past, to, actor, now)
     return summary(conn, alarm_id)
 
@@ -265,9 +287,7 @@ def add_note(
 ) -> dict[str, Any]:
     with conn.transaction():
         a = lock(conn, alarm_id, actor, "note")
-        rules.check_move("note", a["status"], a["kind"])
-        events.audit(
-            conn, a["id"], now, actor.username, "note", a["status"], a["status"], {"text": text}
-        )
-        events.emit(conn, a["id"], "note", actor.username)
+        rules.check_move("note", a.status, a.kind)
+        events.audit(conn, a.id, now, actor.username, "note", a.status, a.status, {"text": text})
+        events.emit(conn, a.id, "note", actor.username)
     return summary(conn, alarm_id)

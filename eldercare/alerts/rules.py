@@ -76,6 +76,8 @@ class Disposition(StrEnum):
 _K, _S = AlarmKind, AlarmStatus
 HEALTH_KINDS: Final = (_K.DEVICE_OFFLINE, _K.LOW_BATTERY, _K.CAMERA_OFFLINE, _K.FACILITY_OUTAGE)
 ALARM_KINDS: Final = tuple(k for k in AlarmKind if k not in HEALTH_KINDS)
+# A whole facility going dark is the one health alarm a supervisor hears about unacknowledged.
+NO_SUPERVISOR: Final = tuple(k for k in HEALTH_KINDS if k != _K.FACILITY_OUTAGE)
 
 # 1 = life-safety; lower numbers are served first.
 PRIORITY: Final[Mapping[str, int]] = {

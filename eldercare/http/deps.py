@@ -15,6 +15,7 @@ from fastapi.security import OAuth2PasswordBearer
 
 from eldercare.alerts import rules
 from eldercare.errors import AuthError, InvalidInput, NotFoundError, PermissionDenied
+from eldercare.platform import workorders
 from eldercare.registry import auth
 from eldercare.registry.auth import Actor
 from eldercare.storage import db
@@ -96,3 +97,14 @@ def facility_scope(user: Actor, facility: int | None) -> int | None:
             raise NotFoundError(f"facility {facility} not found")
         return user.facility_id
     return facility
+
+
+def platform_env(request: Request) -> workorders.Env:
+    """The work-order lifecycle's view of the deployment, with the hooks other platform
+    modules (visit checks, subsidy allocation) put on ``app.state.platform_hooks``."""
+    settings = request.app.state.settings
+    return workorders.Env(
+        tz=settings.tz,
+        revisit_sample_pct=settings.revisit_sample_pct,
+        hooks=getattr(request.app.state, "platform_hooks", None) or workorders.Hooks(),
+    )

@@ -52,9 +52,6 @@ class Channel(StrEnum):
     STATE = "state"
 
 
-ALARM_TYPES: Final = frozenset(
-    {"sos", "fall", "smoke", "gas", "water_leak", "bed_exit", "inactivity"}
-)
 CAMERA_STATUSES: Final = frozenset({"online", "offline", "video_loss", "tamper", "storage_error"})
 ALARM_STATUSES: Final = ("acknowledged", "dispatched", "on_site", "resolved")
 

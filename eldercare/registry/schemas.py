@@ -7,16 +7,18 @@ an audited reveal.
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from dataclasses import dataclass
+from datetime import date
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from eldercare.protocol import DEVICE_ID_RE
 
 DeviceKind = Literal["sos_button", "fall_sensor", "video_bridge", "home_kit", "wearable"]
-DEVICE_KINDS: tuple[str, ...] = DeviceKind.__args__  # type: ignore[attr-defined]
 Area = Literal["town", "remote"]
+# GB/T 2260 county codes (6 digits), street (9) and community (12) codes.
+DISTRICT_CODE = r"^([0-9]{6}|[0-9]{9}|[0-9]{12})$"
 FacilityKind = Literal["nursing_home", "day_care", "community_center"]
 
 
@@ -29,48 +31,61 @@ class FacilityCreate(_Model):
     name: str = Field(min_length=1, max_length=200)
     kind: FacilityKind = "nursing_home"
     area: Area = "town"
-    address: str | None = Field(None, max_length=500)
-    lat: float | None = Field(None, ge=-90, le=90)
-    lon: float | None = Field(None, ge=-180, le=180)
-    phone: str | None = Field(None, max_length=40)
-
-
-class FacilityUpdate(_Model):
-    name: str | None = Field(None, min_length=1, max_length=200)
-    area: Area | None = None
-    address: str | None = Field(None, max_length=500)
-    lat: float | None = Field(None, ge=-90, le=90)
-    lon: float | None = Field(None, ge=-180, le=180)
-    phone: str | None = Field(None, max_length=40)
-
-
-class FacilityPublic(_Model):
-    id: int
-    code: str
-    name: str
-    kind: str
-    area: str
-    address: str | None
-    lat: float | None
-    lon: float | None
-    phone: str | None
+    address: str | None = Field(default=None, max_length=500)
+    lat: float | None = Field(default=None, ge=-90, le=90)
+    lon: float | None = Field(default=None, ge=-180, le=180)
+    phone: str | None = Field(default=None, max_length=40)
+    district_code: str | None = Field(default=None, pattern=DISTRICT_CODE)
+    tekun_institution: bool = False  # 特困供养机构
 
 
 class HomeBedCreate(_Model):
     facility_id: int
     address: str = Field(min_length=1, max_length=500)
-    access_notes: str | None = Field(None, max_length=1000)
+    access_notes: str | None = Field(default=None, max_length=1000)
     area: Area = "town"
-    lat: float | None = Field(None, ge=-90, le=90)
-    lon: float | None = Field(None, ge=-180, le=180)
+    lat: float | None = Field(default=None, ge=-90, le=90)
+    lon: float | None = Field(default=None, ge=-180, le=180)
+    district_code: str | None = Field(default=None, pattern=DISTRICT_CODE)
+    established_on: date | None = None
+    closed_on: date | None = None
+    liability_insured: bool = False
+    package_code: str | None = Field(default=None, max_length=64)
+
+    @model_validator(mode="after")
+    def _dates(self) -> HomeBedCreate:
+        if self.closed_on and self.established_on and self.closed_on < self.established_on:
+            raise ValueError("closed_on is before established_on")
+        return self
+
+
+class HomeBedUpdate(_Model):
+    """What changes over a home bed's life; the address stays behind the audited reveal."""
+
+    access_notes: str | None = Field(default=None, max_length=1000)
+    area: Area | None = None
+    lat: float | None = Field(default=None, ge=-90, le=90)
+    lon: float | None = Field(default=None, ge=-180, le=180)
+    district_code: str | None = Field(default=None, pattern=DISTRICT_CODE)
+    established_on: date | None = None
+    closed_on: date | None = None
+    liability_insured: bool | None = None
+    package_code: str | None = Field(default=None, max_length=64)
 
 
 class HomeBedPublic(_Model):
+    """No address: it is personal data, served only by the audited reveal."""
+
     id: int
     facility_id: int
     area: str
     lat: float | None
     lon: float | None
+    district_code: str | None = None
+    established_on: date | None = None
+    closed_on: date | None = None
+    liability_insured: bool = False
+    package_code: str | None = None
 
 
 class Contact(_Model):
@@ -81,24 +96,26 @@ class Contact(_Model):
 
 class ResidentCreate(_Model):
     name: str = Field(min_length=1, max_length=100)
-    id_number: str | None = Field(None, max_length=32)
+    id_number: str | None = Field(default=None, max_length=32)
     birth_date: date | None = None
     gender: Literal["female", "male", "other"] | None = None
-    ability_level: str | None = Field(None, max_length=40)
-    medical_notes: str | None = Field(None, max_length=4000)
-    allergies: str | None = Field(None, max_length=1000)
+    ability_level: str | None = Field(default=None, max_length=40)
+    medical_notes: str | None = Field(default=None, max_length=4000)
+    allergies: str | None = Field(default=None, max_length=1000)
     contacts: list[Contact] = Field(default_factory=list, max_length=10)
     facility_id: int | None = None
-    room: str | None = Field(None, max_length=40)
+    room: str | None = Field(default=None, max_length=40)
     home_bed_id: int | None = None
+    household_id: int | None = None
 
-    @field_validator("home_bed_id")
-    @classmethod
-    def _placed(cls, v: int | None, info: object) -> int | None:
-        data = getattr(info, "data", {})
-        if v is None and data.get("facility_id") is None:
-            raise ValueError("a resident lives in a facility (facility_id) or a home care bed")
-        return v
+    @model_validator(mode="after")
+    def _placed(self) -> ResidentCreate:
+        if self.facility_id is None and self.home_bed_id is None and self.household_id is None:
+            raise ValueError(
+                "a resident lives in a facility (facility_id), a home care bed (home_bed_id)"
+                " or a household (household_id)"
+            )
+        return self
 
 
 class ResidentPublic(_Model):
@@ -112,6 +129,7 @@ class ResidentPublic(_Model):
     facility_id: int | None
     room: str | None
     home_bed_id: int | None
+    household_id: int | None = None
 
 
 class ResidentDetail(ResidentPublic):
@@ -128,7 +146,7 @@ class DeviceCreate(_Model):
     device_id: str | None = None
     resident_id: int | None = None
     facility_id: int | None = None
-    room: str | None = Field(None, max_length=40)
+    room: str | None = Field(default=None, max_length=40)
     cameras: list[str] = Field(default_factory=list, max_length=256)
 
     @field_validator("device_id")
@@ -139,17 +157,6 @@ class DeviceCreate(_Model):
         return v
 
 
-class DevicePublic(_Model):
-    id: int | str
-    kind: str
-    resident_id: int | None
-    facility_id: int | None
-    home_bed_id: int | None
-    room: str | None
-    status: str
-    created_at: datetime
-
-
 class DeviceCredentials(_Model):
     """Printed once at provisioning; the platform keeps only the hash."""
 
@@ -158,9 +165,6 @@ class DeviceCredentials(_Model):
     mqtt_port: int
     username: str
     password: str
-
-
-from dataclasses import dataclass  # noqa: E402
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,9 +33,9 @@ _BROKER_LOCK = 4242002
 def create_facility(conn: psycopg.Connection, f: FacilityCreate) -> dict[str, Any]:
     return db.one(
         conn,
-        "INSERT INTO facilities (code, name, kind, area, address, lat, lon, phone)"
-        " VALUES (%(code)s, %(name)s, %(kind)s, %(area)s, %(address)s, %(lat)s, %(lon)s, %(phone)s)"
-        " RETURNING *",
+        "INSERT INTO facilities (code, name, kind, area, address, lat, lon, phone, district_code,"
+        " tekun_institution) VALUES (%(code)s, %(name)s, %(kind)s, %(area)s, %(address)s,"
+        " %(lat)s, %(lon)s, %(phone)s, %(district_code)s, %(tekun_institution)s) RETURNING *",
         f.model_dump(),
     )
 
@@ -43,8 +43,10 @@ def create_facility(conn: psycopg.Connection, f: FacilityCreate) -> dict[str, An
 def create_home_bed(conn: psycopg.Connection, b: HomeBedCreate) -> dict[str, Any]:
     return db.one(
         conn,
-        "INSERT INTO home_beds (facility_id, address, access_notes, area, lat, lon)"
-        " VALUES (%(facility_id)s, %(address)s, %(access_notes)s, %(area)s, %(lat)s, %(lon)s)"
+        "INSERT INTO home_beds (facility_id, address, access_notes, area, lat, lon, district_code,"
+        " established_on, closed_on, liability_insured, package_code) VALUES (%(facility_id)s,"
+        " %(address)s, %(access_notes)s, %(area)s, %(lat)s, %(lon)s, %(district_code)s,"
+        " %(established_on)s, %(closed_on)s, %(liability_insured)s, %(package_code)s)"
         " RETURNING *",
         b.model_dump(),
     )
@@ -56,9 +58,10 @@ def create_resident(conn: psycopg.Connection, r: ResidentCreate) -> dict[str, An
     return db.one(
         conn,
         "INSERT INTO residents (name, id_number, birth_date, gender, ability_level, medical_notes,"
-        " allergies, contacts, facility_id, room, home_bed_id) VALUES (%(name)s, %(id_number)s,"
-        " %(birth_date)s, %(gender)s, %(ability_level)s, %(medical_notes)s, %(allergies)s,"
-        " %(contacts)s, %(facility_id)s, %(room)s, %(home_bed_id)s) RETURNING *",
+        " allergies, contacts, facility_id, room, home_bed_id, household_id) VALUES (%(name)s,"
+        " %(id_number)s, %(birth_date)s, %(gender)s, %(ability_level)s, %(medical_notes)s,"
+        " %(allergies)s, %(contacts)s, %(facility_id)s, %(room)s, %(home_bed_id)s,"
+        " %(household_id)s) RETURNING *",
         data,
     )
 

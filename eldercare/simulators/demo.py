@@ -40,10 +40,12 @@ from typing import Any, Final, TextIO
 
 import psycopg
 
+from eldercare.alerts import rules
 from eldercare.config import PROJECT_ROOT, Settings, load_settings
 from eldercare.errors import DemoError, EldercareError
 from eldercare.simulators import scenario as sc
 from eldercare.simulators.scenario import DevicePlan
+from eldercare.storage.db import sql_list
 
 log = logging.getLogger("eldercare.demo")
 
@@ -58,6 +60,7 @@ STATUS_EVERY_TTY_S: Final = 1.0
 STATUS_EVERY_PIPE_S: Final = 5.0
 RATE_WINDOW_S: Final = 5
 _ADVISORY_LOCK: Final = 4242077  # serialises two demos provisioning into one database
+TERMINAL: Final = sql_list(rules.TERMINAL)  # open = not closed or merged
 
 
 # ---------------------------------------------------------------- provisioning
@@ -545,7 +548,7 @@ def read_status(conn: psycopg.Connection, facility_ids: list[int]) -> Status:
               AND time > now() - interval '15 minutes'   -- lets TimescaleDB skip old chunks
               AND received_at > now() - interval '{RATE_WINDOW_S} seconds'),
           (SELECT count(*) FROM alarms
-            WHERE facility_id = ANY(%(f)s) AND status NOT IN ('closed', 'merged')),
+            WHERE facility_id = ANY(%(f)s) AND status NOT IN {TERMINAL}),
           (SELECT count(*) FROM alarms WHERE facility_id = ANY(%(f)s) AND status = 'raised'),
           (SELECT count(*) FILTER (WHERE NOT online) FROM dev),
           (SELECT count(*) FROM dev),

@@ -10,13 +10,14 @@ to an API client, never a 500.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import re
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import psycopg
 from psycopg import errors as pg
-from psycopg.rows import dict_row
+from psycopg.rows import class_row, dict_row
 from psycopg_pool import ConnectionPool
 
 from eldercare.errors import (
@@ -28,6 +29,7 @@ from eldercare.errors import (
 )
 
 Row = dict[str, Any]
+T = TypeVar("T")
 
 # Checked in order; the first class the error is an instance of wins.
 PG_ERRORS: Final[Sequence[tuple[type[psycopg.Error], type[EldercareError]]]] = (
@@ -78,6 +80,14 @@ def rows(conn: psycopg.Connection, sql: str, params: Any = None) -> list[Row]:
         return cur.fetchall() if cur.description is not None else []
 
 
+def rows_as(conn: psycopg.Connection, cls: type[T], sql: str, params: Any = None) -> list[T]:
+    """All rows of a query as ``cls`` instances (psycopg's ``class_row``: the columns are
+    its keyword arguments, so a column the class does not name is an error, not a surprise)."""
+    with translate(), conn.cursor(row_factory=class_row(cls)) as cur:
+        cur.execute(sql, params)
+        return cur.fetchall()
+
+
 def one(
     conn: psycopg.Connection, sql: str, params: Any = None, *, missing: str = "not found"
 ) -> Row:
@@ -86,6 +96,17 @@ def one(
     if not found:
         raise NotFoundError(missing)
     return found[0]
+
+
+def sql_list(values: Iterable[str]) -> str:
+    """``('a', 'b')`` for an ``IN`` list written into SQL text from one of the engine's
+    enums (so a partial index with the same predicate still applies). Only plain
+    lower-case words are accepted: this is for vocabularies, never for input."""
+    words = list(values)
+    for w in words:
+        if not re.fullmatch(r"[a-z_]+", w):
+            raise ValueError(f"not a vocabulary word: {w!r}")
+    return "(" + ", ".join(f"'{w}'" for w in words) + ")"
 
 
 def connect(conninfo: str, *, autocommit: bool = False) -> psycopg.Connection:

@@ -18,10 +18,13 @@ from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from eldercare.alerts import rules
 from eldercare.http.deps import Conn, Now, User
 from eldercare.storage import db
 
 router = APIRouter()
+# Open = not closed or merged (alerts.rules.TERMINAL), written into the SQL text.
+TERMINAL = db.sql_list(rules.TERMINAL)
 
 _STATIC = resources.files(__name__).joinpath("static")
 # No build step means no content hashes in file names; revalidating is cheap (ETag-less
@@ -79,7 +82,7 @@ def open_extras(request: Request, user: User, conn: Conn, now: Now) -> dict[str,
     fac = user.facility_id if user.scoped else None
     rows = db.rows(
         conn,
-        """
+        f"""
         SELECT a.id::text AS id,
                COALESCE(hb.lat, f.lat) AS lat, COALESCE(hb.lon, f.lon) AS lon,
                o.name AS holder, o.responder_kind AS holder_kind, o.responder_id AS holder_id
@@ -90,7 +93,7 @@ def open_extras(request: Request, user: User, conn: Conn, now: Now) -> dict[str,
             SELECT d.name, d.responder_kind, d.responder_id FROM dispatch_offers d
             WHERE d.alarm_id = a.id AND d.status IN ('accepted', 'called')
             ORDER BY d.answered_at DESC NULLS LAST, d.id DESC LIMIT 1) o ON true
-        WHERE a.status NOT IN ('closed', 'merged')
+        WHERE a.status NOT IN {TERMINAL}
           AND (%s::bigint IS NULL OR a.facility_id = %s)
         ORDER BY a.priority, a.received_at LIMIT 1000""",
         (fac, fac),
@@ -135,13 +138,13 @@ def add_handover_note(body: HandoverCreate, user: User, conn: Conn, now: Now) ->
     user.require(*_HANDOVER_ROLES)
     return db.rows(
         conn,
-        """
+        f"""
         INSERT INTO handover_notes (at, author, text, open_alarms)
         SELECT %s, %s, %s, COALESCE(jsonb_agg(jsonb_build_object(
                  'id', a.id, 'kind', a.kind, 'status', a.status, 'priority', a.priority,
                  'acknowledged_by', a.acknowledged_by) ORDER BY a.priority, a.received_at),
                '[]'::jsonb)
-        FROM alarms a WHERE a.status NOT IN ('closed', 'merged')
+        FROM alarms a WHERE a.status NOT IN {TERMINAL}
         RETURNING id, at, author, text, open_alarms""",
         (now, user.username, body.text.strip() or body.text),
     )[0]

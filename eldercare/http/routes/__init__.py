@@ -8,7 +8,19 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from eldercare.http.routes import alarms, auth, console, dispatch, metrics, registry, webhooks
+from eldercare.http.routes import (
+    alarms,
+    auth,
+    console,
+    dispatch,
+    hotline,
+    metrics,
+    people,
+    providers,
+    registry,
+    webhooks,
+    work_orders,
+)
 
 ROUTERS: list[APIRouter] = [
     auth.router,
@@ -18,4 +30,9 @@ ROUTERS: list[APIRouter] = [
     dispatch.router,
     webhooks.router,
     console.router,
+    # Issue 8 platform layer (platcore):
+    people.router,
+    providers.router,
+    work_orders.router,
+    hotline.router,
 ]

@@ -8,23 +8,35 @@ from typing import Any
 import psycopg
 from fastapi import APIRouter, Request, status
 
-from eldercare.errors import NotFoundError
+from eldercare.alerts import rules
+from eldercare.errors import InvalidInput, NotFoundError
 from eldercare.http.deps import Conn, Now, User, facility_scope
 from eldercare.http.schemas import (
     RevealCreate,
 )
 from eldercare.registry import service as reg
 from eldercare.registry.auth import Actor
-from eldercare.registry.schemas import FacilityCreate, ResidentDetail, ResidentPublic
+from eldercare.registry.schemas import (
+    FacilityCreate,
+    HomeBedCreate,
+    HomeBedPublic,
+    HomeBedUpdate,
+    ResidentCreate,
+    ResidentDetail,
+    ResidentPublic,
+)
 from eldercare.storage import db
 
 router = APIRouter(prefix="/api")
 
 
-_FACILITY_SQL = """
+# Open = not closed or merged; the same predicate as the alarms_resident_open index.
+TERMINAL = db.sql_list(rules.TERMINAL)
+_FACILITY_SQL = f"""
 SELECT f.id, f.code, f.name, f.kind, f.area, f.address, f.lat, f.lon, f.phone,
+  f.district_code, f.tekun_institution,
   (SELECT count(*) FROM alarms a WHERE a.facility_id = f.id
-     AND a.status NOT IN ('closed', 'merged')) AS open_alarms,
+     AND a.status NOT IN {TERMINAL}) AS open_alarms,
   (SELECT count(*) FROM devices d WHERE d.facility_id = f.id AND d.status = 'active')
      AS devices_total,
   (SELECT count(*) FROM devices d JOIN device_status s ON s.device_id = d.id
@@ -147,8 +159,8 @@ def cameras(
 
 _RESIDENT_SQL = (
     "SELECT r.id, r.name, r.birth_date, r.gender, r.ability_level,"
-    " COALESCE(r.facility_id, hb.facility_id) AS facility_id, r.room, r.home_bed_id"
-    " FROM residents r LEFT JOIN home_beds hb ON hb.id = r.home_bed_id"
+    " COALESCE(r.facility_id, hb.facility_id) AS facility_id, r.room, r.home_bed_id,"
+    " r.household_id FROM residents r LEFT JOIN home_beds hb ON hb.id = r.home_bed_id"
 )
 
 
@@ -168,6 +180,79 @@ def _resident(conn: psycopg.Connection, user: Actor, resident_id: int) -> dict[s
     if not rows or (user.scoped and rows[0]["facility_id"] != user.facility_id):
         raise NotFoundError(f"resident {resident_id} not found")
     return rows[0]
+
+
+@router.post(
+    "/residents",
+    response_model=ResidentPublic,
+    status_code=status.HTTP_201_CREATED,
+    tags=["registry"],
+)
+def create_resident(body: ResidentCreate, user: User, conn: Conn) -> dict[str, Any]:
+    """Enrol a resident. The answer is the public shape: the ID number, notes and contacts
+    just sent are not echoed back, they stay behind the audited reveal."""
+    user.require("admin", "civil_affairs")
+    with conn.transaction():
+        row = reg.create_resident(conn, body)
+    return _resident(conn, user, int(row["id"]))
+
+
+_HOME_BED_SQL = (
+    "SELECT id, facility_id, area, lat, lon, district_code, established_on, closed_on,"
+    " liability_insured, package_code FROM home_beds"
+)
+
+
+@router.get("/home-beds", response_model=list[HomeBedPublic], tags=["registry"])
+def home_beds(
+    user: User, conn: Conn, facility: int | None = None, district: str | None = None
+) -> list[dict[str, Any]]:
+    fac = facility_scope(user, facility)
+    return db.rows(
+        conn,
+        _HOME_BED_SQL + " WHERE (%(f)s::bigint IS NULL OR facility_id = %(f)s)"
+        " AND (%(d)s::text IS NULL OR district_code LIKE %(d)s || '%%') ORDER BY id LIMIT 5000",
+        {"f": fac, "d": district},
+    )
+
+
+@router.post(
+    "/home-beds",
+    response_model=HomeBedPublic,
+    status_code=status.HTTP_201_CREATED,
+    tags=["registry"],
+)
+def create_home_bed(body: HomeBedCreate, user: User, conn: Conn) -> dict[str, Any]:
+    user.require("admin")
+    with conn.transaction():
+        made = reg.create_home_bed(conn, body)
+        # The public shape: the address just sent stays behind the audited reveal.
+        return db.one(conn, _HOME_BED_SQL + " WHERE id = %s", (made["id"],))
+
+
+@router.patch("/home-beds/{home_bed_id}", response_model=HomeBedPublic, tags=["registry"])
+def update_home_bed(
+    home_bed_id: int, body: HomeBedUpdate, user: User, conn: Conn
+) -> dict[str, Any]:
+    user.require("admin")
+    changes = body.model_dump(exclude_unset=True)
+    with conn.transaction():
+        current = db.one(
+            conn,
+            "SELECT established_on, closed_on FROM home_beds WHERE id = %s FOR UPDATE",
+            (home_bed_id,),
+            missing=f"home bed {home_bed_id} not found",
+        )
+        established = changes.get("established_on", current["established_on"])
+        closed = changes.get("closed_on", current["closed_on"])
+        if established and closed and closed < established:
+            raise InvalidInput("closed_on is before established_on")
+        if changes:
+            sets = ", ".join(f"{k} = %({k})s" for k in changes)  # keys are the model's fields
+            conn.execute(
+                f"UPDATE home_beds SET {sets} WHERE id = %(id)s", {**changes, "id": home_bed_id}
+            )
+        return db.one(conn, _HOME_BED_SQL + " WHERE id = %s", (home_bed_id,))
 
 
 @router.get("/residents/{resident_id}", response_model=ResidentPublic, tags=["registry"])
@@ -207,8 +292,9 @@ def reveal(
     extra = db.rows(
         conn,
         "SELECT r.id_number, r.medical_notes, r.allergies, r.contacts,"
-        " hb.address, hb.access_notes FROM residents r LEFT JOIN home_beds hb"
-        " ON hb.id = r.home_bed_id WHERE r.id = %s",
+        " COALESCE(hb.address, hh.address) AS address, hb.access_notes"
+        " FROM residents r LEFT JOIN home_beds hb ON hb.id = r.home_bed_id"
+        " LEFT JOIN households hh ON hh.id = r.household_id WHERE r.id = %s",
         (resident_id,),
     )[0]
     return {**base, **extra}

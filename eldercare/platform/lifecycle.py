@@ -1,0 +1,151 @@
+"""The work-order (工单) lifecycle as data (design §2.4), like ``alerts.rules.MOVES``. Pure.
+
+created -> dispatched -> accepted -> checked_in -> checked_out -> verified -> settled, with the
+side exits cancelled and rejected. Going back is never allowed, except a provider's ``reject``
+that returns the order to ``created`` for re-dispatch (待改派).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
+from zoneinfo import ZoneInfo
+
+from eldercare.errors import ConflictError, PermissionDenied
+
+STATUSES: Final = (
+    "created",
+    "dispatched",
+    "accepted",
+    "checked_in",
+    "checked_out",
+    "verified",
+    "settled",
+    "cancelled",
+    "rejected",
+)
+DESK: Final = ("operator", "supervisor", "admin")
+PROVIDER: Final = ("provider_admin", "provider_worker")
+SYSTEM_ROLE: Final = "system"  # the auto-verify job, alarm and hotline hooks
+
+
+@dataclass(frozen=True, slots=True)
+class Move:
+    allowed: frozenset[str]  # statuses the action may start from
+    to: str
+    stamp: str | None  # the clock column the move sets
+    roles: tuple[str, ...]  # who may do it (SYSTEM_ROLE for internal callers)
+
+
+CREATE_ROLES: Final = (*DESK, "provider_admin", SYSTEM_ROLE)
+
+MOVES: Final[Mapping[str, Move]] = {
+    "dispatch": Move(
+        frozenset({"created", "dispatched"}), "dispatched", "dispatched_at", (*DESK, SYSTEM_ROLE)
+    ),
+    "accept": Move(frozenset({"dispatched"}), "accepted", "accepted_at", PROVIDER),
+    "reject": Move(frozenset({"dispatched", "accepted"}), "created", None, PROVIDER),
+    "check_in": Move(frozenset({"accepted"}), "checked_in", "checked_in_at", ("provider_worker",)),
+    "check_out": Move(
+        frozenset({"checked_in"}), "checked_out", "checked_out_at", ("provider_worker",)
+    ),
+    "verify": Move(
+        frozenset({"checked_out"}),
+        "verified",
+        "verified_at",
+        ("civil_affairs", "supervisor", SYSTEM_ROLE),
+    ),
+    "settle": Move(
+        frozenset({"verified"}), "settled", "settled_at", ("civil_affairs", SYSTEM_ROLE)
+    ),
+    "cancel": Move(
+        frozenset({"created", "dispatched", "accepted"}),
+        "cancelled",
+        "cancelled_at",
+        (*DESK, "provider_admin"),
+    ),
+    "reject_claim": Move(
+        frozenset({"checked_out", "verified", "settled"}),
+        "rejected",
+        "rejected_at",
+        ("civil_affairs",),
+    ),
+}
+# Which verbs travel in URLs (``/work-orders/{id}/check-in``) and which in MOVES.
+ACTIONS: Final = {name.replace("_", "-"): name for name in MOVES}
+
+
+def check_move(action: str, status: str, role: str) -> Move:
+    """The move for ``action`` by ``role`` from ``status``; 403 for the wrong role, 409 when the
+    order is not in a state the action may start from."""
+    move = MOVES[action]
+    if role not in move.roles:
+        raise PermissionDenied(f"role {role} may not {action.replace('_', '-')} a work order")
+    if status not in move.allowed:
+        need = " or ".join(sorted(move.allowed))
+        raise ConflictError(
+            f"cannot {action.replace('_', '-')}: work order is {status} (needs {need})"
+        )
+    return move
+
+
+def number(district_code: str, at: datetime, tz: ZoneInfo, seq: int) -> str:
+    """WO-<county 6 digits>-<yyyymmdd in local time>-<seq, at least 6 digits>."""
+    return f"WO-{district_code[:6]}-{at.astimezone(tz):%Y%m%d}-{seq:06d}"
+
+
+# The six EVV elements (21st Century Cures Act §12006, design §2.4): service, resident, date,
+# location at both ends, worker, start and end times.
+def evv_missing(order: Mapping[str, Any]) -> list[str]:
+    missing = []
+    if not order.get("service_item_code"):
+        missing.append("service")
+    if not order.get("resident_id"):
+        missing.append("resident")
+    if not order.get("worker_id"):
+        missing.append("worker")
+    if not order.get("checked_in_at") or not order.get("checked_out_at"):
+        missing.append("times")
+    for end in ("check_in", "check_out"):
+        point = order.get(end) or {}
+        if point.get("lat") is None or point.get("lon") is None:
+            missing.append(f"{end}_location")
+    return missing
+
+
+def evv_complete(order: Mapping[str, Any]) -> bool:
+    return not evv_missing(order)
+
+
+@dataclass(frozen=True, slots=True)
+class Gate:
+    """What an order's verification depends on."""
+
+    revisit_required: bool
+    open_hard_anomalies: tuple[str, ...]  # rule codes
+    revisits: tuple[tuple[bool | None, bool | None], ...]  # (reached, service_confirmed)
+
+
+def verify_blockers(gate: Gate) -> list[str]:
+    """Why the order may not be verified yet (empty: it may). A hard anomaly blocks until
+    civil affairs decides it; a required revisit until one reached the resident and the
+    resident confirmed the service (design §2.4, §2.10)."""
+    reasons = [f"open hard anomaly {code}" for code in gate.open_hard_anomalies]
+    if gate.revisit_required and not any(r is True and c is True for r, c in gate.revisits):
+        reasons.append("revisit_required")
+    return reasons
+
+
+def sampled(order_number: str, percent: int) -> bool:
+    """Whether an order falls into the random revisit sample (design §2.10, default 10%).
+
+    Derived from the order number rather than a random generator, so a retried check-out and
+    a re-run agree on the same orders.
+    """
+    if percent <= 0:
+        return False
+    digest = hashlib.sha256(order_number.encode()).digest()
+    return int.from_bytes(digest[:4], "big") % 100 < percent
