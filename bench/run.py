@@ -96,8 +96,8 @@ def provision(settings: Settings, n: int, kind: str = "home_kit") -> list[tuple[
     return [(c.username, c.password) for c in creds]
 
 
-def tree_cpu_seconds(root: int) -> float:
-    """user+system CPU of a process and its descendants (from /proc), robust to other load."""
+def tree_cpu(root: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of a process and its descendants, from /proc."""
     tick = os.sysconf("SC_CLK_TCK")
     stats: dict[int, tuple[int, float]] = {}
     for entry in Path("/proc").iterdir():
@@ -107,13 +107,15 @@ def tree_cpu_seconds(root: int) -> float:
             fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        stats[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
-    total, todo = 0.0, [root]
+        stats[int(entry.name)] = (int(fields[1]), int(fields[11]) / tick, int(fields[12]) / tick)
+    user = system = 0.0
+    todo = [root]
     while todo:
         pid = todo.pop()
-        total += stats.get(pid, (0, 0.0))[1]
-        todo += [c for c, (ppid, _) in stats.items() if ppid == pid]
-    return total
+        _, u, s = stats.get(pid, (0, 0.0, 0.0))
+        user, system = user + u, system + s
+        todo += [c for c, (ppid, _, _) in stats.items() if ppid == pid]
+    return user, system
 
 
 def count_rows(url: str) -> int:
@@ -146,8 +148,38 @@ def start_blasters(
     return pool, pool.map_async(blast_process, args)
 
 
+def start_profile(pid: int, duration: float, out: Path) -> subprocess.Popen[bytes]:
+    """py-spy on the gateway's process tree: collapsed stacks, one line per stack, for
+    BENCHMARKS.md (``--gil``: only samples that hold the interpreter lock, i.e. Python CPU)."""
+    return subprocess.Popen(
+        [
+            str(Path(sys.executable).with_name("py-spy")),
+            "record",
+            "--pid",
+            str(pid),
+            "--subprocesses",
+            "--gil",
+            "--rate",
+            "200",
+            "--duration",
+            str(int(duration)),
+            "--format",
+            "raw",
+            "--output",
+            str(out),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
 def phase_ingest(
-    settings: Settings, workers: int, publishers: int, duration: float, log: Path
+    settings: Settings,
+    workers: int,
+    publishers: int,
+    duration: float,
+    log: Path,
+    profile: Path | None = None,
 ) -> dict[str, Any]:
     devices = provision(settings, 16 * publishers)
     gw = Proc(["gateway", "--workers", str(workers)], settings, log).start()
@@ -156,8 +188,9 @@ def phase_ingest(
         wait_ready(settings, probe)
         before = count_rows(settings.database_url)
         assert gw.proc is not None
-        cpu0 = tree_cpu_seconds(gw.proc.pid)
+        cpu0 = tree_cpu(gw.proc.pid)
         pool, res = start_blasters(settings, devices, publishers, 0, duration, "ing")
+        spy = start_profile(gw.proc.pid, duration - 4, profile) if profile else None
         samples: list[tuple[float, int]] = []
         t0 = time.monotonic()
         while not res.ready():
@@ -165,6 +198,8 @@ def phase_ingest(
             time.sleep(1.0)
         blasts: list[BlastResult] = res.get()
         pool.close()
+        if spy is not None:
+            spy.wait(60)
         sent = sum(b.sent for b in blasts)
         acked = sum(b.acked for b in blasts)
         wait_for(
@@ -174,7 +209,8 @@ def phase_ingest(
             what="ingest drained",
         )
         stored = count_rows(settings.database_url) - before
-        cpu = tree_cpu_seconds(gw.proc.pid) - cpu0
+        cpu1 = tree_cpu(gw.proc.pid)
+        user, system = cpu1[0] - cpu0[0], cpu1[1] - cpu0[1]
         # Steady window: skip the first 3 s (connects, warm-up) and the tail.
         window = [s for s in samples if 3 <= s[0] <= duration - 1]
         rate = (window[-1][1] - window[0][1]) / (window[-1][0] - window[0][0])
@@ -186,7 +222,9 @@ def phase_ingest(
             "ingest_acked": acked,
             "ingest_stored": stored,
             "publish_rate_msgs_per_s": round(sent / duration),
-            "gateway_cpu_us_per_msg": round(cpu / stored * 1e6, 1),
+            "gateway_cpu_us_per_msg": round((user + system) / stored * 1e6, 1),
+            "gateway_user_us_per_msg": round(user / stored * 1e6, 1),
+            "gateway_sys_us_per_msg": round(system / stored * 1e6, 1),
         }
     finally:
         gw.stop()
@@ -339,6 +377,7 @@ def main() -> int:
     ap.add_argument("--duration", type=float, default=20)
     ap.add_argument("--background", type=float, default=5000)
     ap.add_argument("--samples", type=int, default=400)
+    ap.add_argument("--profile", type=Path, help="py-spy collapsed stacks of the ingest gateway")
     args = ap.parse_args()
     WORK.mkdir(parents=True, exist_ok=True)
     result: dict[str, Any] = {
@@ -355,7 +394,9 @@ def main() -> int:
             log = WORK / f"{phase}.log"
             log.unlink(missing_ok=True)
             if phase == "ingest":
-                r = phase_ingest(settings, args.workers, args.publishers, args.duration, log)
+                r = phase_ingest(
+                    settings, args.workers, args.publishers, args.duration, log, args.profile
+                )
             elif phase == "latency":
                 r = phase_latency(settings, args.workers, args.background, args.samples, log)
             elif phase == "console":
