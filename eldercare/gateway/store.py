@@ -63,6 +63,21 @@ SELECT s.time, s.received_at, s.device_ts, s.device_id, s.facility_id, s.msg_id,
        s.clock_skew, s.payload::jsonb
 FROM staging_events s JOIN fresh f USING (device_id, msg_id)
 """
+_UPSERT_STATUS = """
+INSERT INTO device_status AS d (device_id, state_online, online, last_seen_at,
+                                last_heartbeat_at, interval_s, battery, rssi, changed_at)
+SELECT * FROM unnest(%s::text[], %s::boolean[], %s::boolean[], %s::timestamptz[],
+                     %s::timestamptz[], %s::integer[], %s::integer[], %s::integer[],
+                     %s::timestamptz[])
+ON CONFLICT (device_id) DO UPDATE SET
+    state_online = EXCLUDED.state_online, online = EXCLUDED.online,
+    last_seen_at = EXCLUDED.last_seen_at,
+    last_heartbeat_at = COALESCE(EXCLUDED.last_heartbeat_at, d.last_heartbeat_at),
+    interval_s = COALESCE(EXCLUDED.interval_s, d.interval_s),
+    battery = COALESCE(EXCLUDED.battery, d.battery),
+    rssi = COALESCE(EXCLUDED.rssi, d.rssi),
+    changed_at = COALESCE(EXCLUDED.changed_at, d.changed_at)
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,40 +319,46 @@ class Store:
             conn = self._connection()
             ids = {e.device_id for e in events} | {s.device_id for s in states}
             devices = self.devices.get_many(conn, ids)
+            # Per-row work in one pass, with per-device facts looked up once per batch:
+            # these loops run for every message the gateway stores.
+            facility = {i: d.facility_id for i, d in devices.items() if d is not None and d.active}
+            rows: list[tuple[object, ...]] = []
             good: list[Uplink] = []
             seen: set[tuple[str, str]] = set()
+            add = seen.add
             for e in events:
-                dev = devices.get(e.device_id)
-                if dev is None or not dev.active:
-                    res.refused.append(_unknown_device(e.device_id, e.msg_id, e.raw, e.received_at))
+                device_id = e.device_id
+                if device_id not in facility:
+                    res.refused.append(_unknown_device(device_id, e.msg_id, e.raw, e.received_at))
                     continue
-                key = (e.device_id, e.msg_id)
+                key = (device_id, e.msg_id)
                 if key in seen:
                     res.duplicates += 1
                     continue
-                seen.add(key)
+                add(key)
                 good.append(e)
-            known_states = [s for s in states if (d := devices.get(s.device_id)) and d.active]
+                rows.append(
+                    (
+                        e.received_at if e.clock_skew else e.device_ts,
+                        e.received_at,
+                        e.device_ts,
+                        device_id,
+                        facility[device_id],
+                        e.msg_id,
+                        e.type,
+                        e.clock_skew,
+                        e.raw.decode(),
+                    )
+                )
+            known_states = [s for s in states if s.device_id in facility]
             with conn.transaction():
                 if good:
                     with conn.cursor() as cur:
                         with cur.copy(_COPY) as copy:
                             copy.set_types(_COPY_TYPES)
-                            for e in good:
-                                dev = devices[e.device_id]
-                                copy.write_row(
-                                    (
-                                        e.time,
-                                        e.received_at,
-                                        e.device_ts,
-                                        e.device_id,
-                                        dev.facility_id if dev else None,
-                                        e.msg_id,
-                                        e.type,
-                                        e.clock_skew,
-                                        e.raw.decode(),
-                                    )
-                                )
+                            write_row = copy.write_row
+                            for row in rows:
+                                write_row(row)
                         cur.execute(_INSERT_FRESH)
                         res.stored = cur.rowcount
                         res.duplicates += len(good) - res.stored
@@ -362,8 +383,10 @@ class Store:
         beats: dict[str, Uplink] = {}
         cams: dict[tuple[str, str], Uplink] = {}
         for e in events:
-            if e.device_id not in seen or e.time > seen[e.device_id]:
-                seen[e.device_id] = e.time
+            t = e.received_at if e.clock_skew else e.device_ts  # e.time, without the call
+            prev_t = seen.get(e.device_id)
+            if prev_t is None or t > prev_t:
+                seen[e.device_id] = t
             if e.type == "heartbeat":
                 prev = beats.get(e.device_id)
                 if prev is None or e.time >= prev.time:
@@ -431,22 +454,9 @@ class Store:
                 )
             )
         if upserts:
-            with conn.cursor() as cur:
-                cur.executemany(
-                    "INSERT INTO device_status AS d (device_id, state_online, online, last_seen_at,"
-                    " last_heartbeat_at, interval_s, battery, rssi, changed_at)"
-                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
-                    " ON CONFLICT (device_id) DO UPDATE SET"
-                    " state_online = EXCLUDED.state_online, online = EXCLUDED.online,"
-                    " last_seen_at = EXCLUDED.last_seen_at,"
-                    " last_heartbeat_at ="
-                    " COALESCE(EXCLUDED.last_heartbeat_at, d.last_heartbeat_at),"
-                    " interval_s = COALESCE(EXCLUDED.interval_s, d.interval_s),"
-                    " battery = COALESCE(EXCLUDED.battery, d.battery),"
-                    " rssi = COALESCE(EXCLUDED.rssi, d.rssi),"
-                    " changed_at = COALESCE(EXCLUDED.changed_at, d.changed_at)",
-                    upserts,
-                )
+            # One statement over arrays, not one per device: a batch of heartbeats from a
+            # large fleet touches thousands of devices, and per-statement cost dominated.
+            conn.execute(_UPSERT_STATUS, [list(col) for col in zip(*upserts, strict=True)])
         transitions += self._apply_cameras(conn, cams, bridge_flips, devices, now)
         self._record(conn, transitions)
         return transitions
