@@ -229,6 +229,25 @@ class GatewayWorker:
             )
             return "other"
         device_id, channel = dev
+        if channel is p.Channel.UP and not payload:
+            # Zero bytes is MQTT's "delete the retained message": our own clearing (below)
+            # echoed back, or a device clearing its own. It carries nothing to refuse.
+            return "cleared"
+        if pb.retain and channel is p.Channel.UP:
+            # A retained uplink is replayed at every (re)subscribe, and once its id has
+            # left the dedup table it would raise a phantom alarm (audit M6). Live copies
+            # arrive unflagged (MQTT 3.1.1) and were processed then; a flagged copy is a
+            # replay: refuse it and delete it at the broker.
+            self.client.publish(pb.topic, b"", qos=1, retain=True)
+            self._refuse(
+                chunk,
+                pb.topic,
+                device_id,
+                ProtocolError("schema", "retained uplinks are not accepted; publish with retain=0"),
+                payload,
+                received,
+            )
+            return channel.value
         refused = self.admit(device_id, channel, payload, received)
         if refused is not None:
             self._keep_refusal(chunk, refused)
