@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import logging
 import queue
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -43,6 +44,7 @@ Clock = Callable[[], datetime]
 
 _ALARM_LANE = (p.EventClass.ALARM, p.EventClass.CONTROL)
 _TOPICS_CACHED = 100_000
+_SWITCH_INTERVAL_S = 0.0005
 # The cache's "not seen yet" marker: typed like an entry, never equal to a real one.
 _UNSEEN: tuple[str, p.Channel] = ("", p.Channel.DOWN)
 
@@ -121,6 +123,12 @@ class GatewayWorker:
     # ---------------------------------------------------------------- lifecycle
 
     def start(self) -> None:
+        # The alarm lane waits for the interpreter lock after every database round trip
+        # (~10 per alarm). While the reader parses a read of background telemetry, a waiting
+        # thread gets the lock only after the switch interval: 5 ms by default, which made
+        # the SOS p99 ~10 round trips x up to 5 ms. A waiter is handed the lock sooner now;
+        # with nobody waiting, the interval costs nothing.
+        sys.setswitchinterval(_SWITCH_INTERVAL_S)
         lanes: list[tuple[str, Callable[[], None]]] = [
             ("alarms", self._alarm_lane),
             ("batches", self._batch_lane),
