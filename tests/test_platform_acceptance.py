@@ -16,11 +16,15 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 
+from eldercare.registry.schemas import DeviceCredentials
+from eldercare.simulators.device import SimDevice
 from tests.support import (
     Proc,
     create_database,
@@ -632,3 +636,230 @@ def test_3_6_work_order_lifecycle_evv_permissions(platform: Platform) -> None:
     # The payer split (voucher 6000 / copay 6000) is computed by the subsidy module (§3.5);
     # its assertion belongs with that module's verify hook.
     p.act("w1", "WO1", "check-in", check_in, at="2026-01-07T10:00:00+08:00", expect=409)
+
+
+# ---------------------------------------------------------------- §3.9 alarms create orders
+
+
+def _device(p: Platform, key: str) -> SimDevice:
+    dev = SimDevice.from_credentials(DeviceCredentials(**p.ids[key]), retry_s=1.0)
+    dev.connect()
+    return dev
+
+
+def _alarm(dev: SimDevice, kind: str, ts: datetime, **fields: Any) -> str:
+    return str(dev.ack_for(dev.raise_alarm(kind, ts=ts, **fields), timeout=20)["alarm_id"])
+
+
+def _close(p: Platform, alarm_id: str, body: dict[str, Any], expect: int = 200) -> Any:
+    return p.post("op", f"/api/alarms/{alarm_id}/close", body, expect=expect)
+
+
+def _settle_alarm(p: Platform, alarm_id: str, disposition: str) -> dict[str, Any]:
+    p.post("op", f"/api/alarms/{alarm_id}/acknowledge", {}, expect=200)
+    p.post("op", f"/api/alarms/{alarm_id}/resolve", {}, expect=200)
+    return dict(_close(p, alarm_id, {"disposition": disposition}))
+
+
+def _orders_of_alarm(p: Platform, alarm_id: str) -> list[dict[str, Any]]:
+    return list(p.get("op", "/api/work-orders", params={"alarm_id": alarm_id}))
+
+
+def test_3_9_alarms_create_work_orders(platform: Platform) -> None:
+    p, ids = platform, platform.ids
+    t0 = (datetime.now(UTC) - timedelta(hours=6)).replace(second=0, microsecond=0)
+    kit, sos = _device(p, "KIT5"), _device(p, "SOS5")
+    try:
+        # 1. a fall closed without injury -> post_fall_visit dispatched to P1, due close + 24 h
+        a2 = _alarm(kit, "fall", t0 + timedelta(hours=4), confidence=0.9)
+        closed = _settle_alarm(p, a2, "fall_without_injury")
+        orders = _orders_of_alarm(p, a2)
+        assert len(orders) == 1
+        o = orders[0]
+        assert (o["service_item_code"], o["source"], o["status"], o["provider_id"]) == (
+            "post_fall_visit",
+            "alarm",
+            "dispatched",
+            ids["P1"],
+        )
+        due = datetime.fromisoformat(o["due_by"])
+        assert due == datetime.fromisoformat(closed["closed_at"]) + timedelta(hours=24)
+        timeline = p.get("op", f"/api/alarms/{a2}")["timeline"]
+        assert "work_order_created" in [e["action"] for e in timeline]
+
+        # 2. service_request needs its follow-up; with it, one meal_delivery order
+        a3 = _alarm(sos, "sos", t0 + timedelta(hours=4, minutes=20))
+        p.post("op", f"/api/alarms/{a3}/acknowledge", {}, expect=200)
+        p.post("op", f"/api/alarms/{a3}/resolve", {}, expect=200)
+        _close(p, a3, {"disposition": "service_request"}, expect=422)
+        assert p.get("op", f"/api/alarms/{a3}")["alarm"]["status"] == "resolved"
+        assert _orders_of_alarm(p, a3) == []
+        _close(
+            p,
+            a3,
+            {"disposition": "service_request", "follow_up": {"service_item_code": "meal_delivery"}},
+        )
+        orders = _orders_of_alarm(p, a3)
+        assert [(o["service_item_code"], o["source"]) for o in orders] == [
+            ("meal_delivery", "alarm")
+        ]
+
+        # 3. three accidental presses in 7 days -> one device_training_visit, after the third
+        def training() -> list[dict[str, Any]]:
+            found = p.get("op", "/api/work-orders", params={"resident": ids["R5"]})
+            return [o for o in found if o["service_item_code"] == "device_training_visit"]
+
+        for n in range(3):
+            a = _alarm(sos, "sos", t0 + timedelta(hours=4, minutes=30 + 5 * n))
+            _settle_alarm(p, a, "accidental_press")
+            assert len(training()) == (1 if n == 2 else 0), n
+        assert training()[0]["source"] == "alarm"
+
+        # 4. a second fall closed without injury: R5 is due for reassessment
+        a4 = _alarm(kit, "fall", t0 + timedelta(hours=4, minutes=50), confidence=0.9)
+        _settle_alarm(p, a4, "fall_without_injury")
+        report = p.get("ca", "/api/reports/assessments", params={"district": "330683", "due": 1})
+        due_r5 = [d for d in report["due"] if d["resident_id"] == ids["R5"]]
+        assert len(due_r5) == 1
+        assert due_r5[0]["reason"] == "risk_events_30d>=2"
+        assert sorted(due_r5[0]["alarm_ids"]) == sorted([a2, a4])
+
+        # 5. a close with disposition test creates no order
+        a5 = _alarm(sos, "sos", t0 + timedelta(hours=5))
+        _settle_alarm(p, a5, "test")
+        assert _orders_of_alarm(p, a5) == []
+
+        # The assessed level drives priority: R5 is severe (F3), so a bed exit ranks 2, not 3.
+        a6 = _alarm(kit, "bed_exit", t0 + timedelta(hours=5, minutes=5), duration_s=600)
+        assert p.get("op", f"/api/alarms/{a6}")["alarm"]["priority"] == 2
+        _settle_alarm(p, a6, "test")
+    finally:
+        kit.close()
+        sos.close()
+
+
+# ---------------------------------------------------------------- §3.10 hotline, revisits
+
+
+def test_3_10_hotline_complaints_revisit_satisfaction(platform: Platform) -> None:
+    p, ids = platform, platform.ids
+    # 1. a referral call becomes a work order
+    call = p.post(
+        "op",
+        "/api/hotline/calls",
+        {
+            "caller": "13800000000",
+            "agent": "op",
+            "started_at": "2026-01-20T09:00:00+08:00",
+            "request_type": "referral",
+            "resident_id": ids["R3"],
+        },
+        at="2026-01-20T09:05:00+08:00",
+    )
+    assert "13800000000" not in json.dumps(call)  # the caller's number is shown masked
+    order = p.post(
+        "op",
+        f"/api/hotline/calls/{call['id']}/work-order",
+        {"service_item_code": "meal_delivery"},
+        at="2026-01-20T09:06:00+08:00",
+    )
+    assert (order["source"], order["hotline_call_id"]) == ("hotline", call["id"])
+
+    # 2. a complaint's SLA runs from the call's start: red = 3 days
+    complaint_call = p.post(
+        "op",
+        "/api/hotline/calls",
+        {
+            "caller": "13800000001",
+            "agent": "op",
+            "started_at": "2026-01-21T09:00:00+08:00",
+            "request_type": "complaint",
+            "resident_id": ids["R3"],
+        },
+        at="2026-01-21T09:10:00+08:00",
+    )
+    complaint = p.post(
+        "op",
+        "/api/complaints",
+        {"hotline_call_id": complaint_call["id"], "provider_id": ids["P2"], "severity": "red"},
+        at="2026-01-21T09:12:00+08:00",
+    )
+    assert datetime.fromisoformat(complaint["due_at"]) == datetime.fromisoformat(
+        "2026-01-24T09:00:00+08:00"
+    )
+
+    # 3. P3/W4: 12 verified meal deliveries in 2026-03 over CV1..CV5, one revisit each
+    answers: list[dict[str, Any]] = [
+        {"channel": "phone", "reached": True, "service_confirmed": True, "satisfaction": s}
+        for s in (1, 1, 1, 1, 2, 2, 2, 2, 3, 4)
+    ] + [{"channel": "phone", "reached": False}] * 2
+    for n, answer in enumerate(answers):
+        cv = f"CV{n % 5 + 1}"
+        day = 2 + n
+        start = f"2026-03-{day:02d}T11:00:00+08:00"
+        name = f"M{n + 1}"
+        p.done_order(
+            name,
+            resident=cv,
+            item="meal_delivery",
+            provider="P3",
+            worker_user="w4",
+            worker="W4",
+            start=start,
+            end=f"2026-03-{day:02d}T11:10:00+08:00",
+            at=(29.6 + (n % 5 + 1) / 1000, 120.8),
+        )
+        assert p.act("ca", name, "verify", {}, at=f"2026-03-{day:02d}T15:00:00+08:00")[
+            "status"
+        ] == ("verified")
+        p.post(
+            "op",
+            f"/api/work-orders/{ids[name]}/revisits",
+            answer,
+            at=f"2026-03-{day:02d}T16:00:00+08:00",
+        )
+    report = p.get(
+        "op",
+        "/api/reports/revisits",
+        params={"from": "2026-03-01", "to": "2026-04-01", "provider": ids["P3"]},
+    )
+    assert (report["revisits"], report["reached"]) == (12, 10)
+    assert report["reach_rate"] == 0.8333
+    assert report["distribution"] == {"1": 4, "2": 4, "3": 1, "4": 1}
+    assert report["satisfaction_rate"] == 0.8
+    assert report["confirmed_rate"] == 1.0
+    # 4. (coverage report, §2.13) belongs with the subsidy module's reports.
+
+
+# ---------------------------------------------------------------- §3.12 audit
+
+
+def test_3_12_audit_and_immutability(platform: Platform) -> None:
+    p, ids = platform, platform.ids
+    events = p.get("op", f"/api/work-orders/{ids['WO1']}/events")
+    assert [e["action"] for e in events][:2] == ["created", "dispatch"]
+    with psycopg.connect(p.settings.database_url) as conn:
+        with pytest.raises(psycopg.errors.RaiseException, match="append-only"):
+            conn.execute(
+                "UPDATE work_order_events SET actor = 'someone' WHERE work_order_id = %s",
+                (ids["WO1"],),
+            )
+        conn.rollback()
+        with pytest.raises(psycopg.errors.RaiseException, match="append-only"):
+            conn.execute("DELETE FROM work_order_events WHERE work_order_id = %s", (ids["WO1"],))
+    # No personal data in work-order payloads, whoever asks...
+    for user in ("op", "pa1", "w1"):
+        payload = json.dumps(p.get(user, f"/api/work-orders/{ids['WO1']}"), ensure_ascii=False)
+        for secret in ("id_number", "address", "phone", "嵊州测试路1号", "床位戊"):
+            assert secret not in payload, (user, secret)
+    listing = json.dumps(p.get("op", "/api/work-orders"), ensure_ascii=False)
+    assert "嵊州测试路" not in listing
+    # ...the address comes only through the audited reveal, which provider users cannot use.
+    p.call("w1", "POST", f"/api/residents/{ids['R5']}/reveal", {"reason": "上门服务"}, expect=403)
+    p.call("pa1", "GET", "/api/alarms", expect=403)
+    shown = p.post(
+        "op", f"/api/residents/{ids['R5']}/reveal", {"reason": "回访核实地址"}, expect=200
+    )
+    assert shown["address"] == "嵊州测试路1号"
+    reveals = p.get("adm", f"/api/residents/{ids['R5']}/reveals")
+    assert [r["username"] for r in reveals][:1] == ["op"]

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Final
 
 import orjson
 import psycopg
@@ -24,8 +23,6 @@ import psycopg
 from eldercare.alerts import events, rules
 from eldercare.protocol import Uplink
 from eldercare.registry.schemas import DeviceInfo
-
-PRIORITY: Final = rules.PRIORITY
 
 
 def _details(event: Uplink) -> str:
@@ -101,10 +98,12 @@ def raise_alarm(
             return row[0], False
     area_row = conn.execute(
         "SELECT COALESCE((SELECT area FROM home_beds WHERE id = %s),"
-        " (SELECT area FROM facilities WHERE id = %s), 'town')",
-        (device.home_bed_id, device.facility_id),
+        " (SELECT area FROM facilities WHERE id = %s), 'town'),"
+        " (SELECT ability_level FROM residents WHERE id = %s)",
+        (device.home_bed_id, device.facility_id, device.resident_id),
     ).fetchone()
     area = area_row[0] if area_row else "town"
+    priority = rules.alarm_priority(event.type, area_row[1] if area_row else None)
     new = conn.execute(
         "INSERT INTO alarms (kind, kinds, devices, priority, device_id, resident_id, facility_id,"
         " home_bed_id, source_msg_id, event_time, received_at, clock_skew, last_occurrence_at,"
@@ -114,7 +113,7 @@ def raise_alarm(
             event.type,
             [event.type],
             [device.id],
-            PRIORITY[event.type],
+            priority,
             device.id,
             device.resident_id,
             device.facility_id,
@@ -149,7 +148,7 @@ def raise_alarm(
         device.facility_id,
         {
             "kind": event.type,
-            "priority": PRIORITY[event.type],
+            "priority": priority,
             "facility_id": device.facility_id,
             "device_id": device.id,
             "room": device.room,

@@ -15,10 +15,14 @@ from collections.abc import Callable, Iterable
 
 
 class Slot:
-    __slots__ = ("done", "generation", "mid")
+    """A run of consecutive messages (packet ids in arrival order) that commit together:
+    one per alarm, one per stretch of batch-lane messages of a read. Per run rather than
+    per message, since a read brings thousands and each object costs."""
 
-    def __init__(self, mid: int, generation: int) -> None:
-        self.mid = mid
+    __slots__ = ("done", "generation", "mids")
+
+    def __init__(self, mids: list[int], generation: int) -> None:
+        self.mids = mids
         self.generation = generation
         self.done = False
 
@@ -31,6 +35,7 @@ class AckSequencer:
         self._send = send_acks
         self._lock = threading.Lock()
         self._queue: deque[Slot] = deque()
+        self._pending = 0
         self._generation = 0
 
     def new_generation(self, generation: int | None = None) -> None:
@@ -38,20 +43,15 @@ class AckSequencer:
         with self._lock:
             self._generation = self._generation + 1 if generation is None else generation
             self._queue.clear()
+            self._pending = 0
 
-    def take(self, mid: int) -> Slot:
+    def take(self, mids: list[int]) -> Slot:
+        """A slot for these consecutive messages, queued behind every earlier one."""
         with self._lock:
-            slot = Slot(mid, self._generation)
+            slot = Slot(mids, self._generation)
             self._queue.append(slot)
+            self._pending += len(mids)
             return slot
-
-    def take_many(self, mids: Iterable[int]) -> list[Slot]:
-        """Slots for several messages in arrival order, under one lock acquisition."""
-        with self._lock:
-            gen = self._generation
-            slots = [Slot(mid, gen) for mid in mids]
-            self._queue.extend(slots)
-            return slots
 
     def complete(self, slots: Iterable[Slot]) -> int:
         """Mark slots done and send every PUBACK now releasable; returns how many were sent."""
@@ -64,7 +64,8 @@ class AckSequencer:
             while q and q[0].done:
                 slot = q.popleft()
                 if slot.generation == gen:
-                    ready.append(slot.mid)
+                    ready += slot.mids
+            self._pending -= len(ready)
             # Sent under the lock: two lanes releasing at once must not reorder PUBACKs.
             if ready:
                 self._send(ready, gen)
@@ -72,4 +73,4 @@ class AckSequencer:
 
     def __len__(self) -> int:
         """Messages received and not yet acknowledged (a queue bound's measure)."""
-        return len(self._queue)
+        return self._pending

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import psycopg
 from fastapi import Depends, Request
@@ -15,6 +15,7 @@ from fastapi.security import OAuth2PasswordBearer
 
 from eldercare.alerts import rules
 from eldercare.errors import AuthError, InvalidInput, NotFoundError, PermissionDenied
+from eldercare.platform import workorders
 from eldercare.registry import auth
 from eldercare.registry.auth import Actor
 from eldercare.storage import db
@@ -96,3 +97,18 @@ def facility_scope(user: Actor, facility: int | None) -> int | None:
             raise NotFoundError(f"facility {facility} not found")
         return user.facility_id
     return facility
+
+
+def platform_env(request: Request) -> workorders.Env:
+    return platform_env_of(request.app)
+
+
+def platform_env_of(app: Any) -> workorders.Env:
+    """The work-order lifecycle's view of the deployment, with the hooks other platform
+    modules (visit checks, subsidy allocation) put on ``app.state.platform_hooks``."""
+    settings = app.state.settings
+    return workorders.Env(
+        tz=settings.tz,
+        revisit_sample_pct=settings.revisit_sample_pct,
+        hooks=getattr(app.state, "platform_hooks", None) or workorders.Hooks(),
+    )

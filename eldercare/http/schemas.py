@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from eldercare.alerts import rules
 
@@ -43,9 +43,17 @@ class DeclineCreate(_In):
     reason: str | None = Field(None, max_length=500)
 
 
+class FollowUpIn(_In):
+    """A follow-up visit asked for when closing (design §2.9); required for service_request."""
+
+    service_item_code: str = Field(min_length=1, max_length=64)
+    due_by: AwareDatetime | None = None
+
+
 class CloseCreate(_In):
     disposition: Disposition
     note: str | None = Field(None, max_length=2000)
+    follow_up: FollowUpIn | None = None
 
 
 class NoteCreate(_In):

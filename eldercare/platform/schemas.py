@@ -276,9 +276,8 @@ class WorkOrderCreate(_Model):
     scheduled_end: AwareDatetime | None = None
     due_by: AwareDatetime | None = None
     care_agreement_id: int | None = None
-    ltc_fen: int = Field(
-        0, ge=0
-    )  # long-term-care insurance share, entered until an interface exists
+    # The long-term-care insurance share, entered per order until an interface exists (Q8).
+    ltc_fen: int = Field(default=0, ge=0)
 
     @model_validator(mode="after")
     def _window(self) -> WorkOrderCreate:

@@ -134,6 +134,7 @@ class Reader:
         i = 0
         out: list[Publish | Packet] = []
         append = out.append
+        new = tuple.__new__
         while n - i >= 2:
             first = buf[i]
             b = buf[i + 1]
@@ -173,7 +174,8 @@ class Reader:
                 except UnicodeDecodeError as exc:
                     raise MalformedPacket("topic is not UTF-8") from exc
                 pid = (buf[t_end] << 8) | buf[t_end + 1] if qos else 0
-                append(Publish(topic, buf[p0:end], qos, pid, bool(first & 1), bool(first & 8)))
+                # tuple.__new__ skips the NamedTuple's Python-level __new__ (per message).
+                append(new(Publish, (topic, buf[p0:end], qos, pid, first & 1 == 1, first & 8 == 8)))
             else:
                 append(Packet(first >> 4, first & 15, buf[j:end]))
             i = end

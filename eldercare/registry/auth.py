@@ -82,6 +82,9 @@ def create_user(
         raise InvalidInput("facility_staff users need --facility")
     if len(password) < 8:
         raise InvalidInput("passwords need at least 8 characters")
+    if username == SYSTEM.username:
+        # "system" is the platform's own actor (hooks, auto-verify); no login may pose as it.
+        raise InvalidInput(f"the username {username!r} is reserved")
     if role == "provider_worker" and worker_id is None:
         raise InvalidInput("provider_worker users need --worker")
     if worker_id is not None and role != "provider_worker":

@@ -13,6 +13,7 @@ from eldercare.http.routes import (
     auth,
     console,
     dispatch,
+    hotline,
     metrics,
     people,
     providers,
@@ -33,4 +34,5 @@ ROUTERS: list[APIRouter] = [
     people.router,
     providers.router,
     work_orders.router,
+    hotline.router,
 ]

@@ -7,11 +7,11 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 
 from eldercare.alerts import dispatch, notify, rules
 from eldercare.alerts import lifecycle as alarms
-from eldercare.http.deps import Conn, Now, User
+from eldercare.http.deps import Conn, Now, User, platform_env
 from eldercare.http.schemas import (
     AlarmDetail,
     AlarmPublic,
@@ -23,6 +23,7 @@ from eldercare.http.schemas import (
     NoteOptional,
     OfferAnswer,
 )
+from eldercare.platform import followups
 
 router = APIRouter(prefix="/api")
 
@@ -112,11 +113,22 @@ def resolve(
 
 @router.post("/alarms/{alarm_id}/close", response_model=AlarmPublic, tags=["alarms"])
 def close(
-    alarm_id: uuid.UUID, body: CloseCreate, user: User, conn: Conn, now: Now
+    request: Request, alarm_id: uuid.UUID, body: CloseCreate, user: User, conn: Conn, now: Now
 ) -> dict[str, Any]:
-    return alarms.act(
-        conn, alarm_id, "close", user, now, note=body.note, disposition=body.disposition
+    """Close with a disposition; one that calls for a visit creates its work order in the
+    same transaction (design §2.9), so a close never lands without its follow-up."""
+    follow_up = (
+        followups.FollowUp(body.follow_up.service_item_code, body.follow_up.due_by)
+        if body.follow_up
+        else None
     )
+    followups.require_follow_up(body.disposition, follow_up)
+    with conn.transaction():
+        alarms.act(conn, alarm_id, "close", user, now, note=body.note, disposition=body.disposition)
+        followups.on_close(
+            conn, str(alarm_id), body.disposition, follow_up, user, now, platform_env(request)
+        )
+    return alarms.summary(conn, alarm_id)
 
 
 @router.post("/alarms/{alarm_id}/note", response_model=AlarmPublic, tags=["alarms"])

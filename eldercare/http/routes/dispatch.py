@@ -7,8 +7,8 @@ from typing import Any
 
 import psycopg
 from fastapi import APIRouter
-from psycopg.types.json import Jsonb
 
+from eldercare.alerts import policies as alert_policies
 from eldercare.alerts import rules
 from eldercare.http.deps import Conn, Now, User, facility_scope
 from eldercare.http.schemas import (
@@ -89,61 +89,21 @@ def get_rota(
 
 @router.get("/policies", tags=["dispatch"])
 def policies(user: User, conn: Conn) -> list[dict[str, Any]]:
-    rows = db.rows(conn, "SELECT * FROM response_policies ORDER BY id")
-    out = [rules.policy_from_row(r).as_dict() for r in rows]
-    for area in ("town", "remote"):
-        if not any(p["facility_id"] is None and p["area"] == area for p in out):
-            out.append(rules.default_policy(area).as_dict())
-    return out
+    return [p.as_dict() for p in alert_policies.all_policies(conn)]
 
 
 @router.put("/policies", tags=["dispatch"])
 def put_policy(body: PolicyCreate, user: User, conn: Conn, now: Now) -> dict[str, Any]:
     user.require("admin", "supervisor")
-    return save_policy(conn, body, now)
-
-
-def save_policy(conn: psycopg.Connection, body: PolicyCreate, now: datetime) -> dict[str, Any]:
-    steps = Jsonb([s.model_dump(exclude_none=True) for s in body.steps])
-    vals = (
+    policy = rules.Policy(
+        None,
+        body.facility_id,
+        body.area,
         body.name,
         body.ack_target_s,
         body.ack_target2_s,
         body.on_site_target_s,
         body.supervisor_after_s,
-        steps,
-        now,
+        tuple(rules.Step(s.kind, s.count, s.timeout_s, s.number) for s in body.steps),
     )
-    with conn.transaction():
-        if body.facility_id is not None:
-            existing = db.rows(
-                conn,
-                "SELECT id FROM response_policies WHERE facility_id = %s FOR UPDATE",
-                (body.facility_id,),
-            )
-        else:
-            existing = db.rows(
-                conn,
-                "SELECT id FROM response_policies WHERE facility_id IS NULL"
-                " AND area = %s FOR UPDATE",
-                (body.area,),
-            )
-        if existing:
-            row = db.rows(
-                conn,
-                "UPDATE response_policies SET name = %s, ack_target_s = %s,"
-                " ack_target2_s = %s, on_site_target_s = %s,"
-                " supervisor_after_s = %s, steps = %s, updated_at = %s"
-                " WHERE id = %s RETURNING *",
-                (*vals, existing[0]["id"]),
-            )[0]
-        else:
-            row = db.rows(
-                conn,
-                "INSERT INTO response_policies (name, ack_target_s,"
-                " ack_target2_s, on_site_target_s, supervisor_after_s, steps,"
-                " updated_at, facility_id, area) VALUES (%s, %s, %s, %s, %s,"
-                " %s, %s, %s, %s) RETURNING *",
-                (*vals, body.facility_id, body.area),
-            )[0]
-    return rules.policy_from_row(row).as_dict()
+    return alert_policies.save(conn, policy, now).as_dict()

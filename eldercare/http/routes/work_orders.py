@@ -20,7 +20,7 @@ from psycopg.types.json import Jsonb
 from pydantic import BaseModel
 
 from eldercare.errors import ConflictError, InvalidInput
-from eldercare.http.deps import AnyUser, Conn, Now
+from eldercare.http.deps import AnyUser, Conn, Now, platform_env
 from eldercare.platform import workorders as wo
 from eldercare.platform.schemas import (
     AcceptRequest,
@@ -38,15 +38,6 @@ from eldercare.storage import db
 
 router = APIRouter(prefix="/api")
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
-
-
-def env_of(request: Request) -> wo.Env:
-    settings = request.app.state.settings
-    return wo.Env(
-        tz=settings.tz,
-        revisit_sample_pct=settings.revisit_sample_pct,
-        hooks=getattr(request.app.state, "platform_hooks", None) or wo.Hooks(),
-    )
 
 
 def idempotent(
@@ -101,7 +92,7 @@ def create_work_order(
     now: Now,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
-    env = env_of(request)
+    env = platform_env(request)
     return idempotent(
         conn,
         request,
@@ -163,7 +154,7 @@ def _act(
     body: BaseModel,
     key: str | None = None,
 ) -> JSONResponse:
-    env = env_of(request)
+    env = platform_env(request)
     return idempotent(
         conn,
         request,

@@ -1,0 +1,160 @@
+"""Alarms that create work orders (design §2.9): an alarm closed with a disposition that calls
+for a visit gets its follow-up order in the same transaction as the close, and the alarm's
+timeline records ``work_order_created``.
+
+Called by the HTTP close handler (``alerts`` never imports the platform layer).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Final
+
+import psycopg
+
+from eldercare.alerts import events
+from eldercare.errors import ConflictError, InvalidInput
+from eldercare.platform import workorders as wo
+from eldercare.platform.schemas import DispatchRequest, WorkOrderCreate
+from eldercare.registry.auth import SYSTEM, Actor
+from eldercare.storage import db
+
+Row = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class FollowUp:
+    """What the operator asks for when closing (``CloseCreate.follow_up``)."""
+
+    service_item_code: str
+    due_by: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    item: str
+    due_after: timedelta | None
+    dispatch: bool  # to the provider linked to the resident's facility
+
+
+AT_HOME: Final = ("home_bed", "household")
+ACCIDENTAL_REPEAT: Final = 3  # accidental presses of one device within 7 days
+ACCIDENTAL_WINDOW: Final = timedelta(days=7)
+PLANS: Final = {
+    "fall_without_injury": Plan("post_fall_visit", timedelta(hours=24), True),
+    "genuine_emergency": Plan("post_incident_visit", timedelta(hours=48), True),
+}
+
+
+def require_follow_up(disposition: str, follow_up: FollowUp | None) -> None:
+    """A ``service_request`` close (the 12349 服务转介 path) must say which service (422)."""
+    if disposition == "service_request" and follow_up is None:
+        raise InvalidInput("disposition service_request needs follow_up.service_item_code")
+
+
+def on_close(
+    conn: psycopg.Connection,
+    alarm_id: str,
+    disposition: str,
+    follow_up: FollowUp | None,
+    actor: Actor,
+    now: datetime,
+    env: wo.Env,
+) -> Row | None:
+    """The follow-up order of a just-closed alarm, or None when the close calls for none."""
+    alarm = db.one(
+        conn,
+        "SELECT id::text AS id, kind, device_id, resident_id, closed_at FROM alarms WHERE id = %s",
+        (alarm_id,),
+    )
+    if alarm["resident_id"] is None:
+        return None
+    place = db.one(
+        conn, "SELECT * FROM resident_places WHERE resident_id = %s", (alarm["resident_id"],)
+    )
+    closed = alarm["closed_at"] or now
+    plan: Plan | None = None
+    due: datetime | None = None
+    if disposition == "service_request":
+        assert follow_up is not None  # require_follow_up ran before the close
+        plan, due = Plan(follow_up.service_item_code, None, False), follow_up.due_by
+    elif disposition in PLANS and place["setting"] in AT_HOME:
+        plan = PLANS[disposition]
+        assert plan.due_after is not None
+        due = closed + plan.due_after
+    elif disposition == "accidental_press" and _accidental_repeat(conn, alarm, now):
+        plan = Plan("device_training_visit", None, True)
+        # One at a time: an unfinished training visit for this resident already covers it.
+        if db.rows(
+            conn,
+            "SELECT 1 FROM work_orders WHERE resident_id = %s AND service_item_code = %s"
+            " AND status IN ('created', 'dispatched', 'accepted', 'checked_in')",
+            (alarm["resident_id"], plan.item),
+        ):
+            return None
+    if plan is None:
+        return None
+    order = wo.create(
+        conn,
+        SYSTEM,
+        WorkOrderCreate(resident_id=alarm["resident_id"], service_item_code=plan.item, due_by=due),
+        now,
+        env,
+        source="alarm",
+        alarm_id=alarm["id"],
+    )
+    if plan.dispatch:
+        order = _dispatch_to_home_provider(conn, order, place, now, env)
+    events.audit(
+        conn,
+        alarm["id"],
+        now,
+        actor.username,
+        "work_order_created",
+        detail={
+            "work_order_id": order["id"],
+            "number": order["number"],
+            "service_item_code": plan.item,
+        },
+    )
+    return order
+
+
+def _accidental_repeat(conn: psycopg.Connection, alarm: Row, now: datetime) -> bool:
+    if alarm["device_id"] is None:
+        return False
+    n = db.one(
+        conn,
+        "SELECT count(*) AS n FROM alarms WHERE device_id = %s AND disposition = 'accidental_press'"
+        " AND closed_at > %s",
+        (alarm["device_id"], now - ACCIDENTAL_WINDOW),
+    )["n"]
+    return int(n) >= ACCIDENTAL_REPEAT
+
+
+def _dispatch_to_home_provider(
+    conn: psycopg.Connection, order: Row, place: Row, now: datetime, env: wo.Env
+) -> Row:
+    """Dispatch to the active provider linked to the facility serving the resident; an order no
+    provider is contracted for stays ``created`` for the desk to place."""
+    found = db.rows(
+        conn,
+        "SELECT id FROM providers WHERE facility_id = %s AND status = 'active' ORDER BY id LIMIT 1",
+        (place["facility_id"],),
+    )
+    if not found:
+        return order
+    try:
+        with conn.transaction():
+            return wo.act(
+                conn,
+                SYSTEM,
+                order["id"],
+                "dispatch",
+                DispatchRequest(provider_id=found[0]["id"]),
+                now,
+                env,
+            )
+    except ConflictError:
+        return order
