@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import psycopg
@@ -87,13 +86,13 @@ def test_c1_a_row_the_database_refuses_is_dead_lettered_not_retried(
     rx = datetime.now(UTC)
     good = p.parse_uplink(dev.device_id, p.uplink("ok-1", "vitals", rx, heart_rate=70), rx)
     # A NUL in a string: the parser refuses it, so build the event past the parser.
-    bad = replace(good, msg_id="bad-1", body={**good.body, "id": "bad-1", "note": "a\x00b"})
+    bad = good._replace(msg_id="bad-1", body={**good.body, "id": "bad-1", "note": "a\x00b"})
     store = Store(settings.database_url, lambda: datetime.now(UTC))
     try:
         res = store.store_batch([good, bad])
         assert res.stored == 1
         assert [(r.msg_id, r.reason) for r in res.refused] == [("bad-1", "schema")]
-        alarm = replace(bad, type="sos", cls=p.EventClass.ALARM, msg_id="bad-2")
+        alarm = bad._replace(type="sos", cls=p.EventClass.ALARM, msg_id="bad-2")
         refused = store.store_alarm(alarm)
         assert isinstance(refused, Refusal) and refused.reason == "schema"
     finally:
