@@ -17,15 +17,12 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import datetime
-from typing import Final
 
 import psycopg
 
 from eldercare.alerts import events, rules
 from eldercare.protocol import Uplink
 from eldercare.registry.schemas import DeviceInfo
-
-PRIORITY: Final = rules.PRIORITY
 
 
 def _details(event: Uplink) -> str:
@@ -98,10 +95,12 @@ def raise_alarm(
             return row[0], False
     area_row = conn.execute(
         "SELECT COALESCE((SELECT area FROM home_beds WHERE id = %s),"
-        " (SELECT area FROM facilities WHERE id = %s), 'town')",
-        (device.home_bed_id, device.facility_id),
+        " (SELECT area FROM facilities WHERE id = %s), 'town'),"
+        " (SELECT ability_level FROM residents WHERE id = %s)",
+        (device.home_bed_id, device.facility_id, device.resident_id),
     ).fetchone()
     area = area_row[0] if area_row else "town"
+    priority = rules.alarm_priority(event.type, area_row[1] if area_row else None)
     new = conn.execute(
         "INSERT INTO alarms (kind, kinds, devices, priority, device_id, resident_id, facility_id,"
         " home_bed_id, source_msg_id, event_time, received_at, clock_skew, last_occurrence_at,"
@@ -111,7 +110,7 @@ def raise_alarm(
             event.type,
             [event.type],
             [device.id],
-            PRIORITY[event.type],
+            priority,
             device.id,
             device.resident_id,
             device.facility_id,
@@ -146,7 +145,7 @@ def raise_alarm(
         device.facility_id,
         {
             "kind": event.type,
-            "priority": PRIORITY[event.type],
+            "priority": priority,
             "facility_id": device.facility_id,
             "device_id": device.id,
             "room": device.room,
