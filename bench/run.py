@@ -230,6 +230,191 @@ def phase_ingest(
         gw.stop()
 
 
+def tree_rss_mib(root: int) -> float:
+    """Resident memory of a process and its descendants, MiB (from /proc)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            parents[int(entry.name)] = int(fields[1])
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            pass
+        todo += [c for c, ppid in parents.items() if ppid == pid]
+    return total / 1024
+
+
+def gateway_stored(metrics_port: int) -> int:
+    """The gateway's committed-events counter, from its /metrics (cheap, unlike count(*))."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    return int(
+        sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith("eldercare_gateway_stored_total{")
+        )
+    )
+
+
+def _slope(points: list[tuple[float, float]]) -> float:
+    """Least-squares slope of y over x."""
+    n = len(points)
+    if n < 2:
+        return 0.0
+    mx = sum(x for x, _ in points) / n
+    my = sum(y for _, y in points) / n
+    var = sum((x - mx) ** 2 for x, _ in points)
+    return sum((x - mx) * (y - my) for x, y in points) / var if var else 0.0
+
+
+def phase_connections(
+    settings: Settings, devices: int, hold: float, probes: int, log: Path
+) -> dict[str, Any]:
+    """Hold ``devices`` idle device connections (own credentials each) for ``hold`` seconds
+    and check the gateway still acks SOS presses meanwhile."""
+    from bench.fleet import Fleet
+
+    t0 = time.monotonic()
+    creds = provision(settings, devices + 1)
+    provisioned_s = time.monotonic() - t0
+    gw = Proc(["gateway", "--workers", "1"], settings, log).start()
+    fleet = Fleet(settings.mqtt_host, settings.mqtt_port, keepalive=60)
+    try:
+        assert gw.proc is not None
+        wait_ready(settings, creds[0])
+        rss0 = tree_rss_mib(gw.proc.pid)
+        connected = fleet.connect(creds[1:], per_second=1000, timeout=300)
+        fleet.hold(hold)
+        dev = SimDevice(creds[0][0], creds[0][1], settings.mqtt_host, settings.mqtt_port)
+        dev.connect()
+        lat = probe_sos(dev, probes, 0.05)
+        dev.close()
+        fleet.hold(1)
+        st = fleet.stats()
+        return {
+            "connections_devices": devices,
+            "connections_held": fleet.connected,
+            "connections_accepted": connected,
+            "connections_refused": st.refused,
+            "connections_dropped": st.dropped,
+            "connections_connect_s": st.connect_seconds,
+            "connections_hold_s": hold,
+            "connections_provision_s": round(provisioned_s, 1),
+            "connections_broker_rss_mib": round(_broker_rss(settings), 1),
+            "connections_gateway_rss_mib": round(tree_rss_mib(gw.proc.pid), 1),
+            "connections_gateway_rss_before_mib": round(rss0, 1),
+            "connections_sos_ack_p50_ms": pct(lat, 50),
+            "connections_sos_ack_p99_ms": pct(lat, 99),
+        }
+    finally:
+        fleet.close()
+        gw.stop()
+
+
+def _broker_rss(settings: Settings) -> float:
+    pid = int((settings.broker_dir / "mosquitto.pid").read_text().split()[0])
+    return tree_rss_mib(pid)
+
+
+def phase_soak(
+    settings: Settings,
+    devices: int,
+    messages: int,
+    max_minutes: float,
+    backlog: int,
+    log: Path,
+) -> dict[str, Any]:
+    """A fleet's day of heartbeats, time-compressed: ``devices`` connections publish
+    ``messages`` heartbeats as fast as the gateway commits them (at most ``backlog`` ahead),
+    while the gateway's RSS is sampled. 10,000 devices x 1/min x 24 h = 14.4 M."""
+    from bench.fleet import Fleet
+
+    creds = provision(settings, devices)
+    port = free_port()
+    s = settings.model_copy(update={"metrics_port": port})
+    gw = Proc(["gateway", "--workers", "1"], s, log).start()
+    fleet = Fleet(s.mqtt_host, s.mqtt_port, keepalive=60)
+    try:
+        assert gw.proc is not None
+        pid = gw.proc.pid
+        wait_for(lambda: _metrics_up(port), timeout=60, interval=0.2, what="gateway metrics")
+        before = count_rows(s.database_url)
+        connected = fleet.connect(creds, per_second=1000, timeout=300)
+        cpu0 = tree_cpu(pid)
+        samples: list[tuple[float, int, float]] = []  # (seconds, stored, rss MiB)
+        t0 = time.monotonic()
+        state = {"stored": 0, "last": 0.0}
+
+        def credit() -> int:
+            state["stored"] = gateway_stored(port)
+            return state["stored"] + backlog
+
+        def on_second(sent: int, acked: int) -> None:
+            now = time.monotonic() - t0
+            if now - state["last"] >= 5:
+                state["last"] = now
+                samples.append((round(now, 1), state["stored"], round(tree_rss_mib(pid), 1)))
+
+        fleet.heartbeats(messages, credit, max_minutes * 60, on_second=on_second)
+        st = fleet.stats()
+        # The counter is per-class rounded; the exact check is a count of the table.
+        drained = time.monotonic() + 300
+        while gateway_stored(port) < st.acked - 1000 and time.monotonic() < drained:
+            time.sleep(1)
+        stored = count_rows(s.database_url) - before
+        while stored < st.acked and time.monotonic() < drained:
+            time.sleep(5)
+            stored = count_rows(s.database_url) - before
+        seconds = time.monotonic() - t0
+        cpu1 = tree_cpu(pid)
+        samples.append((round(seconds, 1), stored, round(tree_rss_mib(pid), 1)))
+        rss = [r for _, _, r in samples]
+        half = [(n / 1e6, r) for _, n, r in samples if n >= stored / 2]
+        return {
+            "soak_devices": devices,
+            "soak_connected": connected,
+            "soak_messages_target": messages,
+            "soak_sent": st.sent,
+            "soak_acked": st.acked,
+            "soak_stored": stored,
+            "soak_dropped_connections": st.dropped,
+            "soak_seconds": round(seconds),
+            "soak_msgs_per_s": round(stored / seconds),
+            "soak_equivalent_hours": round(stored / (devices * 60), 2),
+            "soak_gateway_cpu_us_per_msg": round(
+                (cpu1[0] + cpu1[1] - cpu0[0] - cpu0[1]) / max(stored, 1) * 1e6, 1
+            ),
+            "soak_rss_start_mib": rss[0],
+            "soak_rss_end_mib": rss[-1],
+            "soak_rss_max_mib": max(rss),
+            "soak_rss_slope_mib_per_million_msgs_second_half": round(_slope(half), 3),
+            "soak_rss_samples": samples,
+        }
+    finally:
+        fleet.close()
+        gw.stop()
+
+
+def _metrics_up(port: int) -> bool:
+    try:
+        gateway_stored(port)
+        return True
+    except OSError:
+        return False
+
+
 def wait_ready(settings: Settings, cred: tuple[str, str]) -> None:
     dev = SimDevice(cred[0], cred[1], settings.mqtt_host, settings.mqtt_port)
     dev.connect()
@@ -378,12 +563,19 @@ def main() -> int:
     ap.add_argument("--background", type=float, default=5000)
     ap.add_argument("--samples", type=int, default=400)
     ap.add_argument("--profile", type=Path, help="py-spy collapsed stacks of the ingest gateway")
+    ap.add_argument("--devices", type=int, default=10_000, help="connections/soak fleet size")
+    ap.add_argument("--hold", type=float, default=60, help="connections: seconds held idle")
+    ap.add_argument("--soak-messages", type=int, default=14_400_000)
+    ap.add_argument("--soak-minutes", type=float, default=40, help="soak: stop after this")
+    ap.add_argument("--soak-backlog", type=int, default=50_000, help="soak: max ahead of commit")
     args = ap.parse_args()
     WORK.mkdir(parents=True, exist_ok=True)
     result: dict[str, Any] = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine(),
         "command": "python -m bench.run " + " ".join(sys.argv[1:]),
+        # Other work on the machine depresses rates (not CPU per message): say how much.
+        "load_avg_start": [round(x, 2) for x in os.getloadavg()],
     }
     url = fresh_database()
     for phase in args.phases.split(","):
@@ -399,6 +591,17 @@ def main() -> int:
                 )
             elif phase == "latency":
                 r = phase_latency(settings, args.workers, args.background, args.samples, log)
+            elif phase == "connections":
+                r = phase_connections(settings, args.devices, args.hold, 50, log)
+            elif phase == "soak":
+                r = phase_soak(
+                    settings,
+                    args.devices,
+                    args.soak_messages,
+                    args.soak_minutes,
+                    args.soak_backlog,
+                    log,
+                )
             elif phase == "console":
                 r = phase_console(settings, args.background, args.samples // 2, log)
             else:
@@ -407,6 +610,7 @@ def main() -> int:
             result.update(r)
         finally:
             broker.stop()
+    result["load_avg_end"] = [round(x, 2) for x in os.getloadavg()]
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "latest.json").write_text(json.dumps(result, indent=2) + "\n")
     with open(RESULTS / "history.jsonl", "a") as fh:

@@ -1497,6 +1497,11 @@ def test_3_9_alarms_create_work_orders(platform: Platform) -> None:
         a5 = _alarm(sos, "sos", t0 + timedelta(hours=5))
         _settle_alarm(p, a5, "test")
         assert _orders_of_alarm(p, a5) == []
+
+        # The assessed level drives priority: R5 is severe (F3), so a bed exit ranks 2, not 3.
+        a6 = _alarm(kit, "bed_exit", t0 + timedelta(hours=5, minutes=5), duration_s=600)
+        assert p.get("op", f"/api/alarms/{a6}")["alarm"]["priority"] == 2
+        _settle_alarm(p, a6, "test")
     finally:
         kit.close()
         sos.close()

@@ -220,3 +220,20 @@ def test_sampling_is_stable_and_bounded(number: str) -> None:
     assert lifecycle.sampled(number, 10) == lifecycle.sampled(number, 10)
     assert not lifecycle.sampled(number, 0)
     assert lifecycle.sampled(number, 100)
+
+
+# ---------------------------------------------------------------- level drives priority
+
+
+def test_a_frail_residents_bed_exit_and_inactivity_rank_higher() -> None:
+    from eldercare.alerts import rules
+
+    for kind in ("bed_exit", "inactivity"):
+        base = rules.PRIORITY[kind]
+        assert rules.alarm_priority(kind, None) == base
+        assert rules.alarm_priority(kind, "moderate") == base
+        assert rules.alarm_priority(kind, "severe") == base - 1
+        assert rules.alarm_priority(kind, "complete") == base - 1
+    # Already the top priority, and device health is about the device, not the person.
+    assert rules.alarm_priority("fall", "complete") == 1
+    assert rules.alarm_priority("water_leak", "complete") == rules.PRIORITY["water_leak"]

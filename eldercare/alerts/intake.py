@@ -14,23 +14,23 @@ Correlation, in order:
 
 from __future__ import annotations
 
-import json
 import uuid
 from datetime import datetime
-from typing import Final
 
+import orjson
 import psycopg
 
 from eldercare.alerts import events, rules
 from eldercare.protocol import Uplink
 from eldercare.registry.schemas import DeviceInfo
 
-PRIORITY: Final = rules.PRIORITY
-
 
 def _details(event: Uplink) -> str:
+    """The device's own fields, nested under ``device``: nothing a device sends can land
+    next to (or be read as) platform state such as ``cancel_requested_at`` (audit C2).
+    orjson re-serialises them, so PostgreSQL only ever parses JSON orjson wrote."""
     keep = {k: v for k, v in event.body.items() if k not in ("v", "id", "ts", "type")}
-    return json.dumps(keep)
+    return orjson.dumps({"device": keep}).decode()
 
 
 def _lock(conn: psycopg.Connection, device: DeviceInfo) -> None:
@@ -98,10 +98,12 @@ def raise_alarm(
             return row[0], False
     area_row = conn.execute(
         "SELECT COALESCE((SELECT area FROM home_beds WHERE id = %s),"
-        " (SELECT area FROM facilities WHERE id = %s), 'town')",
-        (device.home_bed_id, device.facility_id),
+        " (SELECT area FROM facilities WHERE id = %s), 'town'),"
+        " (SELECT ability_level FROM residents WHERE id = %s)",
+        (device.home_bed_id, device.facility_id, device.resident_id),
     ).fetchone()
     area = area_row[0] if area_row else "town"
+    priority = rules.alarm_priority(event.type, area_row[1] if area_row else None)
     new = conn.execute(
         "INSERT INTO alarms (kind, kinds, devices, priority, device_id, resident_id, facility_id,"
         " home_bed_id, source_msg_id, event_time, received_at, clock_skew, last_occurrence_at,"
@@ -111,7 +113,7 @@ def raise_alarm(
             event.type,
             [event.type],
             [device.id],
-            PRIORITY[event.type],
+            priority,
             device.id,
             device.resident_id,
             device.facility_id,
@@ -146,7 +148,7 @@ def raise_alarm(
         device.facility_id,
         {
             "kind": event.type,
-            "priority": PRIORITY[event.type],
+            "priority": priority,
             "facility_id": device.facility_id,
             "device_id": device.id,
             "room": device.room,
@@ -167,9 +169,8 @@ def record_cancel(
     if row is None or row[0] is None:
         return None
     conn.execute(
-        "UPDATE alarms SET details = details || jsonb_build_object('cancel_requested_at', %s::text,"
-        " 'cancel_msg_id', %s::text) WHERE id = %s",
-        (event.time.isoformat(), event.msg_id, row[0]),
+        "UPDATE alarms SET cancel_requested_at = %s, cancel_msg_id = %s WHERE id = %s",
+        (event.time, event.msg_id, row[0]),
     )
     actor = f"device:{device.id}"
     events.audit(

@@ -94,6 +94,20 @@ PRIORITY: Final[Mapping[str, int]] = {
     "camera_offline": 4,
 }
 
+# The resident's ability level (GB/T 42195, the platform layer's assessments, cached on
+# residents.ability_level) drives priority: someone assessed severe or complete cannot get up
+# or call for help alone, so their bed-exit and inactivity alarms rank one step higher.
+FRAIL_LEVELS: Final = frozenset({"severe", "complete"})
+LEVEL_SENSITIVE_KINDS: Final = frozenset({"bed_exit", "inactivity"})
+
+
+def alarm_priority(kind: str, ability_level: str | None) -> int:
+    base = PRIORITY[kind]
+    if ability_level in FRAIL_LEVELS and kind in LEVEL_SENSITIVE_KINDS:
+        return max(1, base - 1)
+    return base
+
+
 # A new event joins an open alarm only while nobody is on the way back from it:
 # after ``resolved`` a fresh press is a fresh emergency.
 JOINABLE: Final = (_S.RAISED, _S.ACKNOWLEDGED, _S.DISPATCHED, _S.ACCEPTED, _S.ON_SITE)

@@ -32,7 +32,7 @@ from eldercare.errors import (
     PermissionDenied,
     StorageError,
 )
-from eldercare.http import live
+from eldercare.http import deps, live
 from eldercare.http.routes import ROUTERS
 from eldercare.platform import entitlements, workorders
 from eldercare.storage import db
@@ -42,6 +42,28 @@ log = logging.getLogger(__name__)
 
 def _error(status: int, detail: str, **headers: str) -> JSONResponse:
     return JSONResponse({"detail": detail}, status_code=status, headers=headers or None)
+
+
+AUTO_VERIFY_EVERY_S = 60.0
+
+
+async def _auto_verify(app: FastAPI, clock: rules.Clock) -> None:
+    """Verify checked-out work orders nothing blocks, 24 h after check-out (design §2.4)."""
+
+    def once() -> int:
+        env = deps.platform_env_of(app)
+        with app.state.pool.connection() as conn:
+            return workorders.auto_verify_due(conn, clock(), env)
+
+    while True:
+        try:
+            verified = await asyncio.to_thread(once)
+            if verified:
+                log.info("auto-verified %d work orders", verified)
+        except Exception:
+            # A database outage must not end the job; the next round retries.
+            log.exception("auto-verify round failed")
+        await asyncio.sleep(AUTO_VERIFY_EVERY_S)
 
 
 def build_api(
@@ -69,14 +91,22 @@ def build_api(
         if background:
             engine.start()
         listener = asyncio.create_task(engine.listen(), name="engine-listen")
+        verifier = (
+            asyncio.create_task(_auto_verify(app, clock), name="auto-verify")
+            if background and settings.auto_verify
+            else None
+        )
         # Consoles connecting right after startup must not miss the first alarm.
         await asyncio.to_thread(engine.listening.wait, 10)
         try:
             yield
         finally:
-            listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await listener
+            for task in (listener, verifier):
+                if task is None:
+                    continue
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
             await asyncio.to_thread(engine.stop)
             if own_publisher and isinstance(pub, notify.MqttPublisher):
                 pub.close()

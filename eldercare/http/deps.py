@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import psycopg
 from fastapi import Depends, Request
@@ -100,11 +100,15 @@ def facility_scope(user: Actor, facility: int | None) -> int | None:
 
 
 def platform_env(request: Request) -> workorders.Env:
+    return platform_env_of(request.app)
+
+
+def platform_env_of(app: Any) -> workorders.Env:
     """The work-order lifecycle's view of the deployment, with the hooks other platform
     modules (visit checks, subsidy allocation) put on ``app.state.platform_hooks``."""
-    settings = request.app.state.settings
+    settings = app.state.settings
     return workorders.Env(
         tz=settings.tz,
         revisit_sample_pct=settings.revisit_sample_pct,
-        hooks=getattr(request.app.state, "platform_hooks", None) or workorders.Hooks(),
+        hooks=getattr(app.state, "platform_hooks", None) or workorders.Hooks(),
     )

@@ -34,7 +34,7 @@ from eldercare.platform.schemas import (
     VerifyRequest,
     WorkOrderCreate,
 )
-from eldercare.registry.auth import Actor
+from eldercare.registry.auth import SYSTEM, Actor
 from eldercare.storage import db
 
 Row = dict[str, Any]
@@ -653,3 +653,29 @@ def revisits(
         " ORDER BY r.due_at, r.id LIMIT 1000",
         {"due": due_before, "status": status},
     )
+
+
+AUTO_VERIFY_AFTER: Final = timedelta(hours=24)  # design §2.4
+
+
+def auto_verify_due(conn: psycopg.Connection, now: datetime, env: Env, limit: int = 500) -> int:
+    """The auto-verify job: orders checked out 24 h ago or more that nothing blocks are
+    verified by ``system``; a blocked one waits for its revisit or decision. Each order is its
+    own transaction, so one failure never holds back the rest."""
+    due = db.rows(
+        conn,
+        "SELECT id::text AS id, revisit_required FROM work_orders WHERE status = 'checked_out'"
+        " AND checked_out_at <= %s ORDER BY checked_out_at LIMIT %s",
+        (now - AUTO_VERIFY_AFTER, limit),
+    )
+    done = 0
+    for order in due:
+        if lifecycle.verify_blockers(gate(conn, order["id"], order["revisit_required"])):
+            continue
+        try:
+            with conn.transaction():
+                act(conn, SYSTEM, order["id"], "verify", VerifyRequest(), now, env)
+            done += 1
+        except ConflictError:
+            continue  # someone else moved it meanwhile
+    return done

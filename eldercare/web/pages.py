@@ -48,6 +48,12 @@ def staff_page() -> Response:
     return _asset("staff.html")
 
 
+@router.get("/registry", include_in_schema=False)
+def registry_page() -> Response:
+    """Registry management (residents, home care beds, districts) for the platform's admins."""
+    return _asset("registry.html")
+
+
 @router.get("/static/{path:path}", include_in_schema=False)
 def static_file(path: str) -> Response:
     return _asset(path)

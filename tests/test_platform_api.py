@@ -1,0 +1,204 @@
+"""Bad input to the platform layer's API gets a clear 4xx and leaves nothing half-written;
+the test-time header is honoured only in environment ``test``; provider users stay inside
+their provider."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+import pytest
+from fastapi.testclient import TestClient
+from starlette.websockets import WebSocketDisconnect
+
+from eldercare.app import create_app
+from eldercare.config import Settings
+from eldercare.registry import auth
+from tests.alarm_support import RecordingPublisher
+
+PASSWORD = "platform-api-password"
+
+
+def _count(settings: Settings, sql: str, *params: Any) -> int:
+    with psycopg.connect(settings.database_url) as conn:
+        return int(conn.execute(sql, params).fetchone()[0])
+
+
+@pytest.fixture(scope="module")
+def tag() -> str:
+    return secrets.token_hex(3)
+
+
+def _client(settings: Settings, **overrides: Any) -> TestClient:
+    app = create_app(
+        settings.model_copy(update=overrides), publisher=RecordingPublisher(), background=False
+    )
+    return TestClient(app)
+
+
+@pytest.fixture(scope="module")
+def api(settings: Settings, tag: str) -> Iterator[TestClient]:
+    with psycopg.connect(settings.database_url) as conn:
+        for name, role in (("adm", "admin"), ("op", "operator"), ("as", "assessor")):
+            auth.create_user(conn, f"{name}-{tag}", PASSWORD, role)
+        conn.commit()
+    with _client(settings, environment="test") as c:
+        yield c
+
+
+def _h(api: TestClient, user: str, tag: str, **extra: str) -> dict[str, str]:
+    r = api.post("/api/auth/token", data={"username": f"{user}-{tag}", "password": PASSWORD})
+    assert r.status_code == 200, r.text
+    return {"Authorization": "Bearer " + r.json()["access_token"], **extra}
+
+
+@pytest.fixture(scope="module")
+def place(api: TestClient, settings: Settings, tag: str) -> dict[str, Any]:
+    adm = _h(api, "adm", tag)
+    root = api.post(
+        "/api/districts", json={"code": "000000", "name": "全国", "level": "country"}, headers=adm
+    )
+    assert root.status_code in (201, 409)
+    code = "7" + str(int(tag, 16) % 10**8).zfill(8)
+    assert (
+        api.post(
+            "/api/districts",
+            json={"code": code, "name": "接口测试街道", "parent_code": "000000", "level": "street"},
+            headers=adm,
+        ).status_code
+        == 201
+    )
+    hh = api.post(
+        "/api/households",
+        json={"address": "接口测试路1号", "district_code": code, "lat": 29.5, "lon": 120.8},
+        headers=adm,
+    ).json()
+    r = api.post(
+        "/api/residents", json={"name": "接口测试老人", "household_id": hh["id"]}, headers=adm
+    ).json()
+    return {"district": code, "household": hh["id"], "resident": r["id"]}
+
+
+def test_bad_registry_input_is_refused_and_nothing_is_written(
+    api: TestClient, settings: Settings, tag: str, place: dict[str, Any]
+) -> None:
+    adm = _h(api, "adm", tag)
+    before = _count(settings, "SELECT count(*) FROM residents")
+    # 422: nowhere to live; a household that does not exist is a 404
+    r = api.post("/api/residents", json={"name": "无处"}, headers=adm)
+    assert r.status_code == 422
+    r = api.post("/api/residents", json={"name": "无处", "household_id": 10**9}, headers=adm)
+    assert r.status_code == 404
+    assert _count(settings, "SELECT count(*) FROM residents") == before
+    # 409: a duplicate district; 404: an unknown parent; 422: a bad code
+    dup = {"code": place["district"], "name": "重复", "parent_code": "000000", "level": "street"}
+    assert api.post("/api/districts", json=dup, headers=adm).status_code == 409
+    orphan = {"code": "123456", "name": "孤儿", "parent_code": "654321", "level": "county"}
+    assert api.post("/api/districts", json=orphan, headers=adm).status_code == 404
+    bad = {"code": "12345", "name": "短", "parent_code": "000000", "level": "county"}
+    assert api.post("/api/districts", json=bad, headers=adm).status_code == 422
+    # categories: tekun without a mode is 422; an overlapping period is 409 and not stored
+    rid = place["resident"]
+    cat = {"category": "dibao", "valid_from": "2024-01-01", "source": "staff"}
+    assert api.post(f"/api/residents/{rid}/categories", json=cat, headers=adm).status_code == 201
+    assert api.post(f"/api/residents/{rid}/categories", json=cat, headers=adm).status_code == 409
+    tekun = {"category": "tekun", "valid_from": "2024-01-01", "source": "staff"}
+    assert api.post(f"/api/residents/{rid}/categories", json=tekun, headers=adm).status_code == 422
+    assert len(api.get(f"/api/residents/{rid}/categories", headers=adm).json()) == 1
+    # status periods: a death has no end; a second death is 409
+    died = {"status": "deceased", "from": "2030-01-01T08:00:00+08:00", "source": "staff"}
+    ended = {**died, "to": "2030-02-01T08:00:00+08:00"}
+    sp = f"/api/residents/{rid}/status-periods"
+    assert api.post(sp, json=ended, headers=adm).status_code == 422
+    assert api.post(sp, json=died, headers=adm).status_code == 201
+    assert api.post(sp, json=died, headers=adm).status_code == 409
+    assert len(api.get(sp, headers=adm).json()) == 1
+
+
+def test_assessments_refuse_bad_scores_and_roles(
+    api: TestClient, tag: str, place: dict[str, Any]
+) -> None:
+    rid = place["resident"]
+    body = {
+        "total_score": 50,
+        "reason": "initial",
+        "assessed_at": "2026-01-01T09:00:00+08:00",
+        "effective_from": "2026-01-01",
+        "assessor": "评估员",
+    }
+    path = f"/api/residents/{rid}/assessments"
+    assert api.post(path, json=body, headers=_h(api, "op", tag)).status_code == 403
+    ass = _h(api, "as", tag)
+    assert api.post(path, json={**body, "total_score": 91}, headers=ass).status_code == 422
+    assert (
+        api.post(path, json={**body, "valid_until": "2025-12-31"}, headers=ass).status_code == 422
+    )
+    assert (
+        api.post(path, json={**body, "assessed_at": "2026-01-01T09:00"}, headers=ass).status_code
+        == 422
+    )
+    made = api.post(path, json=body, headers=ass)
+    assert made.status_code == 201 and made.json()["final_level"] == "moderate"
+    aid = made.json()["id"]
+    assert (
+        api.post(
+            f"/api/assessments/{aid}/revoke", json={"reason": "录入错误"}, headers=ass
+        ).status_code
+        == 200
+    )
+    assert (
+        api.post(
+            f"/api/assessments/{aid}/revoke", json={"reason": "again"}, headers=ass
+        ).status_code
+        == 409
+    )
+    ability = api.get(f"/api/residents/{rid}/ability?on=2026-02-01", headers=ass).json()
+    assert ability["level"] is None
+
+
+def test_test_now_header_only_in_environment_test(
+    api: TestClient, settings: Settings, tag: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    h = _h(api, "op", tag, **{"X-Eldercare-Test-Now": "2026-01-06T10:00:00+08:00"})
+    now = datetime.fromisoformat(api.get("/api/console/open", headers=h).json()["now"])
+    assert now == datetime(2026, 1, 6, 2, 0, tzinfo=UTC)
+    bad = _h(api, "op", tag, **{"X-Eldercare-Test-Now": "2026-01-06T10:00:00"})
+    assert api.get("/api/console/open", headers=bad).status_code == 422
+    with _client(settings, environment="development") as dev:
+        r = dev.post("/api/auth/token", data={"username": f"op-{tag}", "password": PASSWORD})
+        hdr = {
+            "Authorization": "Bearer " + r.json()["access_token"],
+            "X-Eldercare-Test-Now": "2026-01-06T10:00:00+08:00",
+        }
+        with caplog.at_level(logging.WARNING, logger="eldercare.http.deps"):
+            real = datetime.fromisoformat(dev.get("/api/console/open", headers=hdr).json()["now"])
+        assert real > datetime(2026, 1, 7, tzinfo=UTC)  # the clock, not the header
+        assert any("X-Eldercare-Test-Now" in rec.getMessage() for rec in caplog.records)
+
+
+def test_provider_users_cannot_reach_the_monitoring_desk(
+    api: TestClient, settings: Settings, tag: str, place: dict[str, Any]
+) -> None:
+    adm = _h(api, "adm", tag)
+    prov = api.post("/api/providers", json={"name": "接口服务商", "kind": "company"}, headers=adm)
+    assert prov.status_code == 201
+    worker = api.post(
+        f"/api/providers/{prov.json()['id']}/workers", json={"name": "服务员"}, headers=adm
+    ).json()
+    with psycopg.connect(settings.database_url) as conn:
+        auth.create_user(conn, f"w-{tag}", PASSWORD, "provider_worker", worker_id=worker["id"])
+        conn.commit()
+    w = _h(api, "w", tag)
+    for path in ("/api/alarms", "/api/residents", f"/api/residents/{place['resident']}"):
+        assert api.get(path, headers=w).status_code == 403, path
+    assert api.get("/api/providers", headers=w).json() == [prov.json()]
+    assert api.get("/api/work-orders", headers=w).json() == []
+    with (
+        pytest.raises(WebSocketDisconnect),
+        api.websocket_connect(f"/api/ws?token={w['Authorization'][7:]}") as ws,
+    ):
+        ws.receive_json()

@@ -1,0 +1,156 @@
+"""The work-order service on the real database with a frozen clock: the auto-verify job, and
+that a blocked order waits while a clean one is verified 24 h after check-out."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import psycopg
+import pytest
+
+from eldercare.errors import ConflictError, NotFoundError
+from eldercare.platform import people, providers, workorders
+from eldercare.platform.schemas import (
+    AcceptRequest,
+    CheckOut,
+    ContractCreate,
+    DispatchRequest,
+    GeoPoint,
+    HouseholdCreate,
+    ProviderCreate,
+    ServiceItemCreate,
+    WorkerCreate,
+    WorkOrderCreate,
+)
+from eldercare.registry import service as registry
+from eldercare.registry.auth import Actor
+from eldercare.registry.schemas import ResidentCreate
+
+T0 = datetime(2026, 1, 6, 2, 0, tzinfo=UTC)  # 10:00 in Shanghai
+ENV = workorders.Env(tz=ZoneInfo("Asia/Shanghai"), revisit_sample_pct=0)
+OP = Actor("op-wo", "operator")
+
+
+@pytest.fixture
+def world(settings):
+    """A district, a household with a resident, a contracted provider and its worker."""
+    with psycopg.connect(settings.database_url) as conn:
+        conn.execute(
+            "INSERT INTO districts (code, name, level) VALUES ('000000', '全国', 'country')"
+            " ON CONFLICT DO NOTHING"
+        )
+        code = "8" + str(secrets.randbelow(10**8)).zfill(8)
+        conn.execute(
+            "INSERT INTO districts (code, name, parent_code, level) VALUES (%s, 'x', '000000',"
+            " 'street')",
+            (code,),
+        )
+        hh = people.create_household(
+            conn, HouseholdCreate(address="测试", district_code=code, lat=29.5, lon=120.8)
+        )
+        r = registry.create_resident(conn, ResidentCreate(name="工单测试", household_id=hh["id"]))
+        item = "t_" + secrets.token_hex(4)
+        providers.create_item(
+            conn,
+            ServiceItemCreate(
+                code=item, name_zh="测试", category="visit", setting="home", unit="visit"
+            ),
+        )
+        p = providers.create_provider(conn, ProviderCreate(name="测试服务商", kind="company"))
+        providers.create_contract(
+            conn,
+            p["id"],
+            ContractCreate(
+                district_code=code, valid_from=date(2025, 1, 1), price_list={item: 3000}
+            ),
+            "adm",
+            T0,
+        )
+        w = providers.create_worker(conn, p["id"], WorkerCreate(name="服务员"))
+        conn.commit()
+        yield {
+            "conn": conn,
+            "resident": r["id"],
+            "item": item,
+            "provider": p["id"],
+            "worker": w["id"],
+            "district": code,
+        }
+
+
+def _checked_out(world, at: datetime) -> dict:
+    conn = world["conn"]
+    worker = Actor(
+        "w-wo", "provider_worker", provider_id=world["provider"], worker_id=world["worker"]
+    )
+    with conn.transaction():
+        o = workorders.create(
+            conn,
+            OP,
+            WorkOrderCreate(resident_id=world["resident"], service_item_code=world["item"]),
+            at,
+            ENV,
+        )
+        workorders.act(
+            conn, OP, o["id"], "dispatch", DispatchRequest(provider_id=world["provider"]), at, ENV
+        )
+        workorders.act(conn, worker, o["id"], "accept", AcceptRequest(), at, ENV)
+        point = {"lat": 29.5, "lon": 120.8, "accuracy_m": 5, "client_time": at}
+        workorders.act(conn, worker, o["id"], "check_in", GeoPoint(**point), at, ENV)
+        out = workorders.act(
+            conn,
+            worker,
+            o["id"],
+            "check_out",
+            CheckOut(**point, record={}),
+            at + timedelta(minutes=30),
+            ENV,
+        )
+    assert out["status"] == "checked_out" and out["price_fen"] == 3000
+    assert out["number"].startswith(f"WO-{world['district'][:6]}-20260106-")
+    return out
+
+
+def test_auto_verify_waits_24_hours_and_for_blockers(world) -> None:
+    conn = world["conn"]
+    clean = _checked_out(world, T0)
+    blocked = _checked_out(world, T0 + timedelta(hours=1))
+    conn.execute("UPDATE work_orders SET revisit_required = true WHERE id = %s", (blocked["id"],))
+    out_at = T0 + timedelta(minutes=30)
+    assert workorders.auto_verify_due(conn, out_at + timedelta(hours=23, minutes=59), ENV) == 0
+    assert workorders.auto_verify_due(conn, out_at + timedelta(hours=26), ENV) == 1
+    admin = Actor("adm", "admin")
+    shown = workorders.get(conn, admin, clean["id"])
+    assert (shown["status"], shown["verification"]) == ("verified", "auto")
+    assert workorders.get(conn, admin, blocked["id"])["status"] == "checked_out"
+    events = workorders.events(conn, admin, clean["id"])
+    assert events[-1]["actor"] == "system" and events[-1]["to_status"] == "verified"
+
+
+def test_a_worker_of_another_provider_cannot_take_the_order(world) -> None:
+    conn = world["conn"]
+    other = providers.create_provider(conn, ProviderCreate(name="别家", kind="company"))
+    intruder = Actor("w-x", "provider_worker", provider_id=other["id"], worker_id=10**9)
+    with conn.transaction():
+        o = workorders.create(
+            conn,
+            OP,
+            WorkOrderCreate(resident_id=world["resident"], service_item_code=world["item"]),
+            T0,
+            ENV,
+        )
+        workorders.act(
+            conn, OP, o["id"], "dispatch", DispatchRequest(provider_id=world["provider"]), T0, ENV
+        )
+    with pytest.raises(NotFoundError), conn.transaction():
+        workorders.act(conn, intruder, o["id"], "accept", AcceptRequest(), T0, ENV)
+    # Of two concurrent accepts only one wins: the second finds the order accepted.
+    mine = Actor(
+        "w-wo", "provider_worker", provider_id=world["provider"], worker_id=world["worker"]
+    )
+    with conn.transaction():
+        workorders.act(conn, mine, o["id"], "accept", AcceptRequest(), T0, ENV)
+    with pytest.raises(ConflictError), conn.transaction():
+        workorders.act(conn, mine, o["id"], "accept", AcceptRequest(), T0, ENV)
