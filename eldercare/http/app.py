@@ -66,6 +66,13 @@ async def _auto_verify(app: FastAPI, clock: rules.Clock) -> None:
         await asyncio.sleep(AUTO_VERIFY_EVERY_S)
 
 
+def platform_hooks(settings: Settings) -> workorders.Hooks:
+    """The work-order lifecycle's hooks, for the API and for anything else that moves orders
+    (the demo's service simulator): the voucher is allocated when an order is verified
+    (design §4 Q24). Visit checks (platverify) add ``inspect`` here."""
+    return workorders.Hooks(on_verified=entitlements.on_verified(settings.tz))
+
+
 def build_api(
     settings: Settings,
     *,
@@ -119,9 +126,7 @@ def build_api(
         description="Alarms, dispatch, escalation and response metrics. See docs/api.md.",
     )
     app.state.settings, app.state.clock, app.state.hub = settings, clock, hub
-    # The work-order lifecycle's hooks: the voucher is allocated when an order is verified
-    # (design §4 Q24). Visit checks (platverify) add ``inspect`` here.
-    app.state.platform_hooks = workorders.Hooks(on_verified=entitlements.on_verified(settings.tz))
+    app.state.platform_hooks = platform_hooks(settings)
 
     @app.exception_handler(NotFoundError)
     async def _404(request: Request, exc: NotFoundError) -> JSONResponse:

@@ -26,6 +26,7 @@ import os
 import signal
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -33,6 +34,7 @@ import psycopg
 
 from eldercare.config import PROJECT_ROOT, Settings, load_settings
 from eldercare.errors import DemoError, EldercareError
+from eldercare.simulators import services
 from eldercare.simulators.demo.processes import (
     FleetProcesses,
     Server,
@@ -101,6 +103,32 @@ def _banner(
     )
 
 
+def _services_banner(settings: Settings, r: services.ServiceReport) -> str:
+    base = f"http://{display_host(settings.api_host)}:{settings.api_port}"
+    if r.reused:
+        done = "reused from an earlier run"
+    else:
+        done = (
+            f"{_n(r.created, 'work order')} over the past month ({r.verified} verified, "
+            f"{r.blocked} held back; {r.frauds} planted frauds)"
+        )
+    found = ", ".join(f"{k} {n}" for k, n in sorted(r.findings.items())) or "none"
+    money = ", ".join(f"{k} {v / 100:.2f} yuan" for k, v in sorted(r.entitled_fen.items()))
+    q = f"month={r.month}&district={services.DISTRICT}"
+    return "\n".join(
+        [
+            f"  Services  {services.PROVIDER_NAME}: {done}",
+            f"            verification findings: {found}",
+            f"            {base}/api/work-orders   {base}/api/reports/anomalies?{q}",
+            f"  Subsidies entitlement run {r.month} for {services.DISTRICT}: {money or 'nothing'}",
+            f"            {base}/api/reports/subsidy-spend?{q}&group_by=district,programme,"
+            "funding (supervisor login; add &format=csv for CSV)",
+            "            Grafana: dashboards/subsidies.json",
+            "",
+        ]
+    )
+
+
 def _n(count: int, noun: str) -> str:
     return f"{count} {noun}" + ("" if count == 1 else "s")
 
@@ -156,6 +184,10 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         with connect(settings.database_url) as conn:
             fleet = provision_fleet(conn, settings, args.seed, state_dir)
             logins = ensure_logins(conn, fleet)
+        # Service activity (issue 8): work orders with a few frauds, and this month's
+        # entitlement run; in autocommit so each visit's transactions stand on their own.
+        with connect(settings.database_url, autocommit=True) as conn:
+            service_report = services.simulate(conn, settings, datetime.now(UTC), args.seed)
         if not fleet.devices:
             raise DemoError(
                 "the demo fleet has no active devices (revoked?); "
@@ -177,6 +209,7 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         )
         fleet_procs.start()
         print(_banner(settings, fleet, logins, args.alarm_every, state_dir), file=out, flush=True)
+        print(_services_banner(settings, service_report), file=out, flush=True)
         log.info("demo running: %d devices, incident rate %.2f", len(fleet.devices), incident_rate)
 
         started = time.monotonic()
