@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import psycopg
@@ -455,3 +456,30 @@ def test_alarms_carry_allowed_actions_and_the_console_gets_the_rules(
                 (aid,),
             )
     assert client.get("/api/console/meta").status_code == 401
+
+
+def test_rota_and_policies_answer_in_their_documented_shapes(
+    client: TestClient, world: World, tokens: dict[str, Any], clock: FrozenClock
+) -> None:
+    admin = tokens["admin"]
+    start = clock()
+    r = client.post(
+        "/api/rota",
+        headers=admin,
+        json={
+            "responder_id": world.staff[2],
+            "facility_id": world.facility_id,
+            "starts_at": start.isoformat(),
+            "ends_at": (start + timedelta(hours=8)).isoformat(),
+        },
+    )
+    assert r.status_code == 201, r.text
+    assert set(r.json()) == {"id", "responder_id", "facility_id", "starts_at", "ends_at"}
+    on_duty = client.get(
+        "/api/rota", params={"facility": world.facility_id}, headers=tokens["operator"]
+    ).json()
+    mine = [x for x in on_duty if x["id"] == r.json()["id"]]
+    assert len(mine) == 1 and mine[0]["name"] == "Nurse 2"
+    policies = client.get("/api/policies", headers=tokens["operator"]).json()
+    assert {"town", "remote"} <= {p["area"] for p in policies if p["facility_id"] is None}
+    assert all(p["steps"] and "kind" in p["steps"][0] for p in policies)

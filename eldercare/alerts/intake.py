@@ -14,10 +14,10 @@ Correlation, in order:
 
 from __future__ import annotations
 
-import json
 import uuid
 from datetime import datetime
 
+import orjson
 import psycopg
 
 from eldercare.alerts import events, rules
@@ -26,8 +26,11 @@ from eldercare.registry.schemas import DeviceInfo
 
 
 def _details(event: Uplink) -> str:
+    """The device's own fields, nested under ``device``: nothing a device sends can land
+    next to (or be read as) platform state such as ``cancel_requested_at`` (audit C2).
+    orjson re-serialises them, so PostgreSQL only ever parses JSON orjson wrote."""
     keep = {k: v for k, v in event.body.items() if k not in ("v", "id", "ts", "type")}
-    return json.dumps(keep)
+    return orjson.dumps({"device": keep}).decode()
 
 
 def _lock(conn: psycopg.Connection, device: DeviceInfo) -> None:
@@ -166,9 +169,8 @@ def record_cancel(
     if row is None or row[0] is None:
         return None
     conn.execute(
-        "UPDATE alarms SET details = details || jsonb_build_object('cancel_requested_at', %s::text,"
-        " 'cancel_msg_id', %s::text) WHERE id = %s",
-        (event.time.isoformat(), event.msg_id, row[0]),
+        "UPDATE alarms SET cancel_requested_at = %s, cancel_msg_id = %s WHERE id = %s",
+        (event.time, event.msg_id, row[0]),
     )
     actor = f"device:{device.id}"
     events.audit(

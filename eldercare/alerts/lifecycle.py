@@ -24,7 +24,7 @@ SUMMARY_SQL: Final = """
 SELECT a.id, a.kind, a.kinds, a.priority, a.status, a.facility_id, f.name AS facility_name,
        a.home_bed_id, a.resident_id, r.name AS resident_name,
        COALESCE(d.room, r.room) AS room, a.device_id, a.camera_id, a.devices, a.occurrences,
-       (a.details->>'cancel_requested_at')::timestamptz AS cancel_requested_at,
+       a.cancel_requested_at,
        a.event_time, a.received_at, a.acknowledged_at, a.dispatched_at, a.accepted_at,
        a.on_site_at, a.resolved_at, a.closed_at, a.cleared_at, a.disposition,
        a.acknowledged_by, a.escalation_step, a.escalation_due_at, a.supervisor_notified_at,

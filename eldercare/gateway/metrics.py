@@ -8,6 +8,10 @@ from prometheus_client import Counter, Gauge, Histogram
 RECEIVED = Counter("eldercare_gateway_received_total", "Messages received", ["channel"])
 STORED = Counter("eldercare_gateway_stored_total", "Events committed to the database", ["cls"])
 DEDUPLICATED = Counter("eldercare_gateway_deduplicated_total", "Re-sent or redelivered messages")
+ID_REUSED = Counter(
+    "eldercare_gateway_id_reused_total",
+    "Message ids a device reused with a different body (stored as new messages)",
+)
 REFUSED = Counter("eldercare_gateway_refused_total", "Messages refused (nack)", ["reason"])
 ALARM_ACKS = Counter("eldercare_gateway_alarm_acks_total", "Downlink acks sent for alarms")
 BATCH_SECONDS = Histogram(

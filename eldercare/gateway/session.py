@@ -124,11 +124,11 @@ class MqttSession:
         """PUBACK these packet ids, in order, in one write, if still on that connection."""
         return bool(pids) and self._send(wire.pubacks(pids), generation)
 
-    def publish(self, topic: str, payload: bytes, qos: int = 1) -> bool:
+    def publish(self, topic: str, payload: bytes, qos: int = 1, *, retain: bool = False) -> bool:
         with self._send_lock:
             self._pid = self._pid % 65535 + 1
             pid = self._pid
-        return self._send(wire.publish(topic, payload, qos, pid if qos else 0))
+        return self._send(wire.publish(topic, payload, qos, pid if qos else 0, retain=retain))
 
     @staticmethod
     def _drop(sock: socket.socket) -> None:

@@ -8,6 +8,7 @@ batch after a reconnect, so nothing uncommitted is ever acknowledged.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import time
@@ -32,12 +33,12 @@ Clock = Callable[[], datetime]
 _STAGING = """
 CREATE TEMP TABLE IF NOT EXISTS staging_events (
     time timestamptz, received_at timestamptz, device_ts timestamptz, device_id text,
-    facility_id bigint, msg_id text, type text, clock_skew boolean, payload text
+    facility_id bigint, msg_id text, type text, clock_skew boolean, payload text, digest bytea
 ) ON COMMIT DELETE ROWS
 """
 _COPY = (
     "COPY staging_events (time, received_at, device_ts, device_id, facility_id, msg_id, type,"
-    " clock_skew, payload) FROM STDIN (FORMAT BINARY)"
+    " clock_skew, payload, digest) FROM STDIN (FORMAT BINARY)"
 )
 _COPY_TYPES = [
     "timestamptz",
@@ -49,19 +50,49 @@ _COPY_TYPES = [
     "text",
     "bool",
     "text",
+    "bytea",
 ]
+# A message id already stored with *another* body is a new message (the device's counter
+# restarted): it is kept under "<id>#<digest>" (see reuse_key), never swallowed (audit H7).
 _INSERT_FRESH = """
-WITH fresh AS (
-    INSERT INTO message_ids (device_id, msg_id, received_at)
-    SELECT device_id, msg_id, received_at FROM staging_events
+WITH keyed AS (
+    SELECT s.*, CASE WHEN m.digest IS NOT NULL AND m.digest <> s.digest
+                     THEN s.msg_id || '#' || encode(s.digest, 'hex') ELSE s.msg_id END AS key
+    FROM staging_events s
+    LEFT JOIN message_ids m ON m.device_id = s.device_id AND m.msg_id = s.msg_id
+), fresh AS (
+    INSERT INTO message_ids (device_id, msg_id, received_at, digest)
+    SELECT device_id, key, received_at, digest FROM keyed
     ON CONFLICT DO NOTHING
     RETURNING device_id, msg_id
 )
 INSERT INTO device_events (time, received_at, device_ts, device_id, facility_id, msg_id, type,
                            clock_skew, payload)
-SELECT s.time, s.received_at, s.device_ts, s.device_id, s.facility_id, s.msg_id, s.type,
-       s.clock_skew, s.payload::jsonb
-FROM staging_events s JOIN fresh f USING (device_id, msg_id)
+SELECT k.time, k.received_at, k.device_ts, k.device_id, k.facility_id, k.key, k.type,
+       k.clock_skew, k.payload::jsonb
+FROM keyed k JOIN fresh f ON f.device_id = k.device_id AND f.msg_id = k.key
+"""
+
+
+def reuse_key(msg_id: str, digest: bytes) -> str:
+    """Where a reused message id with a different body is stored (same form as the SQL)."""
+    return f"{msg_id}#{digest.hex()}"
+
+
+_UPSERT_STATUS = """
+INSERT INTO device_status AS d (device_id, state_online, online, last_seen_at,
+                                last_heartbeat_at, interval_s, battery, rssi, changed_at)
+SELECT * FROM unnest(%s::text[], %s::boolean[], %s::boolean[], %s::timestamptz[],
+                     %s::timestamptz[], %s::integer[], %s::integer[], %s::integer[],
+                     %s::timestamptz[])
+ON CONFLICT (device_id) DO UPDATE SET
+    state_online = EXCLUDED.state_online, online = EXCLUDED.online,
+    last_seen_at = EXCLUDED.last_seen_at,
+    last_heartbeat_at = COALESCE(EXCLUDED.last_heartbeat_at, d.last_heartbeat_at),
+    interval_s = COALESCE(EXCLUDED.interval_s, d.interval_s),
+    battery = COALESCE(EXCLUDED.battery, d.battery),
+    rssi = COALESCE(EXCLUDED.rssi, d.rssi),
+    changed_at = COALESCE(EXCLUDED.changed_at, d.changed_at)
 """
 
 
@@ -74,6 +105,20 @@ class Refusal:
     detail: str
     payload: bytes
     received_at: datetime
+
+
+def _db_refusal(e: Uplink, exc: psycopg.Error) -> Refusal:
+    """A message PostgreSQL refused deterministically (DataError): kept, nacked, skipped,
+    never retried (a retry would fail the same way and block the lane, audit C1)."""
+    return Refusal(
+        topic(e.device_id, Channel.UP),
+        e.device_id,
+        e.msg_id,
+        "schema",
+        f"the database cannot store a value in this message (SQLSTATE {exc.sqlstate})",
+        e.raw,
+        e.received_at,
+    )
 
 
 def _unknown_device(
@@ -121,6 +166,10 @@ class BatchResult:
 class AlarmResult:
     alarm_id: uuid.UUID | None
     duplicate: bool
+
+
+def _digest(body: bytes) -> bytes:
+    return hashlib.blake2b(body, digest_size=16).digest()
 
 
 class DeviceCache:
@@ -196,45 +245,86 @@ class Store:
     def store_alarm(self, event: Uplink) -> AlarmResult | Refusal:
         """Commit one alarm-class (or control) event now; return its alarm id."""
         try:
-            conn = self._connection()
-            dev = self.devices.get_many(conn, [event.device_id])[event.device_id]
-            if dev is None or not dev.active:
-                conn.rollback()
-                return self._unknown(event.device_id, event.msg_id, event.raw, event.received_at)
-            with conn.transaction():
-                fresh = conn.execute(
-                    "INSERT INTO message_ids (device_id, msg_id, received_at) VALUES (%s, %s, %s)"
-                    " ON CONFLICT DO NOTHING RETURNING 1",
-                    (event.device_id, event.msg_id, event.received_at),
-                ).fetchone()
-                if fresh is None:
-                    row = conn.execute(
-                        "SELECT alarm_id FROM message_ids WHERE device_id = %s AND msg_id = %s",
-                        (event.device_id, event.msg_id),
-                    ).fetchone()
-                    result = AlarmResult(row[0] if row else None, duplicate=True)
-                else:
-                    self._insert_event(conn, event, dev)
-                    self._touch(conn, event)
-                    now = self.clock()
-                    alarm_id: uuid.UUID | None
-                    if event.cls is EventClass.ALARM:
-                        alarm_id, _ = intake.raise_alarm(conn, event, dev, now)
-                        conn.execute(
-                            "UPDATE message_ids SET alarm_id = %s WHERE device_id = %s"
-                            " AND msg_id = %s",
-                            (alarm_id, event.device_id, event.msg_id),
-                        )
-                    else:
-                        alarm_id = intake.record_cancel(conn, event, dev, now)
-                    result = AlarmResult(alarm_id, duplicate=False)
-            conn.commit()
-            return result
+            return self._store_alarm(event)
+        except psycopg.DataError as exc:
+            self._rollback()
+            log.warning("the database refused an alarm-lane message (SQLSTATE %s)", exc.sqlstate)
+            ref = _db_refusal(event, exc)
+            self.store_refusals([ref])
+            return ref
         except psycopg.Error as exc:
             raise self._fail(exc) from exc
 
+    def _rollback(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.rollback()
+            except psycopg.Error as exc:
+                raise self._fail(exc) from exc
+
     @staticmethod
-    def _insert_event(conn: psycopg.Connection, e: Uplink, dev: DeviceInfo) -> None:
+    def _claim(
+        conn: psycopg.Connection, event: Uplink, digest: bytes
+    ) -> tuple[str | None, uuid.UUID | None]:
+        """Claim the message id: (key to store under, None) when fresh, else (None, the
+        alarm id it had). The same id with another body is claimed under reuse_key."""
+        key = event.msg_id
+        for _ in range(2):
+            fresh = conn.execute(
+                "INSERT INTO message_ids (device_id, msg_id, received_at, digest)"
+                " VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING 1",
+                (event.device_id, key, event.received_at, digest),
+            ).fetchone()
+            if fresh is not None:
+                return key, None
+            row = conn.execute(
+                "SELECT alarm_id, digest FROM message_ids WHERE device_id = %s AND msg_id = %s",
+                (event.device_id, key),
+            ).fetchone()
+            assert row is not None
+            if row[1] is None or row[1] == digest or key != event.msg_id:
+                return None, row[0]
+            log.warning(
+                "message id reused with a different body on %s; stored as a new message",
+                topic(event.device_id, Channel.UP),
+            )
+            m.ID_REUSED.inc()
+            key = reuse_key(event.msg_id, digest)
+        return None, None
+
+    def _store_alarm(self, event: Uplink) -> AlarmResult | Refusal:
+        conn = self._connection()
+        dev = self.devices.get_many(conn, [event.device_id])[event.device_id]
+        if dev is None or not dev.active:
+            conn.rollback()
+            return self._unknown(event.device_id, event.msg_id, event.raw, event.received_at)
+        body = event.canonical
+        digest = _digest(body)
+        with conn.transaction():
+            key, previous = self._claim(conn, event, digest)
+            if key is None:
+                result = AlarmResult(previous, duplicate=True)
+            else:
+                self._insert_event(conn, event, dev, key, body)
+                self._touch(conn, event)
+                now = self.clock()
+                alarm_id: uuid.UUID | None
+                if event.cls is EventClass.ALARM:
+                    alarm_id, _ = intake.raise_alarm(conn, event, dev, now)
+                    conn.execute(
+                        "UPDATE message_ids SET alarm_id = %s WHERE device_id = %s AND msg_id = %s",
+                        (alarm_id, event.device_id, key),
+                    )
+                else:
+                    alarm_id = intake.record_cancel(conn, event, dev, now)
+                result = AlarmResult(alarm_id, duplicate=False)
+        conn.commit()
+        return result
+
+    @staticmethod
+    def _insert_event(
+        conn: psycopg.Connection, e: Uplink, dev: DeviceInfo, key: str, body: bytes
+    ) -> None:
         conn.execute(
             "INSERT INTO device_events (time, received_at, device_ts, device_id, facility_id,"
             " msg_id, type, clock_skew, payload) VALUES (%s, %s, %s, %s, %s, %s, %s, %s,"
@@ -245,19 +335,20 @@ class Store:
                 e.device_ts,
                 e.device_id,
                 dev.facility_id,
-                e.msg_id,
+                key,
                 e.type,
                 e.clock_skew,
-                e.raw.decode(),
+                body.decode(),
             ),
         )
 
     def _touch(self, conn: psycopg.Connection, e: Uplink) -> None:
+        # Liveness runs on arrival time, never the device's clock (audit H6).
         conn.execute(
             "INSERT INTO device_status (device_id, last_seen_at) VALUES (%s, %s)"
             " ON CONFLICT (device_id) DO UPDATE SET last_seen_at ="
             " GREATEST(device_status.last_seen_at, EXCLUDED.last_seen_at)",
-            (e.device_id, e.time),
+            (e.device_id, e.received_at),
         )
 
     def _unknown(
@@ -298,55 +389,97 @@ class Store:
         states: Sequence[StateReport] = (),
         refusals: Sequence[Refusal] = (),
     ) -> BatchResult:
-        """Commit a batch of non-alarm events, state reports and refusals in one transaction."""
-        res = BatchResult(refused=list(refusals))
+        """Commit a batch of non-alarm events, state reports and refusals in one transaction.
+
+        A row PostgreSQL refuses (DataError) is found by storing the batch's events one
+        by one; it is dead-lettered as ``schema`` and everything else is stored."""
         try:
-            conn = self._connection()
-            ids = {e.device_id for e in events} | {s.device_id for s in states}
-            devices = self.devices.get_many(conn, ids)
-            good: list[Uplink] = []
-            seen: set[tuple[str, str]] = set()
+            return self._store_batch(events, states, refusals)
+        except psycopg.DataError as exc:
+            self._rollback()
+            if not events:
+                raise self._fail(exc) from exc
+            if len(events) == 1:
+                log.warning(
+                    "the database refused a message on %s (SQLSTATE %s); dead-lettered",
+                    topic(events[0].device_id, Channel.UP),
+                    exc.sqlstate,
+                )
+                return self.store_batch([], states, [*refusals, _db_refusal(events[0], exc)])
+            total = self.store_batch([], states, refusals)
             for e in events:
-                dev = devices.get(e.device_id)
-                if dev is None or not dev.active:
-                    res.refused.append(_unknown_device(e.device_id, e.msg_id, e.raw, e.received_at))
-                    continue
-                key = (e.device_id, e.msg_id)
-                if key in seen:
-                    res.duplicates += 1
-                    continue
-                seen.add(key)
-                good.append(e)
-            known_states = [s for s in states if (d := devices.get(s.device_id)) and d.active]
-            with conn.transaction():
-                if good:
-                    with conn.cursor() as cur:
-                        with cur.copy(_COPY) as copy:
-                            copy.set_types(_COPY_TYPES)
-                            for e in good:
-                                dev = devices[e.device_id]
-                                copy.write_row(
-                                    (
-                                        e.time,
-                                        e.received_at,
-                                        e.device_ts,
-                                        e.device_id,
-                                        dev.facility_id if dev else None,
-                                        e.msg_id,
-                                        e.type,
-                                        e.clock_skew,
-                                        e.raw.decode(),
-                                    )
-                                )
-                        cur.execute(_INSERT_FRESH)
-                        res.stored = cur.rowcount
-                        res.duplicates += len(good) - res.stored
-                self._insert_refusals(conn, res.refused)
-                res.transitions = self._apply_status(conn, good, known_states, devices)
-            conn.commit()
-            return res
+                one = self.store_batch([e])
+                total.stored += one.stored
+                total.duplicates += one.duplicates
+                total.refused += one.refused
+                total.transitions += one.transitions
+            return total
         except psycopg.Error as exc:
             raise self._fail(exc) from exc
+
+    def _store_batch(
+        self,
+        events: Sequence[Uplink],
+        states: Sequence[StateReport],
+        refusals: Sequence[Refusal],
+    ) -> BatchResult:
+        res = BatchResult(refused=list(refusals))
+        conn = self._connection()
+        ids = {e.device_id for e in events} | {s.device_id for s in states}
+        devices = self.devices.get_many(conn, ids)
+        # Per-row work in one pass, with per-device facts looked up once per batch: these
+        # loops run for every message the gateway stores.
+        facility = {i: d.facility_id for i, d in devices.items() if d is not None and d.active}
+        good: list[Uplink] = []
+        rows: list[tuple[object, ...]] = []
+        seen: dict[tuple[str, str], bytes] = {}
+        for e in events:
+            device_id = e.device_id
+            if device_id not in facility:
+                res.refused.append(_unknown_device(device_id, e.msg_id, e.raw, e.received_at))
+                continue
+            body = e.canonical
+            digest = _digest(body)
+            key = e.msg_id
+            first = seen.get((device_id, key))
+            if first is not None and first != digest:
+                key = reuse_key(key, digest)  # reused within this very batch
+                first = seen.get((device_id, key))
+            if first is not None:
+                res.duplicates += 1
+                continue
+            seen[(device_id, key)] = digest
+            good.append(e)
+            rows.append(
+                (
+                    e.received_at if e.clock_skew else e.device_ts,  # e.time, without the call
+                    e.received_at,
+                    e.device_ts,
+                    device_id,
+                    facility[device_id],
+                    key,
+                    e.type,
+                    e.clock_skew,
+                    body.decode(),
+                    digest,
+                )
+            )
+        known_states = [s for s in states if s.device_id in facility]
+        with conn.transaction():
+            if good:
+                with conn.cursor() as cur:
+                    with cur.copy(_COPY) as copy:
+                        copy.set_types(_COPY_TYPES)
+                        write_row = copy.write_row
+                        for row in rows:
+                            write_row(row)
+                    cur.execute(_INSERT_FRESH)
+                    res.stored = cur.rowcount
+                    res.duplicates += len(good) - res.stored
+            self._insert_refusals(conn, res.refused)
+            res.transitions = self._apply_status(conn, good, known_states, devices)
+        conn.commit()
+        return res
 
     # ---------------------------------------------------------------- liveness
 
@@ -362,8 +495,10 @@ class Store:
         beats: dict[str, Uplink] = {}
         cams: dict[tuple[str, str], Uplink] = {}
         for e in events:
-            if e.device_id not in seen or e.time > seen[e.device_id]:
-                seen[e.device_id] = e.time
+            # Arrival time, not the device's clock: a clock hours ahead must not keep a
+            # dead device online, one hours behind must not make a live one offline (H6).
+            if e.device_id not in seen or e.received_at > seen[e.device_id]:
+                seen[e.device_id] = e.received_at
             if e.type == "heartbeat":
                 prev = beats.get(e.device_id)
                 if prev is None or e.time >= prev.time:
@@ -431,22 +566,9 @@ class Store:
                 )
             )
         if upserts:
-            with conn.cursor() as cur:
-                cur.executemany(
-                    "INSERT INTO device_status AS d (device_id, state_online, online, last_seen_at,"
-                    " last_heartbeat_at, interval_s, battery, rssi, changed_at)"
-                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
-                    " ON CONFLICT (device_id) DO UPDATE SET"
-                    " state_online = EXCLUDED.state_online, online = EXCLUDED.online,"
-                    " last_seen_at = EXCLUDED.last_seen_at,"
-                    " last_heartbeat_at ="
-                    " COALESCE(EXCLUDED.last_heartbeat_at, d.last_heartbeat_at),"
-                    " interval_s = COALESCE(EXCLUDED.interval_s, d.interval_s),"
-                    " battery = COALESCE(EXCLUDED.battery, d.battery),"
-                    " rssi = COALESCE(EXCLUDED.rssi, d.rssi),"
-                    " changed_at = COALESCE(EXCLUDED.changed_at, d.changed_at)",
-                    upserts,
-                )
+            # One statement over arrays, not one per device: a batch of heartbeats from a
+            # large fleet touches thousands of devices, and per-statement cost dominated.
+            conn.execute(_UPSERT_STATUS, [list(col) for col in zip(*upserts, strict=True)])
         transitions += self._apply_cameras(conn, cams, bridge_flips, devices, now)
         self._record(conn, transitions)
         return transitions

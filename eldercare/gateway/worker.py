@@ -217,8 +217,9 @@ class GatewayWorker:
                 else:
                     n_up += 1
                     device_id = dev[0]
-                    refused = admit(device_id, up, pb.payload, received)
-                    if refused is not None:
+                    if pb.retain or not pb.payload:
+                        self._retained_or_empty(pb, device_id, received, chunk)
+                    elif (refused := admit(device_id, up, pb.payload, received)) is not None:
                         self._keep_refusal(chunk, refused)
                     else:
                         try:
@@ -252,6 +253,21 @@ class GatewayWorker:
             m.RECEIVED.labels(label).inc(n)
         if chunk.slots or len(chunk):
             self._batch_q.put(chunk)
+
+    def _retained_or_empty(
+        self, pb: wire.Publish, device_id: str, received: datetime, chunk: _Chunk
+    ) -> None:
+        if not pb.payload:
+            # Zero bytes is MQTT's "delete the retained message": our own clearing (below)
+            # echoed back, or a device clearing its own. It carries nothing to refuse.
+            return
+        # A retained uplink is replayed at every (re)subscribe, and once its id has left
+        # the dedup table it would raise a phantom alarm (audit M6). Live copies arrive
+        # unflagged (MQTT 3.1.1) and were processed then; a flagged copy is a replay:
+        # refuse it and delete it at the broker.
+        self.client.publish(pb.topic, b"", qos=1, retain=True)
+        err = ProtocolError("schema", "retained uplinks are not accepted; publish with retain=0")
+        self._refuse(chunk, pb.topic, device_id, err, pb.payload, received)
 
     def _route_other(
         self,

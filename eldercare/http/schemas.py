@@ -212,6 +212,40 @@ class StepCreate(_In):
     number: Literal["120", "119"] | None = None
 
 
+class StepPublic(_Out):
+    kind: str
+    count: int
+    timeout_s: int
+    number: str | None = None
+
+
+class PolicyPublic(_Out):
+    """A response policy; ``id`` is null for a built-in area default."""
+
+    id: int | None
+    facility_id: int | None
+    area: str | None
+    name: str
+    ack_target_s: int
+    ack_target2_s: int
+    on_site_target_s: int
+    supervisor_after_s: int
+    steps: list[StepPublic]
+
+
+class RotaPublic(_Out):
+    id: int
+    responder_id: int
+    facility_id: int
+    starts_at: datetime
+    ends_at: datetime
+
+
+class RotaOnDuty(RotaPublic):
+    name: str
+    phone: str | None
+
+
 class PolicyCreate(_In):
     facility_id: int | None = None
     area: Literal["town", "remote"] | None = None

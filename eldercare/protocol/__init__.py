@@ -7,10 +7,12 @@ Each payload is parsed exactly once, here. See ``docs/device-protocol.md``.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
+from decimal import Decimal
 from enum import StrEnum
 from typing import Any, Final, NamedTuple
 
@@ -24,8 +26,13 @@ TOPIC_ROOT: Final = "eldercare/v1/dev"
 FUTURE_SKEW: Final = timedelta(hours=24)
 PAST_SKEW: Final = timedelta(days=7)
 
-# Device ids are MQTT usernames and topic levels: no wildcards, no slashes.
-DEVICE_ID_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+# Device ids are MQTT usernames and topic levels: no wildcards, no slashes. `\Z`, not `$`:
+# Python's `$` also matches before a final newline (audit M12).
+DEVICE_ID_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
+# A negative exponent of three or more digits: the only numbers worth a second look
+# (see _check_numbers); everything else skips the slow path.
+_LONG_EXPONENT: Final = re.compile(rb"[eE]-0*[0-9]{3,}")
+MAX_DECIMAL_PLACES: Final = 400
 _RFC3339_RE: Final = re.compile(
     r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
 )
@@ -205,6 +212,12 @@ class Uplink(NamedTuple):
         return self.received_at if self.clock_skew else self.device_ts
 
     @property
+    def canonical(self) -> bytes:
+        """The body re-serialised (sorted keys): what is stored, never the device's bytes,
+        so the database only ever parses JSON that orjson wrote (audit C1)."""
+        return orjson.dumps(self.body, option=orjson.OPT_SORT_KEYS)
+
+    @property
     def is_alarm(self) -> bool:
         return self.cls is EventClass.ALARM
 
@@ -234,6 +247,23 @@ def _parse_ts(value: object) -> datetime:
         raise _Bad(f"ts is not a valid time: {exc}") from None
 
 
+def _check_number(text: str) -> float:
+    d = Decimal(text)
+    exponent = d.as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -MAX_DECIMAL_PLACES:
+        raise _Bad(f"numbers may have at most {MAX_DECIMAL_PLACES} decimal places")
+    value = float(d)
+    if value == 0.0 and d != 0:
+        raise _Bad("a number is too small to represent (it would become 0)")
+    return value
+
+
+def _check_numbers(payload: bytes) -> None:
+    """Refuse numbers a double cannot hold. orjson turns ``1e-20000`` into 0.0 silently,
+    and PostgreSQL refuses it outright (display scale over 16383, audit C1)."""
+    json.loads(payload, parse_float=_check_number)
+
+
 def parse_uplink(device_id: str, payload: bytes, received_at: datetime) -> Uplink:
     """Validate one ``up`` payload from ``device_id``; raise ProtocolError with the nack reason."""
     if len(payload) > MAX_PAYLOAD_BYTES:
@@ -254,6 +284,8 @@ def parse_uplink(device_id: str, payload: bytes, received_at: datetime) -> Uplin
         if b"\\" in payload and b"\\u0000" in payload:
             # PostgreSQL text and jsonb cannot hold NUL; refuse rather than mangle.
             raise _Bad("strings may not contain the NUL character (\\u0000)")
+        if _LONG_EXPONENT.search(payload):
+            _check_numbers(payload)
         v = body.get("v")
         if v != PROTOCOL_VERSION or type(v) is not int:
             raise _Bad(f"v must be the integer {PROTOCOL_VERSION}")

@@ -86,8 +86,16 @@ def subscribe(pid: int, topics: Iterable[tuple[str, int]]) -> bytes:
     return _packet(0x82, body)
 
 
-def publish(topic: str, payload: bytes, qos: int = 0, pid: int = 0, *, dup: bool = False) -> bytes:
-    first = 0x30 | (qos << 1) | (0x08 if dup else 0)
+def publish(
+    topic: str,
+    payload: bytes,
+    qos: int = 0,
+    pid: int = 0,
+    *,
+    dup: bool = False,
+    retain: bool = False,
+) -> bytes:
+    first = 0x30 | (qos << 1) | (0x08 if dup else 0) | (0x01 if retain else 0)
     var = string(topic) + (pid.to_bytes(2, "big") if qos else b"")
     return _packet(first, var + payload)
 

@@ -13,9 +13,12 @@ from eldercare.alerts import rules
 from eldercare.http.deps import Conn, Now, User, facility_scope
 from eldercare.http.schemas import (
     PolicyCreate,
+    PolicyPublic,
     ResponderCreate,
     ResponderPublic,
     RotaCreate,
+    RotaOnDuty,
+    RotaPublic,
 )
 from eldercare.storage import db
 
@@ -61,7 +64,7 @@ def create_responder_row(conn: psycopg.Connection, body: ResponderCreate) -> dic
     )[0]
 
 
-@router.post("/rota", status_code=201, tags=["dispatch"])
+@router.post("/rota", response_model=RotaPublic, status_code=201, tags=["dispatch"])
 def add_rota(body: RotaCreate, user: User, conn: Conn) -> dict[str, Any]:
     user.require("admin", "supervisor")
     return db.rows(
@@ -72,7 +75,7 @@ def add_rota(body: RotaCreate, user: User, conn: Conn) -> dict[str, Any]:
     )[0]
 
 
-@router.get("/rota", tags=["dispatch"])
+@router.get("/rota", response_model=list[RotaOnDuty], tags=["dispatch"])
 def get_rota(
     user: User, conn: Conn, now: Now, facility: int | None = None, at: datetime | None = None
 ) -> list[dict[str, Any]]:
@@ -87,12 +90,12 @@ def get_rota(
     )
 
 
-@router.get("/policies", tags=["dispatch"])
+@router.get("/policies", response_model=list[PolicyPublic], tags=["dispatch"])
 def policies(user: User, conn: Conn) -> list[dict[str, Any]]:
     return [p.as_dict() for p in alert_policies.all_policies(conn)]
 
 
-@router.put("/policies", tags=["dispatch"])
+@router.put("/policies", response_model=PolicyPublic, tags=["dispatch"])
 def put_policy(body: PolicyCreate, user: User, conn: Conn, now: Now) -> dict[str, Any]:
     user.require("admin", "supervisor")
     policy = rules.Policy(
