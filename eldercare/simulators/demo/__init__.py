@@ -28,13 +28,12 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import psycopg
 
 from eldercare.config import PROJECT_ROOT, Settings, load_settings
 from eldercare.errors import DemoError, EldercareError
-from eldercare.simulators import services
 from eldercare.simulators.demo.processes import (
     FleetProcesses,
     Server,
@@ -103,7 +102,15 @@ def _banner(
     )
 
 
+if TYPE_CHECKING:
+    # Imported lazily at run time: the fleet's child processes import this package, and
+    # must not pay for the API and platform modules the service simulator pulls in.
+    from eldercare.simulators import services
+
+
 def _services_banner(settings: Settings, r: services.ServiceReport) -> str:
+    from eldercare.simulators import services
+
     base = f"http://{display_host(settings.api_host)}:{settings.api_port}"
     if r.reused:
         done = "reused from an earlier run"
@@ -142,6 +149,7 @@ def _raise_interrupt(signum: int, frame: Any) -> None:
 
 
 def run(args: argparse.Namespace, out: TextIO) -> int:
+    from eldercare.simulators import services
     from eldercare.storage.db import connect
     from eldercare.storage.migrate import migrate
 
