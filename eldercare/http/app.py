@@ -34,7 +34,7 @@ from eldercare.errors import (
 )
 from eldercare.http import deps, live
 from eldercare.http.routes import ROUTERS
-from eldercare.platform import workorders
+from eldercare.platform import visitchecks, workorders
 from eldercare.storage import db
 
 log = logging.getLogger(__name__)
@@ -119,6 +119,8 @@ def build_api(
         description="Alarms, dispatch, escalation and response metrics. See docs/api.md.",
     )
     app.state.settings, app.state.clock, app.state.hub = settings, clock, hub
+    # Visit checks (design §2.8) run inside check-in/check-out; subsidy adds on_verified.
+    app.state.platform_hooks = workorders.Hooks(inspect=visitchecks.inspect)
 
     @app.exception_handler(NotFoundError)
     async def _404(request: Request, exc: NotFoundError) -> JSONResponse:

@@ -10,6 +10,7 @@ from fastapi import APIRouter
 
 from eldercare.http.routes import (
     alarms,
+    anomalies,
     auth,
     console,
     dispatch,
@@ -35,4 +36,6 @@ ROUTERS: list[APIRouter] = [
     providers.router,
     work_orders.router,
     hotline.router,
+    # Issue 8 visit verification (platverify):
+    anomalies.router,
 ]
