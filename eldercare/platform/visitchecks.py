@@ -344,32 +344,3 @@ def one(conn: psycopg.Connection, anomaly_id: int) -> Row:
     )
     return row
 
-
-def month_report(
-    conn: psycopg.Connection,
-    since: datetime,
-    until: datetime,
-    district: str | None,
-    provider: int | None,
-) -> Row:
-    """Findings per rule and severity for visits that started in [since, until) (design §2.13),
-    counted by the visit's own time, not by when the check ran."""
-    where = ["w.checked_in_at >= %(since)s", "w.checked_in_at < %(until)s"]
-    params: dict[str, Any] = {"since": since, "until": until}
-    if district is not None:
-        where.append("w.district_code IN (SELECT district_subtree(%(district)s))")
-        params["district"] = district
-    if provider is not None:
-        where.append("w.provider_id = %(provider)s")
-        params["provider"] = provider
-    found = db.rows(
-        conn,
-        "SELECT a.rule_code, a.severity, a.status, count(*)::int AS n FROM anomalies a"
-        " JOIN work_orders w ON w.id = a.work_order_id"
-        f" WHERE {' AND '.join(where)} GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
-        params,
-    )
-    by_rule: dict[str, int] = {}
-    for r in found:
-        by_rule[r["rule_code"]] = by_rule.get(r["rule_code"], 0) + r["n"]
-    return {"by_rule": by_rule, "rows": found, "total": sum(by_rule.values())}

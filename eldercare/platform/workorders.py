@@ -22,7 +22,7 @@ from psycopg.types.json import Jsonb
 
 from eldercare.alerts.rules import distance_m
 from eldercare.errors import ConflictError, InvalidInput, NotFoundError, PermissionDenied
-from eldercare.platform import lifecycle, people, providers
+from eldercare.platform import entitlements, lifecycle, people, providers
 from eldercare.platform.schemas import (
     AcceptRequest,
     CheckOut,
@@ -157,6 +157,7 @@ def detail(conn: psycopg.Connection, actor: Actor, order_id: str) -> Row:
         ),
         "anomalies": anomalies_of(conn, order_id),
         "revisits": revisits_of(conn, order_id),
+        "payer": entitlements.payer_of(conn, order),
     }
 
 

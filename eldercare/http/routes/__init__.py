@@ -19,6 +19,9 @@ from eldercare.http.routes import (
     people,
     providers,
     registry,
+    settlement,
+    subsidies,
+    subsidy_reports,
     webhooks,
     work_orders,
 )
@@ -36,6 +39,10 @@ ROUTERS: list[APIRouter] = [
     providers.router,
     work_orders.router,
     hotline.router,
+    # Issue 8 subsidies (subsidy):
+    subsidies.router,
+    settlement.router,
+    subsidy_reports.router,
     # Issue 8 visit verification (platverify):
     anomalies.router,
 ]

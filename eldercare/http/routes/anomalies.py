@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from eldercare.http.deps import AnyUser, Conn, Now
@@ -49,22 +48,3 @@ def anomalies(
 def decide(anomaly_id: int, body: Decision, user: AnyUser, conn: Conn, now: Now) -> dict[str, Any]:
     with conn.transaction():
         return visitchecks.decide(conn, user, anomaly_id, body.decision, body.note, now)
-
-
-@router.get("/reports/anomalies", tags=["reports"])
-def anomalies_report(
-    request: Request,
-    user: AnyUser,
-    conn: Conn,
-    month: str = Query(pattern=r"^\d{4}-(0[1-9]|1[0-2])$"),
-    district: str | None = Query(None, max_length=12),
-    provider: int | None = None,
-) -> dict[str, Any]:
-    """Verification findings of one month (Asia/Shanghai months, design §2.1) by rule."""
-    user.require("supervisor", "civil_affairs", "admin", "operator")
-    tz = request.app.state.settings.tz
-    year, mon = (int(x) for x in month.split("-"))
-    since = datetime(year, mon, 1, tzinfo=tz)
-    until = datetime(year + mon // 12, mon % 12 + 1, 1, tzinfo=tz)
-    report = visitchecks.month_report(conn, since, until, district, provider)
-    return {"month": month, "district": district, "provider": provider, **report}
