@@ -1474,6 +1474,20 @@ def test_3_7_anomaly_checks(platform: Platform) -> None:
     )
     dead = {a["rule_code"]: a for a in checked_in["new_anomalies"]}["resident_inactive"]
     assert (dead["severity"], dead["evidence"]["status"]) == ("hard", "deceased")
+    p.act(
+        "w1",
+        "WO12",
+        "check-out",
+        {
+            "lat": HH2[0],
+            "lon": HH2[1],
+            "accuracy_m": 10,
+            "client_time": "2026-01-21T10:40:00+08:00",
+            "record": {},
+        },
+        at="2026-01-21T10:40:00+08:00",
+    )
+    assert _found(p, "WO12")["resident_inactive"]["severity"] == "hard"
     r = p.call(
         "op",
         "POST",

@@ -343,4 +343,3 @@ def one(conn: psycopg.Connection, anomaly_id: int) -> Row:
         (anomaly_id,),
     )
     return row
-
