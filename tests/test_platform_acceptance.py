@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+from websockets.sync.client import connect as ws_connect
 
 from eldercare.registry.schemas import DeviceCredentials
 from eldercare.simulators.device import SimDevice
@@ -1095,19 +1096,30 @@ def test_3_5_voucher_ratio_cap_insurance_expiry_eligibility(platform: Platform) 
 
 def test_3_6_work_order_lifecycle_evv_permissions(platform: Platform) -> None:
     p, ids = platform, platform.ids
-    # 1. create
-    wo1 = p.post(
-        "op",
-        "/api/work-orders",
-        {
-            "resident_id": ids["R5"],
-            "service_item_code": "bath_home",
-            "source": "app",
-            "scheduled_start": "2026-01-06T10:00:00+08:00",
-            "scheduled_end": "2026-01-06T11:00:00+08:00",
-        },
-        at="2026-01-05T09:00:00+08:00",
-    )
+    # 1. create; the consoles hear of it on the websocket (§2.11), without personal data
+    live = ws_connect(p.base.replace("http", "ws", 1) + "/api/ws?token=" + p.login("op"))
+    try:
+        assert json.loads(live.recv(timeout=10))["type"] == "hello"
+        wo1 = p.post(
+            "op",
+            "/api/work-orders",
+            {
+                "resident_id": ids["R5"],
+                "service_item_code": "bath_home",
+                "source": "app",
+                "scheduled_start": "2026-01-06T10:00:00+08:00",
+                "scheduled_end": "2026-01-06T11:00:00+08:00",
+            },
+            at="2026-01-05T09:00:00+08:00",
+        )
+        while True:
+            message = json.loads(live.recv(timeout=10))
+            if message.get("type") == "work_order" and message["work_order"]["id"] == wo1["id"]:
+                break
+    finally:
+        live.close()
+    assert (message["event"], message["work_order"]["number"]) == ("created", wo1["number"])
+    assert "床位戊" not in json.dumps(message, ensure_ascii=False)
     assert wo1["status"] == "created"
     assert wo1["district_code"] == "330683001"
     assert re.fullmatch(r"WO-330683-\d{8}-\d{6}", wo1["number"])
