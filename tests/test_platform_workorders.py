@@ -224,3 +224,32 @@ def test_a_home_bed_device_offline_for_a_day_gets_maintenance(world) -> None:
         ).fetchall()
     ]
     assert "work_order_created" in actions
+
+
+def test_a_providers_own_order_goes_to_that_provider(world) -> None:
+    conn = world["conn"]
+    pa = Actor("pa-wo", "provider_admin", provider_id=world["provider"])
+    with conn.transaction():
+        o = workorders.create(
+            conn,
+            pa,
+            WorkOrderCreate(resident_id=world["resident"], service_item_code=world["item"]),
+            T0,
+            ENV,
+        )
+    assert (o["status"], o["provider_id"], o["unit_price_fen"]) == (
+        "dispatched",
+        world["provider"],
+        3000,
+    )
+    other = providers.create_provider(conn, ProviderCreate(name="无合同", kind="company"))
+    before = conn.execute("SELECT count(*) FROM work_orders").fetchone()[0]
+    with pytest.raises(ConflictError, match="not contracted"), conn.transaction():
+        workorders.create(
+            conn,
+            Actor("pa-x", "provider_admin", provider_id=other["id"]),
+            WorkOrderCreate(resident_id=world["resident"], service_item_code=world["item"]),
+            T0,
+            ENV,
+        )
+    assert conn.execute("SELECT count(*) FROM work_orders").fetchone()[0] == before

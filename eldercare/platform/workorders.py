@@ -338,9 +338,23 @@ def create(
     if hotline_call_id:
         detail_["hotline_call_id"] = hotline_call_id
     _event(conn, row["id"], now, actor.username, "created", None, "created", detail_)
-    made = _load(conn, SYSTEM if actor.username == SYSTEM.username else actor, row["id"])
+    made = _load(conn, SYSTEM, row["id"])
     announce(conn, made, "created")
-    return made
+    if actor.role == "provider_admin":
+        # A provider's own order (a planned visit for its client) goes to that provider at
+        # once, under the same contract check as any dispatch; without a contract nothing
+        # is created (409), and the provider never holds an order it could not see.
+        assert actor.provider_id is not None
+        act(
+            conn,
+            SYSTEM,
+            row["id"],
+            "dispatch",
+            DispatchRequest(provider_id=actor.provider_id),
+            now,
+            env,
+        )
+    return _load(conn, SYSTEM if actor.username == SYSTEM.username else actor, row["id"])
 
 
 # ---------------------------------------------------------------- moves
