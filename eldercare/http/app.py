@@ -34,7 +34,7 @@ from eldercare.errors import (
 )
 from eldercare.http import deps, live
 from eldercare.http.routes import ROUTERS
-from eldercare.platform import entitlements, followups, workorders
+from eldercare.platform import entitlements, followups, visitchecks, workorders
 from eldercare.storage import db
 
 log = logging.getLogger(__name__)
@@ -74,9 +74,11 @@ async def _platform_jobs(app: FastAPI, clock: rules.Clock, auto_verify: bool) ->
 
 def platform_hooks(settings: Settings) -> workorders.Hooks:
     """The work-order lifecycle's hooks, for the API and for anything else that moves orders
-    (the demo's service simulator): the voucher is allocated when an order is verified
-    (design §4 Q24). Visit checks (platverify) add ``inspect`` here."""
-    return workorders.Hooks(on_verified=entitlements.on_verified(settings.tz))
+    (the demo's service simulator): visit checks (design §2.8) run inside check-in and
+    check-out; the voucher is allocated when an order is verified (design §4 Q24)."""
+    return workorders.Hooks(
+        inspect=visitchecks.inspect, on_verified=entitlements.on_verified(settings.tz)
+    )
 
 
 def build_api(

@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 import psycopg
 from psycopg.types.json import Jsonb
 
+from eldercare.alerts import events as alerts_events
 from eldercare.alerts.rules import distance_m
 from eldercare.errors import ConflictError, InvalidInput, NotFoundError, PermissionDenied
 from eldercare.platform import entitlements, lifecycle, people, providers
@@ -129,6 +130,36 @@ def _event(
         "INSERT INTO work_order_events (work_order_id, at, actor, action, from_status, to_status,"
         " detail) VALUES (%s, %s, %s, %s, %s, %s, %s)",
         (order_id, at, actor, action, from_status, to_status, Jsonb(detail or {})),
+    )
+
+
+_LIVE_FIELDS: Final = (
+    "id",
+    "number",
+    "status",
+    "service_item_code",
+    "resident_id",
+    "provider_id",
+    "worker_id",
+    "district_code",
+    "facility_id",
+    "alarm_id",
+    "scheduled_start",
+    "due_by",
+)
+
+
+def announce(conn: psycopg.Connection, order: Row, event: str) -> None:
+    """Tell the consoles (websocket ``{"type": "work_order", ...}``, design §2.11) once the
+    transaction commits. Ids and statuses only: no names, addresses or service notes."""
+    alerts_events.relay(
+        conn,
+        {
+            "type": "work_order",
+            "event": event,
+            "work_order": {k: order.get(k) for k in _LIVE_FIELDS},
+        },
+        order.get("facility_id"),
     )
 
 
@@ -307,7 +338,23 @@ def create(
     if hotline_call_id:
         detail_["hotline_call_id"] = hotline_call_id
     _event(conn, row["id"], now, actor.username, "created", None, "created", detail_)
-    return _load(conn, actor if actor.username != "system" else Actor("system", "admin"), row["id"])
+    made = _load(conn, SYSTEM, row["id"])
+    announce(conn, made, "created")
+    if actor.role == "provider_admin":
+        # A provider's own order (a planned visit for its client) goes to that provider at
+        # once, under the same contract check as any dispatch; without a contract nothing
+        # is created (409), and the provider never holds an order it could not see.
+        assert actor.provider_id is not None
+        act(
+            conn,
+            SYSTEM,
+            row["id"],
+            "dispatch",
+            DispatchRequest(provider_id=actor.provider_id),
+            now,
+            env,
+        )
+    return _load(conn, SYSTEM if actor.username == SYSTEM.username else actor, row["id"])
 
 
 # ---------------------------------------------------------------- moves
@@ -395,7 +442,34 @@ def act(
     if action == "verify" and env.hooks.on_verified is not None:
         env.hooks.on_verified(conn, after, now)
         after = _load(conn, actor, order_id)
+    if action == "check_in":
+        _tell_open_alarms(conn, after, now)
+    announce(conn, after, action)
+    if found:
+        announce(conn, after, "anomaly")
     return {**after, "new_anomalies": found}
+
+
+OPEN_PERSONAL: Final = ("raised", "acknowledged", "dispatched", "accepted", "on_site")
+
+
+def _tell_open_alarms(conn: psycopg.Connection, order: Row, now: datetime) -> None:
+    """A worker checking in where an SOS or fall is open: each such alarm's timeline says so
+    and the consoles hear it (design §2.8 R04b, §2.9), so the desk can send the worker in."""
+    open_alarms = db.rows(
+        conn,
+        "SELECT id::text AS id FROM alarms WHERE kind IN ('sos', 'fall') AND status = ANY(%s)"
+        " AND (resident_id = %s OR (home_bed_id IS NOT NULL AND home_bed_id = %s))",
+        (list(OPEN_PERSONAL), order["resident_id"], order["home_bed_id"]),
+    )
+    for alarm in open_alarms:
+        detail = {
+            "work_order_id": order["id"],
+            "number": order["number"],
+            "worker_id": order["worker_id"],
+        }
+        alerts_events.audit(conn, alarm["id"], now, "system", "worker_checked_in", detail=detail)
+        alerts_events.emit(conn, alarm["id"], "worker_checked_in", "system", **detail)
 
 
 def transition(
@@ -410,7 +484,9 @@ def transition(
         sets[move.stamp] = now
     _update(conn, order_id, sets)
     _event(conn, order_id, now, by, action, order["status"], move.to, {})
-    return _load(conn, system, order_id)
+    after = _load(conn, system, order_id)
+    announce(conn, after, action)
+    return after
 
 
 def _update(conn: psycopg.Connection, order_id: str, sets: dict[str, Any]) -> None:
