@@ -315,3 +315,32 @@ def test_m12_a_trailing_newline_is_not_a_device_id(db):
         )
     with pytest.raises(ValueError):
         p.parse_topic("eldercare/v1/dev/sos-x\n/up")
+
+
+# ---------------------------------------------------------------- H3: per-device budget
+
+
+def test_h3_a_flooding_device_is_rate_limited_and_others_are_not(gateway, make_device, db):
+    flood, victim = make_device(), make_device()
+    burst = gateway.settings.device_burst
+    n = burst * 3
+    ts = datetime.now(UTC)
+    for i in range(n):
+        flood.send("vitals", msg_id=f"f{i}", ts=ts, heart_rate=70)
+    # Another device is served as usual while the flood is being received.
+    assert victim.ack_for(victim.raise_alarm("sos"), timeout=10)["alarm_id"]
+    marker = flood.raise_alarm("sos")  # re-sent every second until its budget refills
+    flood.ack_for(marker, timeout=15)
+
+    def stored() -> int:
+        row = db.execute(
+            "SELECT count(*) FROM device_events WHERE device_id=%s AND type='vitals'",
+            (flood.device_id,),
+        ).fetchone()
+        return int(row[0])
+
+    wait_for(lambda: stored() >= burst, what="the budgeted part stored")
+    # Kept where someone can look, once a minute, not once per message (no disk flood),
+    # and never nacked (no downlink amplification).
+    assert _dead_letters(db, flood.device_id, "rate_limited") == 1
+    assert not [d for d in flood.downlinks if d.get("reason") == "rate_limited"]
