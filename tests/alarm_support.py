@@ -233,19 +233,19 @@ def build_world(settings: Settings, clock: FrozenClock, *, area: str = "town") -
         outreach.append(r[0])
         conn.commit()
     w = World(
-        settings,
-        clock,
-        fac["id"],
-        home_fac["id"],
-        res["id"],
-        home_res["id"],
-        "",
-        "",
-        "",
-        staff,
-        providers,
-        outreach,
-        Store(settings.database_url, clock),
+        settings=settings,
+        clock=clock,
+        facility_id=fac["id"],
+        home_facility_id=home_fac["id"],
+        resident_id=res["id"],
+        home_resident_id=home_res["id"],
+        sos="",  # the devices are provisioned below, through the world itself
+        fall="",
+        home_sos="",
+        staff=staff,
+        providers=providers,
+        outreach=outreach,
+        store=Store(settings.database_url, clock),
     )
     w.sos = w.device("sos_button", resident=res["id"])
     w.fall = w.device("fall_sensor", resident=res["id"])

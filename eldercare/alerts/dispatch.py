@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -68,31 +68,56 @@ def _location(conn: psycopg.Connection, a: Alarm) -> tuple[float | None, float |
     return (rows[0]["lat"], rows[0]["lon"]) if rows else (None, None)
 
 
-def candidates(
-    conn: psycopg.Connection, a: Alarm, step: rules.Step, now: datetime
-) -> list[Candidate]:
-    """Who this step would ask now: nobody who declined, nobody already asked and pending."""
+@dataclass(frozen=True, slots=True)
+class StepSnapshot:
+    """What choosing whom a step asks reads from the database (:func:`snapshot`), so the
+    choice itself (:func:`pick`) is pure and unit-tested without one."""
+
+    lat: float | None = None  # where help is needed: the home bed, else the facility
+    lon: float | None = None
+    asked_ids: frozenset[int] = frozenset()  # pending, declined or called: not again
+    asked_phones: frozenset[str] = frozenset()
+    contacts: tuple[Mapping[str, Any], ...] = ()  # the resident's family (family step)
+    pool: tuple[Mapping[str, Any], ...] = ()  # available responders of the step's kind
+
+
+def pick(step: rules.Step, snap: StepSnapshot) -> list[Candidate]:
+    """Who ``step`` asks: nobody already asked, nearest first, at most ``step.count``."""
+    if step.kind == "emergency":
+        number = step.number or "120"
+        return [Candidate(None, "emergency", number, number)]
+    if step.kind == "family":
+        out = [
+            Candidate(None, "family", c.get("name"), c.get("phone"))
+            for c in snap.contacts
+            if c.get("phone") not in snap.asked_phones
+        ]
+        return out[: step.count]
+    pool = [p for p in snap.pool if p["id"] not in snap.asked_ids]
+    ranked = rules.nearest(pool, snap.lat, snap.lon, step.count)
+    return [Candidate.responder(p, step.kind) for p in ranked]
+
+
+def snapshot(conn: psycopg.Connection, a: Alarm, step: rules.Step, now: datetime) -> StepSnapshot:
+    """Read what :func:`pick` needs for ``step`` of alarm ``a`` (nothing for emergency)."""
+    if step.kind == "emergency":
+        return StepSnapshot()
     asked = db.rows(
         conn,
         "SELECT responder_id, phone, status FROM dispatch_offers"
         " WHERE alarm_id = %s AND status IN ('pending', 'declined', 'called')",
         (a.id,),
     )
-    skip_ids = {r["responder_id"] for r in asked if r["responder_id"] is not None}
-    skip_phones = {r["phone"] for r in asked if r["phone"]}
     lat, lon = _location(conn, a)
-    if step.kind == "emergency":
-        number = step.number or "120"
-        return [Candidate(None, "emergency", number, number)]
+    base = StepSnapshot(
+        lat,
+        lon,
+        frozenset(r["responder_id"] for r in asked if r["responder_id"] is not None),
+        frozenset(r["phone"] for r in asked if r["phone"]),
+    )
     if step.kind == "family":
         rows = db.rows(conn, "SELECT contacts FROM residents WHERE id = %s", (a.resident_id,))
-        contacts = rows[0]["contacts"] if rows else []
-        out = [
-            Candidate(None, "family", c.get("name"), c.get("phone"))
-            for c in contacts
-            if c.get("phone") not in skip_phones
-        ]
-        return out[: step.count]
+        return replace(base, contacts=tuple(rows[0]["contacts"] if rows else ()))
     if step.kind == "facility_staff":
         pool = db.rows(
             conn,
@@ -116,8 +141,14 @@ def candidates(
             " 'provider' AND available",
             (),
         )
-    pool = [p for p in pool if p["id"] not in skip_ids]
-    return [Candidate.responder(p, step.kind) for p in rules.nearest(pool, lat, lon, step.count)]
+    return replace(base, pool=tuple(pool))
+
+
+def candidates(
+    conn: psycopg.Connection, a: Alarm, step: rules.Step, now: datetime
+) -> list[Candidate]:
+    """Who this step would ask now: nobody who declined, nobody already asked and pending."""
+    return pick(step, snapshot(conn, a, step, now))
 
 
 def proposal(
