@@ -578,7 +578,9 @@ def main() -> int:
         broker = Broker(WORK / f"mosquitto-{phase}")
         broker.start()
         try:
-            settings = make_settings(url, broker)
+            # 16 devices per publisher blast far above the per-device budget (audit H3);
+            # the bench measures the gateway, so the budget is out of the way here.
+            settings = make_settings(url, broker, device_rate_per_s=1e9, device_burst=10**9)
             log = WORK / f"{phase}.log"
             log.unlink(missing_ok=True)
             if phase == "ingest":
