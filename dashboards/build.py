@@ -913,10 +913,142 @@ def response_times() -> Json:
     )
 
 
+# The months a panel shows: every month that overlaps the picked time range. Report rows are
+# keyed by the month's first day, which a 6 h range would otherwise never contain.
+def months_in_range(col: str = "month") -> str:
+    return (
+        f"{col} >= date_trunc('month',"
+        " $__timeFrom()::timestamptz AT TIME ZONE 'Asia/Shanghai')::date"
+        f" AND {col} <= ($__timeTo()::timestamptz AT TIME ZONE 'Asia/Shanghai')::date"
+    )
+
+
+def subsidies() -> Json:
+    """Subsidy spend, funding split, settlement and verification findings (design §2.13).
+
+    Panels read only the report views of migration 0054, so the read-only role sees
+    aggregates per month, district, programme and provider, never a resident.
+    """
+    lay = Layout()
+    panels: list[Json] = [lay.row("Spend (yuan; cash entitlements + approved settlements)")]
+    panels.append(
+        lay.place(
+            stat(
+                "Subsidy spend in range",
+                "All programmes, months overlapping the time range. Cash programmes count "
+                "their live entitlements; vouchers count approved settlement lines in the "
+                "order's service month, clawbacks in their batch's month.",
+                f"""
+                SELECT coalesce(sum(amount_fen), 0) / 100.0 AS "yuan"
+                FROM report_subsidy_spend
+                WHERE {months_in_range()}
+                """,
+                unit="currencyCNY",
+                decimals=2,
+            ),
+            6,
+            5,
+        )
+    )
+    panels.append(
+        lay.place(
+            bargauge(
+                "Funding: central / local",
+                "The policy's shares for the district's fiscal region; the central share is "
+                "floored to the fen, local takes the remainder (design §4 Q4).",
+                f"""
+                SELECT 'central' AS "share", coalesce(sum(central_fen), 0) / 100.0 AS "yuan"
+                FROM report_subsidy_spend WHERE {months_in_range()}
+                UNION ALL
+                SELECT 'local', coalesce(sum(local_fen), 0) / 100.0
+                FROM report_subsidy_spend WHERE {months_in_range()}
+                """,
+                unit="currencyCNY",
+            ),
+            6,
+            5,
+        )
+    )
+    panels.append(
+        lay.place(
+            table(
+                "Spend by district and programme",
+                "Same definition as GET /api/reports/subsidy-spend (which also sums a "
+                "district's sub-districts).",
+                f"""
+                SELECT to_char(s.month, 'YYYY-MM') AS "month", s.district_code AS "district",
+                       d.name AS "name", s.programme_code AS "programme",
+                       sum(s.amount_fen) / 100.0 AS "yuan",
+                       sum(s.central_fen) / 100.0 AS "central",
+                       sum(s.local_fen) / 100.0 AS "local"
+                FROM report_subsidy_spend s
+                LEFT JOIN districts d ON d.code = s.district_code
+                WHERE {months_in_range("s.month")}
+                GROUP BY s.month, s.district_code, d.name, s.programme_code
+                ORDER BY s.month DESC, s.district_code, s.programme_code
+                """,
+            ),
+            12,
+            8,
+        )
+    )
+    panels.append(lay.row("Settlement and verification"))
+    panels.append(
+        lay.place(
+            table(
+                "Settlement batches",
+                "Per provider and batch month: lines, gross price, subsidy payable, copay "
+                "collected by the provider, and clawbacks (negative).",
+                f"""
+                SELECT to_char(r.month, 'YYYY-MM') AS "month", p.name AS "provider",
+                       r.status AS "status", r.lines AS "lines",
+                       r.gross_fen / 100.0 AS "gross", r.subsidy_fen / 100.0 AS "subsidy",
+                       r.copay_fen / 100.0 AS "copay", r.clawback_fen / 100.0 AS "clawback"
+                FROM report_settlement r
+                JOIN providers p ON p.id = r.provider_id
+                WHERE {months_in_range("r.month")}
+                ORDER BY r.month DESC, p.name
+                """,
+            ),
+            12,
+            8,
+        )
+    )
+    panels.append(
+        lay.place(
+            bargauge(
+                "Verification findings by rule",
+                "Anomalies of work orders checked in during the months in range (all "
+                "severities and decisions). Hard findings block verification.",
+                f"""
+                SELECT rule_code AS "rule", sum(n) AS "findings"
+                FROM report_anomalies
+                WHERE {months_in_range()}
+                GROUP BY rule_code ORDER BY 2 DESC, 1
+                """,
+            ),
+            12,
+            8,
+        )
+    )
+    return dashboard(
+        "eldercare-subsidies",
+        "Subsidies and settlement",
+        "Monthly subsidy spend by district, programme and funding source, settlement batches "
+        "per provider and verification findings. Same definitions as the /api/reports "
+        "endpoints; money in yuan (stored as fen).",
+        panels,
+        variables=[],
+        tags=["eldercare", "platform", "subsidies"],
+        time_from="now-90d",
+    )
+
+
 # File name (without .json) -> builder. Add new dashboards here.
 DASHBOARDS: dict[str, Callable[[], Json]] = {
     "device-ingest-health": device_ingest_health,
     "response-times": response_times,
+    "subsidies": subsidies,
 }
 
 

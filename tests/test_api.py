@@ -483,3 +483,18 @@ def test_rota_and_policies_answer_in_their_documented_shapes(
     policies = client.get("/api/policies", headers=tokens["operator"]).json()
     assert {"town", "remote"} <= {p["area"] for p in policies if p["facility_id"] is None}
     assert all(p["steps"] and "kind" in p["steps"][0] for p in policies)
+
+
+def test_an_alarms_notifications_are_listed_with_their_attempts(
+    client: TestClient, world: World, tokens: dict[str, Any]
+) -> None:
+    op = tokens["operator"]
+    aid = str(world.send(world.sos, "water_leak").alarm_id)  # no other test raises one
+    assert client.post(f"/api/alarms/{aid}/acknowledge", headers=op).status_code == 200
+    client.app.state.engine.tick()  # type: ignore[attr-defined]
+    sent = client.get(f"/api/alarms/{aid}/notifications", headers=op).json()
+    to_device = [n for n in sent if n["channel"] == "device"]
+    assert to_device and to_device[0]["target"] == world.sos
+    assert to_device[0]["status"] == "delivered" and to_device[0]["attempt_log"][0]["ok"]
+    other = tokens["other_staff"]  # another facility's staff: the alarm does not exist
+    assert client.get(f"/api/alarms/{aid}/notifications", headers=other).status_code == 404

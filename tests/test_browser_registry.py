@@ -172,6 +172,33 @@ def test_admin_creates_district_bed_and_resident(page: Any, site: dict[str, Any]
         ).fetchone()
     assert stored == (bed_row[0], id_number)
 
+    # A household in that district, then a resident living there.
+    page.click("[data-tab=households]")
+    hh = page.locator("#household-form")
+    hh_address = f"嵊州测试住户{site['tag']}"
+    hh.locator("[name=address]").fill(hh_address)
+    hh.locator("[name=district_code]").select_option(code)
+    hh.locator("[name=lat]").fill("29.59")
+    hh.locator("[name=lon]").fill("120.83")
+    hh.locator("button[type=submit]").click()
+    page.wait_for_function("document.querySelectorAll('#households tbody tr').length > 0")
+    with psycopg.connect(db) as conn:
+        hh_id = conn.execute(
+            "SELECT id FROM households WHERE address = %s", (hh_address,)
+        ).fetchone()[0]
+    page.wait_for_selector(f'#households tr[data-id="{hh_id}"]')
+    assert hh_address not in page.locator("#households").inner_text()
+    page.click("[data-tab=residents]")
+    res.locator("[name=name]").fill("住户测试老人")
+    res.locator("[name=placement]").select_option("household_id")
+    res.locator("[name=place]").select_option(str(hh_id))
+    res.locator("button[type=submit]").click()
+    page.wait_for_selector("#residents tr:has-text('住户测试老人')")
+    with psycopg.connect(db) as conn:
+        assert conn.execute(
+            "SELECT household_id FROM residents WHERE name = '住户测试老人'"
+        ).fetchone() == (hh_id,)
+
     # English on request.
     page.select_option("#app select.lang", "en")
     assert page.locator("[data-tab=beds]").inner_text() == "Home care beds"

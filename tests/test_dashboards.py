@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import psycopg
 import pytest
@@ -234,7 +235,96 @@ def insert_sample_rows(conn: psycopg.Connection, now: datetime) -> dict[str, Any
             ),
         )
     alarms = insert_sample_alarms(conn, now, fac)
+    insert_subsidy_rows(conn, now, fac[0], tag)
     return {"facilities": fac, "alarms": alarms}
+
+
+def insert_subsidy_rows(conn: psycopg.Connection, now: datetime, facility: int, tag: str) -> None:
+    """One resident's entitlement, one settled voucher order and its finding (issue 8)."""
+    month = now.astimezone(ZoneInfo("Asia/Shanghai")).date().replace(day=1)
+    for code, parent, level in (("000000", None, "country"), ("330683", "000000", "county")):
+        conn.execute(
+            "INSERT INTO districts (code, name, parent_code, level, fiscal_region)"
+            " VALUES (%s, %s, %s, %s, 'east') ON CONFLICT (code) DO NOTHING",
+            (code, code, parent, level),
+        )
+    resident = conn.execute(
+        "INSERT INTO residents (name, facility_id) VALUES ('sample', %s) RETURNING id",
+        (facility,),
+    ).fetchone()[0]
+    prog = f"care_{tag}"
+    conn.execute(
+        "INSERT INTO programmes (code, name_zh, kind, payee, period)"
+        " VALUES (%s, '护理', 'care_fee', 'resident', 'month')",
+        (prog,),
+    )
+    pv = conn.execute(
+        "INSERT INTO policy_versions (programme_code, district_code, effective, status, rules,"
+        " funding, source_doc, created_by, created_at, published_by, published_at)"
+        " VALUES (%s, '330683', daterange('2020-01-01', NULL), 'published', '[]',"
+        ' \'{"by_fiscal_region": {"east": {"central": 0.85, "local": 0.15}}}\','
+        " 'seed', 'ca', %s, 'ca', %s) RETURNING id",
+        (prog, now, now),
+    ).fetchone()[0]
+    run = conn.execute(
+        "INSERT INTO entitlement_runs (month, district_code, started_by, started_at)"
+        " VALUES (%s, '330683', 'ca', %s) RETURNING id",
+        (month, now),
+    ).fetchone()[0]
+    conn.execute(
+        "INSERT INTO entitlements (run_id, resident_id, programme_code, month, amount_fen,"
+        " policy_version_id, district_code, basis, created_at)"
+        " VALUES (%s, %s, %s, %s, 165600, %s, '330683', '{}', %s)",
+        (run, resident, prog, month, pv, now),
+    )
+    item = f"bath_{tag}"
+    conn.execute(
+        "INSERT INTO service_items (code, name_zh, category, setting, unit)"
+        " VALUES (%s, '助浴', 'bath', 'home', 'visit')",
+        (item,),
+    )
+    provider = conn.execute(
+        "INSERT INTO providers (name, kind, district_code) VALUES (%s, 'company', '330683')"
+        " RETURNING id",
+        (f"provider {tag}",),
+    ).fetchone()[0]
+    worker = conn.execute(
+        "INSERT INTO workers (provider_id, name) VALUES (%s, 'w') RETURNING id", (provider,)
+    ).fetchone()[0]
+    order = conn.execute(
+        "INSERT INTO work_orders (number, resident_id, district_code, service_item_code, source,"
+        " status, provider_id, worker_id, price_fen, checked_in_at, checked_out_at,"
+        " created_by, created_at) VALUES (%s, %s, '330683', %s, 'app', 'settled', %s, %s,"
+        " 12000, %s, %s, 'op', %s) RETURNING id",
+        (
+            f"WO-330683-{month:%Y%m%d}-{secrets.randbelow(10**6):06d}",
+            resident,
+            item,
+            provider,
+            worker,
+            now - timedelta(hours=2),
+            now - timedelta(hours=1),
+            now - timedelta(hours=3),
+        ),
+    ).fetchone()[0]
+    conn.execute(
+        "INSERT INTO anomalies (rule_code, severity, work_order_id, provider_id, detected_at,"
+        " evidence) VALUES ('gps_far', 'soft', %s, %s, %s, '{}')",
+        (order, provider, now - timedelta(hours=1)),
+    )
+    batch = conn.execute(
+        "INSERT INTO settlement_batches (provider_id, month, status, totals, created_by,"
+        " created_at, approved_by, approved_at) VALUES (%s, %s, 'approved', '{}', 'pa', %s,"
+        " 'ca', %s) RETURNING id",
+        (provider, month, now, now),
+    ).fetchone()[0]
+    conn.execute(
+        "INSERT INTO settlement_lines (batch_id, work_order_id, kind, service_month,"
+        " district_code, price_fen, ltc_fen, copay_fen, subsidy, funding)"
+        " VALUES (%s, %s, 'service', %s, '330683', 12000, 0, 6000,"
+        ' \'{"elderly_care_voucher": 6000}\', \'{"central": 5100, "local": 900}\')',
+        (batch, order, month),
+    )
 
 
 # Alarms for the response-time panels: name -> (minutes ago, kind, facility index, status,

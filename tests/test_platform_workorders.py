@@ -154,3 +154,73 @@ def test_a_worker_of_another_provider_cannot_take_the_order(world) -> None:
         workorders.act(conn, mine, o["id"], "accept", AcceptRequest(), T0, ENV)
     with pytest.raises(ConflictError), conn.transaction():
         workorders.act(conn, mine, o["id"], "accept", AcceptRequest(), T0, ENV)
+
+
+def test_a_home_bed_device_offline_for_a_day_gets_maintenance(world) -> None:
+    from eldercare.platform import followups
+    from eldercare.registry.schemas import FacilityCreate, HomeBedCreate
+
+    conn = world["conn"]
+    tag = secrets.token_hex(3)
+    fac = registry.create_facility(
+        conn, FacilityCreate(code=f"MT-{tag}", name="维护测试中心", district_code=world["district"])
+    )
+    bed = registry.create_home_bed(
+        conn, HomeBedCreate(facility_id=fac["id"], address="维护测试路", lat=29.5, lon=120.8)
+    )
+    r = registry.create_resident(conn, ResidentCreate(name="维护测试", home_bed_id=bed["id"]))
+    prov = providers.create_provider(
+        conn, ProviderCreate(name="维护服务商", kind="facility", facility_id=fac["id"])
+    )
+    if not conn.execute("SELECT 1 FROM service_items WHERE code = 'device_maintenance'").fetchone():
+        providers.create_item(
+            conn,
+            ServiceItemCreate(
+                code="device_maintenance",
+                name_zh="设备维护",
+                category="device_maintenance",
+                setting="home",
+                unit="visit",
+            ),
+        )
+    providers.create_contract(
+        conn,
+        prov["id"],
+        ContractCreate(
+            district_code=world["district"],
+            valid_from=date(2025, 1, 1),
+            price_list={"device_maintenance": 0},
+        ),
+        "adm",
+        T0,
+    )
+
+    def offline(hours_ago: float) -> str:
+        at = T0 - timedelta(hours=hours_ago)
+        return str(
+            conn.execute(
+                "INSERT INTO alarms (kind, kinds, devices, priority, resident_id, facility_id,"
+                " home_bed_id, event_time, received_at, last_occurrence_at) VALUES"
+                " ('device_offline', '{device_offline}', '{}', 4, %s, %s, %s, %s, %s, %s)"
+                " RETURNING id",
+                (r["id"], fac["id"], bed["id"], at, at, at),
+            ).fetchone()[0]
+        )
+
+    old, fresh = offline(25), offline(23)
+    conn.commit()
+    assert followups.device_maintenance_due(conn, T0, ENV) == 1
+    assert followups.device_maintenance_due(conn, T0, ENV) == 0  # one order per alarm
+    admin = Actor("adm", "admin")
+    orders = workorders.search(conn, admin, alarm_id=old)
+    assert [(o["service_item_code"], o["status"], o["provider_id"]) for o in orders] == [
+        ("device_maintenance", "dispatched", prov["id"])
+    ]
+    assert workorders.search(conn, admin, alarm_id=fresh) == []
+    actions = [
+        a[0]
+        for a in conn.execute(
+            "SELECT action FROM alarm_events WHERE alarm_id = %s ORDER BY id", (old,)
+        ).fetchall()
+    ]
+    assert "work_order_created" in actions

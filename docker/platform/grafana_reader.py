@@ -32,9 +32,16 @@ TABLES = (
     "camera_status",
     "state_changes",
     "dead_letters",
+    # Issue 8 reports: aggregates per month, district, programme and provider (views, which
+    # read their tables with the owner's rights), and the names they are labelled with.
+    "districts",
+    "report_subsidy_spend",
+    "report_anomalies",
+    "report_settlement",
 )
 # Tables readable only in part: table -> the columns granted.
 COLUMNS: dict[str, tuple[str, ...]] = {
+    "providers": ("id", "name", "kind", "district_code", "status"),
     # Everything but password_hash.
     "devices": (
         "id",

@@ -186,6 +186,7 @@ class Engine:
                 async with conn, query:
                     await conn.execute(f"LISTEN {events.ALARM_CHANNEL}")
                     await conn.execute(f"LISTEN {events.STATE_CHANNEL}")
+                    await conn.execute(f"LISTEN {events.RELAY_CHANNEL}")
                     self.listening.set()
                     async for n in conn.notifies():
                         try:
@@ -209,6 +210,10 @@ class Engine:
         self, channel: str, payload: str, query: psycopg.AsyncConnection[dict[str, Any]]
     ) -> None:
         body = json.loads(payload)
+        if channel == events.RELAY_CHANNEL:
+            if self.feed.active():
+                self.feed.send(body["message"], body.get("facility_id"))
+            return
         if channel == events.STATE_CHANNEL:
             if body.get("facility_id") is not None:
                 with self._dirty_lock:

@@ -20,6 +20,15 @@ from eldercare.alerts import rules
 
 ALARM_CHANNEL: Final = "eldercare_alarms"
 STATE_CHANNEL: Final = "eldercare_state"
+# Other layers' changes the consoles show live (the platform's work orders): the payload is
+# relayed as it is, so it must already be fit for every desk user (no personal data).
+RELAY_CHANNEL: Final = "eldercare_relay"
+
+
+def relay(conn: psycopg.Connection, message: dict[str, Any], facility_id: int | None) -> None:
+    """NOTIFY after commit: the engine forwards ``message`` to the consoles' websockets."""
+    body = {"message": message, "facility_id": facility_id}
+    conn.execute("SELECT pg_notify(%s, %s)", (RELAY_CHANNEL, json.dumps(body, default=str)))
 
 
 def audit(

@@ -34,7 +34,7 @@ from eldercare.errors import (
 )
 from eldercare.http import deps, live
 from eldercare.http.routes import ROUTERS
-from eldercare.platform import workorders
+from eldercare.platform import entitlements, followups, workorders
 from eldercare.storage import db
 
 log = logging.getLogger(__name__)
@@ -44,26 +44,32 @@ def _error(status: int, detail: str, **headers: str) -> JSONResponse:
     return JSONResponse({"detail": detail}, status_code=status, headers=headers or None)
 
 
-AUTO_VERIFY_EVERY_S = 60.0
+PLATFORM_JOBS_EVERY_S = 60.0
 
 
-async def _auto_verify(app: FastAPI, clock: rules.Clock) -> None:
-    """Verify checked-out work orders nothing blocks, 24 h after check-out (design §2.4)."""
+async def _platform_jobs(app: FastAPI, clock: rules.Clock, auto_verify: bool) -> None:
+    """The platform layer's periodic work (design §2.4, §2.9): verify checked-out work orders
+    nothing blocks 24 h after check-out, and send maintenance to home-bed devices that have
+    been offline or low on battery for 24 h."""
 
-    def once() -> int:
+    def once() -> tuple[int, int]:
         env = deps.platform_env_of(app)
         with app.state.pool.connection() as conn:
-            return workorders.auto_verify_due(conn, clock(), env)
+            now = clock()
+            verified = workorders.auto_verify_due(conn, now, env) if auto_verify else 0
+            return verified, followups.device_maintenance_due(conn, now, env)
 
     while True:
         try:
-            verified = await asyncio.to_thread(once)
-            if verified:
-                log.info("auto-verified %d work orders", verified)
+            verified, maintenance = await asyncio.to_thread(once)
+            if verified or maintenance:
+                log.info(
+                    "auto-verified %d work orders, %d maintenance orders", verified, maintenance
+                )
         except Exception:
             # A database outage must not end the job; the next round retries.
-            log.exception("auto-verify round failed")
-        await asyncio.sleep(AUTO_VERIFY_EVERY_S)
+            log.exception("platform jobs round failed")
+        await asyncio.sleep(PLATFORM_JOBS_EVERY_S)
 
 
 def build_api(
@@ -92,8 +98,10 @@ def build_api(
             engine.start()
         listener = asyncio.create_task(engine.listen(), name="engine-listen")
         verifier = (
-            asyncio.create_task(_auto_verify(app, clock), name="auto-verify")
-            if background and settings.auto_verify
+            asyncio.create_task(
+                _platform_jobs(app, clock, settings.auto_verify), name="platform-jobs"
+            )
+            if background
             else None
         )
         # Consoles connecting right after startup must not miss the first alarm.
@@ -119,6 +127,9 @@ def build_api(
         description="Alarms, dispatch, escalation and response metrics. See docs/api.md.",
     )
     app.state.settings, app.state.clock, app.state.hub = settings, clock, hub
+    # The work-order lifecycle's hooks: the voucher is allocated when an order is verified
+    # (design §4 Q24). Visit checks (platverify) add ``inspect`` here.
+    app.state.platform_hooks = workorders.Hooks(on_verified=entitlements.on_verified(settings.tz))
 
     @app.exception_handler(NotFoundError)
     async def _404(request: Request, exc: NotFoundError) -> JSONResponse:

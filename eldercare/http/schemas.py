@@ -131,6 +131,27 @@ class TimelineEntry(_Out):
     detail: dict[str, Any]
 
 
+class AttemptPublic(_Out):
+    at: datetime
+    ok: bool
+    status_code: int | None
+    error: str | None
+
+
+class NotificationPublic(_Out):
+    """One outbox entry for an alarm: to a device (``target`` = device id) or a webhook."""
+
+    id: int
+    channel: Literal["device", "webhook"]
+    target: str
+    event: str
+    status: Literal["pending", "delivered", "failed"]
+    attempts: int
+    created_at: datetime
+    delivered_at: datetime | None
+    attempt_log: list[AttemptPublic]
+
+
 class AlarmDetail(_Out):
     alarm: AlarmPublic
     resident: dict[str, Any] | None

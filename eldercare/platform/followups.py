@@ -158,3 +158,56 @@ def _dispatch_to_home_provider(
             )
     except ConflictError:
         return order
+
+
+MAINTENANCE_AFTER: Final = timedelta(hours=24)
+MAINTENANCE_KINDS: Final = ("device_offline", "low_battery")
+
+
+def device_maintenance_due(conn: psycopg.Connection, now: datetime, env: wo.Env) -> int:
+    """Home-bed devices offline or on low battery for 24 h get a ``device_maintenance`` order
+    for the home bed's facility (design §2.9: the device part of the home-care-bed package).
+    One order per alarm; each in its own transaction."""
+    due = db.rows(
+        conn,
+        "SELECT a.id::text AS id, COALESCE(a.resident_id, (SELECT r.id FROM residents r"
+        " WHERE r.home_bed_id = a.home_bed_id ORDER BY r.id LIMIT 1)) AS resident_id"
+        " FROM alarms a WHERE a.kind = ANY(%s) AND a.home_bed_id IS NOT NULL"
+        " AND a.cleared_at IS NULL AND a.status NOT IN ('closed', 'merged')"
+        " AND a.event_time <= %s"
+        " AND NOT EXISTS (SELECT 1 FROM work_orders w WHERE w.alarm_id = a.id)"
+        " ORDER BY a.event_time LIMIT 200",
+        (list(MAINTENANCE_KINDS), now - MAINTENANCE_AFTER),
+    )
+    made = 0
+    for alarm in due:
+        if alarm["resident_id"] is None:
+            continue  # an empty home bed: nobody to visit, the facility sees the alarm itself
+        with conn.transaction():
+            place = db.one(
+                conn,
+                "SELECT * FROM resident_places WHERE resident_id = %s",
+                (alarm["resident_id"],),
+            )
+            order = wo.create(
+                conn,
+                SYSTEM,
+                WorkOrderCreate(
+                    resident_id=alarm["resident_id"], service_item_code="device_maintenance"
+                ),
+                now,
+                env,
+                source="alarm",
+                alarm_id=alarm["id"],
+            )
+            order = _dispatch_to_home_provider(conn, order, place, now, env)
+            events.audit(
+                conn,
+                alarm["id"],
+                now,
+                SYSTEM.username,
+                "work_order_created",
+                detail={"work_order_id": order["id"], "number": order["number"]},
+            )
+        made += 1
+    return made

@@ -20,9 +20,10 @@ from zoneinfo import ZoneInfo
 import psycopg
 from psycopg.types.json import Jsonb
 
+from eldercare.alerts import events as alerts_events
 from eldercare.alerts.rules import distance_m
 from eldercare.errors import ConflictError, InvalidInput, NotFoundError, PermissionDenied
-from eldercare.platform import lifecycle, people, providers
+from eldercare.platform import entitlements, lifecycle, people, providers
 from eldercare.platform.schemas import (
     AcceptRequest,
     CheckOut,
@@ -132,6 +133,36 @@ def _event(
     )
 
 
+_LIVE_FIELDS: Final = (
+    "id",
+    "number",
+    "status",
+    "service_item_code",
+    "resident_id",
+    "provider_id",
+    "worker_id",
+    "district_code",
+    "facility_id",
+    "alarm_id",
+    "scheduled_start",
+    "due_by",
+)
+
+
+def announce(conn: psycopg.Connection, order: Row, event: str) -> None:
+    """Tell the consoles (websocket ``{"type": "work_order", ...}``, design §2.11) once the
+    transaction commits. Ids and statuses only: no names, addresses or service notes."""
+    alerts_events.relay(
+        conn,
+        {
+            "type": "work_order",
+            "event": event,
+            "work_order": {k: order.get(k) for k in _LIVE_FIELDS},
+        },
+        order.get("facility_id"),
+    )
+
+
 def events(conn: psycopg.Connection, actor: Actor, order_id: str) -> list[Row]:
     _load(conn, actor, order_id)
     return db.rows(
@@ -157,6 +188,7 @@ def detail(conn: psycopg.Connection, actor: Actor, order_id: str) -> Row:
         ),
         "anomalies": anomalies_of(conn, order_id),
         "revisits": revisits_of(conn, order_id),
+        "payer": entitlements.payer_of(conn, order),
     }
 
 
@@ -306,7 +338,9 @@ def create(
     if hotline_call_id:
         detail_["hotline_call_id"] = hotline_call_id
     _event(conn, row["id"], now, actor.username, "created", None, "created", detail_)
-    return _load(conn, actor if actor.username != "system" else Actor("system", "admin"), row["id"])
+    made = _load(conn, SYSTEM if actor.username == SYSTEM.username else actor, row["id"])
+    announce(conn, made, "created")
+    return made
 
 
 # ---------------------------------------------------------------- moves
@@ -394,6 +428,9 @@ def act(
     if action == "verify" and env.hooks.on_verified is not None:
         env.hooks.on_verified(conn, after, now)
         after = _load(conn, actor, order_id)
+    announce(conn, after, action)
+    if found:
+        announce(conn, after, "anomaly")
     return {**after, "new_anomalies": found}
 
 
@@ -409,7 +446,9 @@ def transition(
         sets[move.stamp] = now
     _update(conn, order_id, sets)
     _event(conn, order_id, now, by, action, order["status"], move.to, {})
-    return _load(conn, system, order_id)
+    after = _load(conn, system, order_id)
+    announce(conn, after, action)
+    return after
 
 
 def _update(conn: psycopg.Connection, order_id: str, sets: dict[str, Any]) -> None:

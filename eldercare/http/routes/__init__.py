@@ -18,6 +18,9 @@ from eldercare.http.routes import (
     people,
     providers,
     registry,
+    settlement,
+    subsidies,
+    subsidy_reports,
     webhooks,
     work_orders,
 )
@@ -35,4 +38,8 @@ ROUTERS: list[APIRouter] = [
     providers.router,
     work_orders.router,
     hotline.router,
+    # Issue 8 subsidies (subsidy):
+    subsidies.router,
+    settlement.router,
+    subsidy_reports.router,
 ]

@@ -21,6 +21,7 @@ from eldercare.http.schemas import (
     EmergencyCreate,
     NoteCreate,
     NoteOptional,
+    NotificationPublic,
     OfferAnswer,
 )
 from eldercare.platform import followups
@@ -143,7 +144,9 @@ def emergency(
     return dispatch.call_emergency(conn, alarm_id, user, now, service=body.service, note=body.note)
 
 
-@router.get("/alarms/{alarm_id}/notifications", tags=["alarms"])
+@router.get(
+    "/alarms/{alarm_id}/notifications", response_model=list[NotificationPublic], tags=["alarms"]
+)
 def alarm_notifications(alarm_id: uuid.UUID, user: User, conn: Conn) -> list[dict[str, Any]]:
     alarms.summary(conn, alarm_id, user)  # 404 for unknown / other facility
     return notify.history(conn, str(alarm_id))

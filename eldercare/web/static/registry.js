@@ -39,12 +39,14 @@
     state.districts = districts;
     const [beds, households, residents] = await Promise.all([
       api("GET", "/api/home-beds"),
-      isAdmin() ? api("GET", "/api/households") : Promise.resolve([]),
+      // Facility staff may not list households; their page simply has none.
+      api("GET", "/api/households").catch((e) => { if (e.status === 403) return []; throw e; }),
       api("GET", "/api/residents")]);
     state.beds = beds;
     state.households = households;
     renderResidents(residents);
     renderBeds();
+    renderHouseholds();
     renderDistricts();
     renderChoices();
   }
@@ -64,6 +66,12 @@
     }));
   }
 
+  function renderHouseholds() {
+    $("households").tBodies[0].replaceChildren(...state.households.map((x) => h("tr", { "data-id": String(x.id) },
+      ...cells(String(x.id), districtName(x.district_code), t(x.area === "remote" ? "reg.area_remote" : "reg.area_town"),
+        x.lat ?? "", x.lon ?? ""))));
+  }
+
   function renderDistricts() {
     $("districts").tBodies[0].replaceChildren(...state.districts.map((d) => h("tr", { "data-code": d.code },
       ...cells(d.code, d.name, tr("district_level", d.level), d.parent_code ? districtName(d.parent_code) : "",
@@ -75,6 +83,8 @@
       ...state.districts.map((d) => option(d.code, `${d.name} (${d.code})`, true))];
     $("district-parent").replaceChildren(...districtOptions());
     $("bed-district").replaceChildren(...districtOptions());
+    $("household-district").replaceChildren(
+      ...state.districts.map((d) => option(d.code, `${d.name} (${d.code})`, true)));
     $("bed-facility").replaceChildren(...state.facilities.map((f) => option(String(f.id), f.name, true)));
     renderPlaces();
   }
@@ -140,6 +150,7 @@
       const b = formBody(form, ["lat", "lon", "facility_id"], ["liability_insured"]);
       return b;
     }, "/api/home-beds");
+    wireForm("household-form", (form) => formBody(form, ["lat", "lon"], []), "/api/households");
     wireForm("district-form", (form) => formBody(form, [], []), "/api/districts");
     $("placement").addEventListener("change", renderPlaces);
   }

@@ -1,0 +1,216 @@
+"""Supervisor reports (design §2.13): subsidy spend, service coverage, 特困 KPIs, anomalies,
+settlement. Each returns ``rows`` (what the CSV export writes) plus the totals a client
+reads. A report covers the district and every district below it."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import date, datetime, time
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import psycopg
+
+from eldercare.errors import InvalidInput
+from eldercare.platform import entitlements, policies, subsidies
+from eldercare.storage import db
+
+Row = dict[str, Any]
+GROUPS = ("district", "programme", "funding")
+UNABLE_DEFAULT = ("moderate", "severe", "complete")
+
+
+def _rate(num: int, den: int) -> float:
+    return round(num / den, 4) if den else 0.0
+
+
+def subsidy_spend(conn: psycopg.Connection, month: date, district: str, group_by: str) -> Row:
+    groups = [g.strip() for g in group_by.split(",") if g.strip()]
+    unknown = sorted(set(groups) - set(GROUPS))
+    if unknown:
+        raise InvalidInput(f"group_by: unknown {unknown[0]!r}; use {', '.join(GROUPS)}")
+    policies.district(conn, district)
+    rows = db.rows(
+        conn,
+        "SELECT district_code, programme_code, sum(amount_fen)::bigint AS amount_fen,"
+        " sum(central_fen)::bigint AS central_fen, sum(local_fen)::bigint AS local_fen"
+        " FROM report_subsidy_spend WHERE month = %s"
+        " AND district_code IN (SELECT district_subtree(%s))"
+        " GROUP BY district_code, programme_code ORDER BY programme_code, district_code",
+        (month, district),
+    )
+    programmes: dict[str, int] = {}
+    districts: dict[str, int] = {}
+    for r in rows:
+        programmes[r["programme_code"]] = programmes.get(r["programme_code"], 0) + r["amount_fen"]
+        districts[r["district_code"]] = districts.get(r["district_code"], 0) + r["amount_fen"]
+    out: Row = {
+        "month": month.strftime("%Y-%m"),
+        "district": district,
+        "group_by": groups,
+        "total_fen": sum(programmes.values()),
+        "programmes": programmes,
+        "rows": rows,
+    }
+    if "district" in groups:
+        # Per district per programme, so a county's streets can be compared programme by programme.
+        out["districts"] = districts
+        out["by_district_programme"] = {
+            d: {r["programme_code"]: r["amount_fen"] for r in rows if r["district_code"] == d}
+            for d in districts
+        }
+    if "funding" in groups:
+        out["funding"] = {
+            "central": sum(r["central_fen"] for r in rows),
+            "local": sum(r["local_fen"] for r in rows),
+        }
+    return out
+
+
+def coverage(
+    conn: psycopg.Connection, programme: str, month: date, district: str, tz: ZoneInfo
+) -> Row:
+    """eligible = residents the programme gives a positive amount for the month (stored
+    entitlement, else evaluated from the same as-of-the-1st facts); served = eligible
+    residents with at least one verified (or settled) order checked in that month."""
+    policies.programme(conn, programme)
+    policies.district(conn, district)
+    residents = db.rows(
+        conn,
+        "SELECT resident_id FROM resident_places"
+        " WHERE district_code IN (SELECT district_subtree(%s)) ORDER BY resident_id",
+        (district,),
+    )
+    start = datetime.combine(month, time(0), tz)
+    end = datetime.combine(entitlements.next_month(month), time(0), tz)
+    served_ids = {
+        r["resident_id"]
+        for r in db.rows(
+            conn,
+            "SELECT DISTINCT resident_id FROM work_orders WHERE status IN ('verified', 'settled')"
+            " AND checked_in_at >= %s AND checked_in_at < %s",
+            (start, end),
+        )
+    }
+    eligible: list[int] = []
+    for r in residents:
+        rid = r["resident_id"]
+        stored = db.rows(
+            conn,
+            "SELECT amount_fen FROM entitlements WHERE resident_id = %s AND programme_code = %s"
+            " AND month = %s AND status <> 'void'",
+            (rid, programme, month),
+        )
+        if stored:
+            amount = int(stored[0]["amount_fen"])
+        else:
+            res = entitlements.resident_facts(conn, rid, month, tz)
+            pv = policies.in_force(conn, programme, res.district_code, month)
+            amount = subsidies.evaluate(pv["rules"], res.facts).amount_fen if pv else 0
+        if amount > 0:
+            eligible.append(rid)
+    served = [rid for rid in eligible if rid in served_ids]
+    return {
+        "programme": programme,
+        "month": month.strftime("%Y-%m"),
+        "district": district,
+        "eligible": len(eligible),
+        "served": len(served),
+        "rate": _rate(len(served), len(eligible)),
+        "rows": [{"resident_id": rid, "served": rid in served_ids} for rid in eligible],
+    }
+
+
+def tekun(conn: psycopg.Connection, on: date, district: str, unable_levels: tuple[str, ...]) -> Row:
+    """特困 support KPIs on a day (seed rows A10-A14): centralised share of those unable to
+    self-care, and the share of dispersed 特困 with an active care agreement."""
+    bad = sorted(set(unable_levels) - set(subsidies.LEVELS))
+    if bad:
+        raise InvalidInput(f"unable_self_care_levels: unknown level {bad[0]!r}")
+    policies.district(conn, district)
+    rows = db.rows(
+        conn,
+        "SELECT c.resident_id, c.support_mode,"
+        " (SELECT final_level FROM assessments a WHERE a.resident_id = c.resident_id"
+        "   AND a.status = 'final' AND a.effective_from <= %(on)s"
+        "   AND (a.valid_until IS NULL OR a.valid_until >= %(on)s)"
+        "   ORDER BY a.effective_from DESC, a.id DESC LIMIT 1) AS level,"
+        " EXISTS (SELECT 1 FROM care_agreements g WHERE g.resident_id = c.resident_id"
+        "   AND g.valid @> %(on)s::date) AS agreement"
+        " FROM resident_categories c JOIN resident_places p ON p.resident_id = c.resident_id"
+        " WHERE c.category = 'tekun' AND c.valid @> %(on)s::date"
+        " AND p.district_code IN (SELECT district_subtree(%(d)s))"
+        " AND NOT EXISTS (SELECT 1 FROM resident_status_periods s"
+        "   WHERE s.resident_id = c.resident_id AND s.status = 'deceased'"
+        "   AND lower(s.during) < %(on)s::date)"
+        " ORDER BY c.resident_id",
+        {"on": on, "d": district},
+    )
+    unable = [r for r in rows if r["level"] in unable_levels]
+    dispersed = [r for r in rows if r["support_mode"] == "dispersed"]
+    central_unable = sum(1 for r in unable if r["support_mode"] == "centralised")
+    agreed = sum(1 for r in dispersed if r["agreement"])
+    return {
+        "on": on.isoformat(),
+        "district": district,
+        "unable_self_care_levels": list(unable_levels),
+        "tekun": len(rows),
+        "centralised": sum(1 for r in rows if r["support_mode"] == "centralised"),
+        "dispersed": len(dispersed),
+        "unable_self_care": len(unable),
+        "centralised_rate_unable": _rate(central_unable, len(unable)),
+        "agreement_rate_dispersed": _rate(agreed, len(dispersed)),
+        "rows": [
+            {
+                "resident_id": r["resident_id"],
+                "support_mode": r["support_mode"],
+                "level": r["level"],
+                "agreement": r["agreement"],
+            }
+            for r in rows
+        ],
+    }
+
+
+def anomalies(
+    conn: psycopg.Connection, month: date, district: str, provider: int | None, tz: ZoneInfo
+) -> Row:
+    policies.district(conn, district)
+    start = datetime.combine(month, time(0), tz)
+    end = datetime.combine(entitlements.next_month(month), time(0), tz)
+    rows = db.rows(
+        conn,
+        "SELECT a.rule_code, a.severity, a.status, count(*)::bigint AS n FROM anomalies a"
+        " JOIN work_orders wo ON wo.id = a.work_order_id"
+        " WHERE wo.checked_in_at >= %(s)s AND wo.checked_in_at < %(e)s"
+        " AND wo.district_code IN (SELECT district_subtree(%(d)s))"
+        " AND (%(p)s::bigint IS NULL OR wo.provider_id = %(p)s)"
+        " GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
+        {"s": start, "e": end, "d": district, "p": provider},
+    )
+    by_rule: dict[str, int] = {}
+    for r in rows:
+        by_rule[r["rule_code"]] = by_rule.get(r["rule_code"], 0) + int(r["n"])
+    return {
+        "month": month.strftime("%Y-%m"),
+        "district": district,
+        "provider": provider,
+        "by_rule": by_rule,
+        "total": sum(by_rule.values()),
+        "rows": rows,
+    }
+
+
+def to_csv(report: Row) -> str:
+    """The report's ``rows`` as CSV (UTF-8; nested values as their JSON-ish text)."""
+    rows = report.get("rows") or []
+    buf = io.StringIO()
+    if not rows:
+        return ""
+    fields = list(rows[0].keys())
+    writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({k: r.get(k) for k in fields})
+    return buf.getvalue()
