@@ -38,6 +38,7 @@ from harness.services import ADMIN_URL, Broker, Proc, add_user, free_port, make_
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 WORK = ROOT / ".local" / "bench"
+RUN = WORK / f"run-{os.getpid()}"  # brokers and logs of this run: runs may overlap
 
 
 def machine() -> dict[str, Any]:
@@ -69,12 +70,19 @@ def machine() -> dict[str, Any]:
 
 
 def fresh_database() -> str:
-    url = ADMIN_URL.rsplit("/", 1)[0] + "/eldercare_bench"
+    """A database of this run's own: two bench runs at once must not drop each other's."""
+    name = f"eldercare_bench_{os.getpid()}"
+    url = ADMIN_URL.rsplit("/", 1)[0] + "/" + name
     with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute('DROP DATABASE IF EXISTS "eldercare_bench" WITH (FORCE)')
-        conn.execute('CREATE DATABASE "eldercare_bench"')
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
     migrate(url)
     return url
+
+
+def drop_database(url: str) -> None:
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
 
 
 def provision(settings: Settings, n: int, kind: str = "home_kit") -> list[tuple[str, str]]:
@@ -277,6 +285,44 @@ def _slope(points: list[tuple[float, float]]) -> float:
     my = sum(y for _, y in points) / n
     var = sum((x - mx) ** 2 for x, _ in points)
     return sum((x - mx) * (y - my) for x, y in points) / var if var else 0.0
+
+
+def phase_instructions(settings: Settings) -> dict[str, Any]:
+    """User-space instructions of the gateway's code per message (bench/hotpath.py under
+    callgrind): not moved by other load on the machine, unlike CPU seconds."""
+    import shutil
+
+    from bench.hotpath import MAX_CHUNKS, PER_READ
+
+    if shutil.which("valgrind") is None:
+        return {"gateway_instructions_per_msg": None}
+    creds = provision(settings, 16)
+    ids = ",".join(c[0] for c in creds)
+
+    def count(chunks: int) -> int:
+        out = subprocess.run(
+            [
+                "valgrind",
+                "--tool=callgrind",
+                "--callgrind-out-file=/dev/null",
+                sys.executable,
+                "-m",
+                "bench.hotpath",
+                settings.database_url,
+                str(chunks),
+                ids,
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        ).stderr
+        line = next(ln for ln in out.splitlines() if "Collected" in ln)
+        return int(line.split()[-1])
+
+    base, full = count(0), count(MAX_CHUNKS)
+    return {"gateway_instructions_per_msg": round((full - base) / (MAX_CHUNKS * PER_READ))}
 
 
 def phase_connections(
@@ -569,7 +615,7 @@ def main() -> int:
     ap.add_argument("--soak-minutes", type=float, default=40, help="soak: stop after this")
     ap.add_argument("--soak-backlog", type=int, default=50_000, help="soak: max ahead of commit")
     args = ap.parse_args()
-    WORK.mkdir(parents=True, exist_ok=True)
+    RUN.mkdir(parents=True, exist_ok=True)
     result: dict[str, Any] = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine(),
@@ -578,14 +624,28 @@ def main() -> int:
         "load_avg_start": [round(x, 2) for x in os.getloadavg()],
     }
     url = fresh_database()
+    try:
+        run_phases(args, url, result)
+    finally:
+        drop_database(url)
+    result["load_avg_end"] = [round(x, 2) for x in os.getloadavg()]
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "latest.json").write_text(json.dumps(result, indent=2) + "\n")
+    with open(RESULTS / "history.jsonl", "a") as fh:
+        fh.write(json.dumps(result) + "\n")
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def run_phases(args: argparse.Namespace, url: str, result: dict[str, Any]) -> None:
     for phase in args.phases.split(","):
-        broker = Broker(WORK / f"mosquitto-{phase}")
+        broker = Broker(RUN / f"mosquitto-{phase}")
         broker.start()
         try:
             # 16 devices per publisher blast far above the per-device budget (audit H3);
             # the bench measures the gateway, so the budget is out of the way here.
             settings = make_settings(url, broker, device_rate_per_s=1e9, device_burst=10**9)
-            log = WORK / f"{phase}.log"
+            log = RUN / f"{phase}.log"
             log.unlink(missing_ok=True)
             if phase == "ingest":
                 r = phase_ingest(
@@ -593,6 +653,8 @@ def main() -> int:
                 )
             elif phase == "latency":
                 r = phase_latency(settings, args.workers, args.background, args.samples, log)
+            elif phase == "instructions":
+                r = phase_instructions(settings)
             elif phase == "connections":
                 r = phase_connections(settings, args.devices, args.hold, 50, log)
             elif phase == "soak":
@@ -612,13 +674,6 @@ def main() -> int:
             result.update(r)
         finally:
             broker.stop()
-    result["load_avg_end"] = [round(x, 2) for x in os.getloadavg()]
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "latest.json").write_text(json.dumps(result, indent=2) + "\n")
-    with open(RESULTS / "history.jsonl", "a") as fh:
-        fh.write(json.dumps(result) + "\n")
-    print(json.dumps(result, indent=2))
-    return 0
 
 
 if __name__ == "__main__":

@@ -1237,6 +1237,358 @@ def test_3_6_work_order_lifecycle_evv_permissions(platform: Platform) -> None:
     p.act("w1", "WO1", "check-in", check_in, at="2026-01-07T10:00:00+08:00", expect=409)
 
 
+# ---------------------------------------------------------------- §3.7 anomaly checks
+
+
+def _visit(
+    p: Platform,
+    name: str,
+    *,
+    start: str,
+    end: str | None,
+    at: tuple[float, float] = HB1,
+    resident: str = "R5",
+    item: str = "bath_home",
+    worker: str = "W1",
+    accuracy: float = 10,
+    created: str | None = None,
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """An order of P1 done by ``worker`` (§3.0 "done at times A-B at place X"); returns the
+    check-in and check-out answers (check-out skipped when ``end`` is None)."""
+    user = worker.lower()
+    when = created or start
+    order = p.post(
+        "op",
+        "/api/work-orders",
+        {
+            "resident_id": p.ids[resident],
+            "service_item_code": item,
+            "source": "app",
+            "scheduled_start": start,
+        },
+        at=when,
+    )
+    p.ids[name] = order["id"]
+    p.act("op", name, "dispatch", {"provider_id": p.ids["P1"]}, at=when)
+    p.act(user, name, "accept", {"worker_id": p.ids[worker]}, at=when)
+    point = {"lat": at[0], "lon": at[1], "accuracy_m": accuracy}
+    checked_in = p.act(user, name, "check-in", {**point, "client_time": start}, at=start)
+    if end is None:
+        return checked_in, None
+    out = p.act(user, name, "check-out", {**point, "client_time": end, "record": {}}, at=end)
+    return checked_in, out
+
+
+def _found(p: Platform, name: str) -> dict[str, dict[str, Any]]:
+    return {a["rule_code"]: a for a in p.get("op", f"/api/work-orders/{p.ids[name]}")["anomalies"]}
+
+
+def _iso(t: datetime) -> str:
+    return t.isoformat()
+
+
+def test_3_7_anomaly_checks(platform: Platform) -> None:
+    p, ids = platform, platform.ids
+    # 7.1 GPS ~1 km away: soft, revisit required, verify blocked until the revisit confirms
+    far = (29.59700, 120.82100)
+    _, out = _visit(
+        p,
+        "WO2",
+        start="2026-01-06T14:00:00+08:00",
+        end="2026-01-06T14:45:00+08:00",
+        at=far,
+        accuracy=15,
+    )
+    assert out is not None and out["revisit_required"] is True
+    gps = _found(p, "WO2")["gps_far"]
+    assert gps["severity"] == "soft"
+    assert round(gps["evidence"]["distance_m"]) == 1001
+    assert gps["evidence"]["threshold_m"] == 200
+    p.act("ca", "WO2", "verify", {}, at="2026-01-07T09:00:00+08:00", expect=409)
+    p.post(
+        "op",
+        f"/api/work-orders/{ids['WO2']}/revisits",
+        {"channel": "phone", "reached": True, "service_confirmed": True, "satisfaction": 2},
+        at="2026-01-07T09:30:00+08:00",
+    )
+    assert p.act("ca", "WO2", "verify", {}, at="2026-01-07T10:00:00+08:00")["status"] == "verified"
+
+    # 7.2 189 m: no finding
+    _, out = _visit(
+        p,
+        "WO2b",
+        start="2026-01-07T10:00:00+08:00",
+        end="2026-01-07T10:40:00+08:00",
+        at=(29.58970, 120.82100),
+    )
+    assert out is not None and round(out["check_out"]["distance_m"]) == 189
+    assert "gps_far" not in _found(p, "WO2b")
+
+    # 7.3 W2 in two homes at once: hard on both, 30 min
+    _visit(
+        p, "WO5", start="2026-01-12T10:00:00+08:00", end="2026-01-12T11:00:00+08:00", worker="W2"
+    )
+    _visit(
+        p,
+        "WO6",
+        start="2026-01-12T10:30:00+08:00",
+        end="2026-01-12T11:30:00+08:00",
+        worker="W2",
+        resident="R3",
+        at=HH1,
+    )
+    for name, other in (("WO5", "WO6"), ("WO6", "WO5")):
+        overlap = _found(p, name)["worker_overlap"]
+        assert overlap["severity"] == "hard"
+        assert overlap["evidence"]["overlap_min"] == 30
+        assert overlap["evidence"]["related"] == ids[other]
+    p.act("ca", "WO5", "verify", {}, at="2026-01-13T09:00:00+08:00", expect=409)
+
+    # 7.4 the same household (a couple served together): no overlap
+    _visit(
+        p,
+        "WO_R3",
+        start="2026-01-13T09:00:00+08:00",
+        end="2026-01-13T10:00:00+08:00",
+        worker="W2",
+        resident="R3",
+        at=HH1,
+    )
+    _visit(
+        p,
+        "WO_R4",
+        start="2026-01-13T09:10:00+08:00",
+        end="2026-01-13T09:20:00+08:00",
+        worker="W2",
+        resident="R4",
+        item="meal_delivery",
+        at=HH1,
+    )
+    assert "worker_overlap" not in _found(p, "WO_R3")
+    assert "worker_overlap" not in _found(p, "WO_R4")
+
+    # 7.5 8 km in 5 minutes
+    _visit(
+        p, "WO7", start="2026-01-14T13:15:00+08:00", end="2026-01-14T14:00:00+08:00", worker="W2"
+    )
+    _visit(
+        p,
+        "WO8",
+        start="2026-01-14T14:05:00+08:00",
+        end="2026-01-14T14:50:00+08:00",
+        worker="W2",
+        resident="R7",
+        at=HH2,
+    )
+    travel = _found(p, "WO8")["impossible_travel"]
+    assert travel["severity"] == "soft"
+    assert round(travel["evidence"]["distance_m"]) == 8006
+    assert round(travel["evidence"]["speed_kmh"], 1) == 96.1
+    assert "impossible_travel" not in _found(p, "WO7")
+
+    # 7.6 a second bath for R5 inside WO1's window
+    _visit(
+        p, "WO9", start="2026-01-06T10:05:00+08:00", end="2026-01-06T10:40:00+08:00", worker="W2"
+    )
+    dup = _found(p, "WO9")["dup_claim"]
+    assert (dup["severity"], dup["evidence"]["related"]) == ("hard", ids["WO1"])
+
+    # 7.7 ten minutes of a 30-120 minute bath
+    _visit(p, "WO10", start="2026-01-15T10:00:00+08:00", end="2026-01-15T10:10:00+08:00")
+    short = _found(p, "WO10")["duration_out_of_range"]
+    assert (short["severity"], short["evidence"]["duration_min"]) == ("soft", 10)
+
+    # 7.8 in hospital: hard; civil affairs confirms; the claim is rejected
+    p.post(
+        "op",
+        f"/api/residents/{ids['R5']}/status-periods",
+        {
+            "status": "hospitalised",
+            "from": "2026-01-20T08:00:00+08:00",
+            "to": "2026-01-25T08:00:00+08:00",
+            "source": "medical_insurance",
+        },
+        at="2026-01-20T09:00:00+08:00",
+    )
+    checked_in, _ = _visit(
+        p, "WO11", start="2026-01-22T10:00:00+08:00", end="2026-01-22T10:40:00+08:00"
+    )
+    assert "resident_inactive" in [a["rule_code"] for a in checked_in["new_anomalies"]]
+    inactive = _found(p, "WO11")["resident_inactive"]
+    assert inactive["severity"] == "hard"
+    p.act("ca", "WO11", "verify", {}, at="2026-01-23T09:00:00+08:00", expect=409)
+    p.call(
+        "op",
+        "POST",
+        f"/api/anomalies/{inactive['id']}/decide",
+        {"decision": "confirmed", "note": "住院期间"},
+        expect=403,
+    )
+    p.call(
+        "ca",
+        "POST",
+        f"/api/anomalies/{inactive['id']}/decide",
+        {"decision": "maybe", "note": "x"},
+        expect=422,
+    )
+    decided = p.post(
+        "ca",
+        f"/api/anomalies/{inactive['id']}/decide",
+        {"decision": "confirmed", "note": "住院期间"},
+        at="2026-01-23T09:00:00+08:00",
+        expect=200,
+    )
+    assert decided["status"] == "confirmed" and decided["decisions"][0]["by_user"] == "ca"
+    p.call(
+        "ca",
+        "POST",
+        f"/api/anomalies/{inactive['id']}/decide",
+        {"decision": "dismissed", "note": "改判"},
+        expect=409,
+    )
+    rejected = p.act(
+        "ca", "WO11", "reject-claim", {"anomaly_id": inactive["id"]}, at="2026-01-23T09:10:00+08:00"
+    )
+    assert rejected["status"] == "rejected"
+
+    # 7.9 death after acceptance: hard at check-in; no new orders for R7
+    order = p.post(
+        "op",
+        "/api/work-orders",
+        {
+            "resident_id": ids["R7"],
+            "service_item_code": "bath_home",
+            "source": "app",
+            "scheduled_start": "2026-01-21T10:00:00+08:00",
+        },
+        at="2026-01-19T09:00:00+08:00",
+    )
+    ids["WO12"] = order["id"]
+    p.act("op", "WO12", "dispatch", {"provider_id": ids["P1"]}, at="2026-01-19T09:00:00+08:00")
+    p.act("w1", "WO12", "accept", {"worker_id": ids["W1"]}, at="2026-01-19T09:05:00+08:00")
+    p.post(
+        "op",
+        f"/api/residents/{ids['R7']}/status-periods",
+        {"status": "deceased", "from": "2026-01-20T06:00:00+08:00", "source": "funeral_registry"},
+        at="2026-01-20T10:00:00+08:00",
+    )
+    checked_in = p.act(
+        "w1",
+        "WO12",
+        "check-in",
+        {
+            "lat": HH2[0],
+            "lon": HH2[1],
+            "accuracy_m": 10,
+            "client_time": "2026-01-21T10:00:00+08:00",
+        },
+        at="2026-01-21T10:00:00+08:00",
+    )
+    dead = {a["rule_code"]: a for a in checked_in["new_anomalies"]}["resident_inactive"]
+    assert (dead["severity"], dead["evidence"]["status"]) == ("hard", "deceased")
+    p.act(
+        "w1",
+        "WO12",
+        "check-out",
+        {
+            "lat": HH2[0],
+            "lon": HH2[1],
+            "accuracy_m": 10,
+            "client_time": "2026-01-21T10:40:00+08:00",
+            "record": {},
+        },
+        at="2026-01-21T10:40:00+08:00",
+    )
+    assert _found(p, "WO12")["resident_inactive"]["severity"] == "hard"
+    r = p.call(
+        "op",
+        "POST",
+        "/api/work-orders",
+        {"resident_id": ids["R7"], "service_item_code": "bath_home", "source": "app"},
+        at="2026-01-21T10:00:00+08:00",
+        expect=409,
+    )
+    assert "deceased" in r.json()["detail"]
+
+    # January, P1, district 330683: counts by rule
+    report = p.get(
+        "ca",
+        "/api/reports/anomalies",
+        params={"month": "2026-01", "district": "330683", "provider": ids["P1"]},
+    )
+    for rule, n in {
+        "gps_far": 1,
+        "worker_overlap": 2,
+        "impossible_travel": 1,
+        "dup_claim": 1,
+        "duration_out_of_range": 1,
+        "resident_inactive": 2,
+    }.items():
+        assert report["by_rule"].get(rule) == n, (rule, report["by_rule"])
+
+    # 7.10 a fall raised before check-in, at the device's time T
+    t = (datetime.now(UTC) - timedelta(hours=6)).replace(second=0, microsecond=0)
+    kit = _device(p, "KIT5")
+    try:
+        a1 = _alarm(kit, "fall", t, msg_id="f-1", confidence=0.9)
+        shown = p.get("op", f"/api/alarms/{a1}")["alarm"]
+        assert datetime.fromisoformat(shown["event_time"]) == t
+        checked_in, out = _visit(
+            p,
+            "WO13",
+            start=_iso(t + timedelta(minutes=5)),
+            end=None,
+            created=_iso(t),
+        )
+        opened = {a["rule_code"]: a for a in checked_in["new_anomalies"]}
+        assert opened["alarm_open_at_check_in"]["severity"] == "soft"
+        assert opened["alarm_open_at_check_in"]["evidence"]["alarm_id"] == a1
+        timeline = p.get("op", f"/api/alarms/{a1}")["timeline"]
+        told = [e for e in timeline if e["action"] == "worker_checked_in"]
+        assert len(told) == 1 and told[0]["detail"]["work_order_id"] == ids["WO13"]
+        out = p.act(
+            "w1",
+            "WO13",
+            "check-out",
+            {
+                "lat": HB1[0],
+                "lon": HB1[1],
+                "accuracy_m": 10,
+                "client_time": _iso(t + timedelta(minutes=50)),
+                "record": {},
+            },
+            at=_iso(t + timedelta(minutes=50)),
+        )
+        assert _found(p, "WO13")["alarm_unanswered_during_visit"]["severity"] == "soft"
+        _settle_alarm(p, a1, "test")
+        assert _orders_of_alarm(p, a1) == []
+
+        # 7.11 inactivity from T+1h to T+3h covers the whole visit
+        quiet = _alarm(kit, "inactivity", t + timedelta(hours=3), msg_id="i-1", duration_s=7200)
+        _visit(
+            p,
+            "WO14",
+            start=_iso(t + timedelta(hours=1, minutes=15)),
+            end=_iso(t + timedelta(hours=2, minutes=15)),
+            created=_iso(t),
+        )
+        presence = _found(p, "WO14")["no_presence_evidence"]
+        assert presence["severity"] == "soft"
+        assert presence["evidence"]["coverage"] == 1.0
+        assert presence["evidence"]["msg_id"] == "i-1"
+        _settle_alarm(p, quiet, "test")
+    finally:
+        kit.close()
+
+    # the list API: filters, and a provider admin sees only their own provider's findings
+    hard_open = p.get("ca", "/api/anomalies", params={"severity": "hard", "status": "open"})
+    assert {a["rule_code"] for a in hard_open} >= {"worker_overlap", "dup_claim"}
+    assert all(a["severity"] == "hard" and a["status"] == "open" for a in hard_open)
+    assert p.get("pa2", "/api/anomalies") == []
+    assert len(p.get("pa1", "/api/anomalies")) >= 9
+    p.call("w1", "GET", "/api/anomalies", expect=403)
+
+
 # ---------------------------------------------------------------- §3.8 settlement
 
 

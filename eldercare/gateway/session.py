@@ -209,15 +209,19 @@ class MqttSession:
                     self.on_disconnect()
 
     def _read_loop(self, sock: socket.socket, reader: wire.Reader) -> None:
-        recv = sock.recv
+        # recv_into one reused buffer, then copy out what arrived: sock.recv(256 KiB)
+        # allocates 256 KiB per call, however few bytes a read brings.
+        buf = bytearray(RECV_BYTES)
+        view = memoryview(buf)
+        recv_into = sock.recv_into
         while True:
-            data = recv(RECV_BYTES)
-            if not data:
+            n = recv_into(buf)
+            if not n:
                 if not self._stop.is_set():
                     raise ConnectionError("the broker closed the connection")
                 return
             self._last_rx = time.monotonic()
-            packets = reader.feed(data)
+            packets = reader.feed(bytes(view[:n]))
             if packets:
                 self._handle(packets, self.clock())
 

@@ -34,7 +34,7 @@ from eldercare.errors import (
 )
 from eldercare.http import deps, live
 from eldercare.http.routes import ROUTERS
-from eldercare.platform import entitlements, followups, workorders
+from eldercare.platform import entitlements, followups, visitchecks, workorders
 from eldercare.storage import db
 
 log = logging.getLogger(__name__)
@@ -127,9 +127,11 @@ def build_api(
         description="Alarms, dispatch, escalation and response metrics. See docs/api.md.",
     )
     app.state.settings, app.state.clock, app.state.hub = settings, clock, hub
-    # The work-order lifecycle's hooks: the voucher is allocated when an order is verified
-    # (design §4 Q24). Visit checks (platverify) add ``inspect`` here.
-    app.state.platform_hooks = workorders.Hooks(on_verified=entitlements.on_verified(settings.tz))
+    # The work-order lifecycle's hooks: visit checks (design §2.8) run inside check-in and
+    # check-out; the voucher is allocated when an order is verified (design §4 Q24).
+    app.state.platform_hooks = workorders.Hooks(
+        inspect=visitchecks.inspect, on_verified=entitlements.on_verified(settings.tz)
+    )
 
     @app.exception_handler(NotFoundError)
     async def _404(request: Request, exc: NotFoundError) -> JSONResponse:

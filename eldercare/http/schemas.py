@@ -181,6 +181,9 @@ class MePublic(_Out):
     role: str
     facility_id: int | None
     responder_id: int | None
+    # Provider users (the worker's mobile page needs to know which orders are its own).
+    provider_id: int | None = None
+    worker_id: int | None = None
 
 
 # ---------------------------------------------------------------- responders, policies

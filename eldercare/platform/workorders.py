@@ -338,9 +338,23 @@ def create(
     if hotline_call_id:
         detail_["hotline_call_id"] = hotline_call_id
     _event(conn, row["id"], now, actor.username, "created", None, "created", detail_)
-    made = _load(conn, SYSTEM if actor.username == SYSTEM.username else actor, row["id"])
+    made = _load(conn, SYSTEM, row["id"])
     announce(conn, made, "created")
-    return made
+    if actor.role == "provider_admin":
+        # A provider's own order (a planned visit for its client) goes to that provider at
+        # once, under the same contract check as any dispatch; without a contract nothing
+        # is created (409), and the provider never holds an order it could not see.
+        assert actor.provider_id is not None
+        act(
+            conn,
+            SYSTEM,
+            row["id"],
+            "dispatch",
+            DispatchRequest(provider_id=actor.provider_id),
+            now,
+            env,
+        )
+    return _load(conn, SYSTEM if actor.username == SYSTEM.username else actor, row["id"])
 
 
 # ---------------------------------------------------------------- moves
@@ -428,10 +442,34 @@ def act(
     if action == "verify" and env.hooks.on_verified is not None:
         env.hooks.on_verified(conn, after, now)
         after = _load(conn, actor, order_id)
+    if action == "check_in":
+        _tell_open_alarms(conn, after, now)
     announce(conn, after, action)
     if found:
         announce(conn, after, "anomaly")
     return {**after, "new_anomalies": found}
+
+
+OPEN_PERSONAL: Final = ("raised", "acknowledged", "dispatched", "accepted", "on_site")
+
+
+def _tell_open_alarms(conn: psycopg.Connection, order: Row, now: datetime) -> None:
+    """A worker checking in where an SOS or fall is open: each such alarm's timeline says so
+    and the consoles hear it (design §2.8 R04b, §2.9), so the desk can send the worker in."""
+    open_alarms = db.rows(
+        conn,
+        "SELECT id::text AS id FROM alarms WHERE kind IN ('sos', 'fall') AND status = ANY(%s)"
+        " AND (resident_id = %s OR (home_bed_id IS NOT NULL AND home_bed_id = %s))",
+        (list(OPEN_PERSONAL), order["resident_id"], order["home_bed_id"]),
+    )
+    for alarm in open_alarms:
+        detail = {
+            "work_order_id": order["id"],
+            "number": order["number"],
+            "worker_id": order["worker_id"],
+        }
+        alerts_events.audit(conn, alarm["id"], now, "system", "worker_checked_in", detail=detail)
+        alerts_events.emit(conn, alarm["id"], "worker_checked_in", "system", **detail)
 
 
 def transition(

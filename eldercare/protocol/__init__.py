@@ -284,7 +284,8 @@ def parse_uplink(device_id: str, payload: bytes, received_at: datetime) -> Uplin
         if b"\\" in payload and b"\\u0000" in payload:
             # PostgreSQL text and jsonb cannot hold NUL; refuse rather than mangle.
             raise _Bad("strings may not contain the NUL character (\\u0000)")
-        if _LONG_EXPONENT.search(payload):
+        # Two memchr-speed searches first: the regex scan costs as much as the JSON decode.
+        if (b"e-" in payload or b"E-" in payload) and _LONG_EXPONENT.search(payload):
             _check_numbers(payload)
         v = body.get("v")
         if v != PROTOCOL_VERSION or type(v) is not int:

@@ -10,6 +10,7 @@ from fastapi import APIRouter
 
 from eldercare.http.routes import (
     alarms,
+    anomalies,
     auth,
     console,
     dispatch,
@@ -42,4 +43,6 @@ ROUTERS: list[APIRouter] = [
     subsidies.router,
     settlement.router,
     subsidy_reports.router,
+    # Issue 8 visit verification (platverify):
+    anomalies.router,
 ]

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.security import OAuth2PasswordRequestForm
 
-from eldercare.http.deps import Conn, Now, User
+from eldercare.http.deps import AnyUser, Conn, Now
 from eldercare.http.schemas import (
     MePublic,
     TokenPublic,
@@ -34,8 +34,11 @@ def token(
 
 
 @router.get("/me", response_model=MePublic, tags=["auth"])
-def me(user: User) -> dict[str, Any]:
+def me(user: AnyUser) -> dict[str, Any]:
+    # Any signed-in user may read who they are, provider workers included (/worker page).
     return {
+        "provider_id": user.provider_id,
+        "worker_id": user.worker_id,
         "username": user.username,
         "role": user.role,
         "facility_id": user.facility_id,
