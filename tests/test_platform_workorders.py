@@ -253,3 +253,53 @@ def test_a_providers_own_order_goes_to_that_provider(world) -> None:
             ENV,
         )
     assert conn.execute("SELECT count(*) FROM work_orders").fetchone()[0] == before
+
+
+def test_a_worker_on_site_during_an_open_sos_is_told_and_proposed_first(world) -> None:
+    from eldercare.alerts import lifecycle as alarms
+    from eldercare.registry.schemas import FacilityCreate
+
+    conn = world["conn"]
+    tag = secrets.token_hex(3)
+    # The resident's household has no facility: give the alarm one, as a device would.
+    fac = registry.create_facility(conn, FacilityCreate(code=f"OS-{tag}", name="在场测试"))
+    near = providers.create_worker(
+        conn,
+        world["provider"],
+        WorkerCreate(name="在场服务员", responder_lat=30.5, responder_lon=121.9),  # far away
+    )
+    at = T0
+    alarm_id = str(
+        conn.execute(
+            "INSERT INTO alarms (kind, kinds, devices, priority, resident_id, facility_id,"
+            " event_time, received_at, last_occurrence_at) VALUES ('sos', '{sos}', '{}', 1,"
+            " %s, %s, %s, %s, %s) RETURNING id",
+            (world["resident"], fac["id"], at, at, at),
+        ).fetchone()[0]
+    )
+    conn.commit()
+    worker = Actor("w-os", "provider_worker", provider_id=world["provider"], worker_id=near["id"])
+    with conn.transaction():
+        o = workorders.create(
+            conn,
+            OP,
+            WorkOrderCreate(resident_id=world["resident"], service_item_code=world["item"]),
+            at,
+            ENV,
+        )
+        workorders.act(
+            conn, OP, o["id"], "dispatch", DispatchRequest(provider_id=world["provider"]), at, ENV
+        )
+        workorders.act(conn, worker, o["id"], "accept", AcceptRequest(), at, ENV)
+        point = {"lat": 29.5, "lon": 120.8, "accuracy_m": 5, "client_time": at}
+        workorders.act(conn, worker, o["id"], "check_in", GeoPoint(**point), at, ENV)
+    admin = Actor("adm", "admin")
+    shown = alarms.detail(conn, alarm_id, admin, at + timedelta(minutes=1))
+    told = [e for e in shown["timeline"] if e["action"] == "worker_checked_in"]
+    assert [e["detail"]["number"] for e in told] == [o["number"]]
+    first = shown["proposal"]["responders"][0]
+    assert (first["responder_id"], first["on_site_worker"], first["distance_m"]) == (
+        near["responder_id"],
+        True,
+        0.0,
+    )

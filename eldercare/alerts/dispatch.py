@@ -154,19 +154,48 @@ def candidates(
 def proposal(
     conn: psycopg.Connection, a: Alarm, policy: rules.Policy, now: datetime
 ) -> dict[str, Any] | None:
-    """What ``dispatch`` without a body would do next (shown on the console)."""
+    """What ``dispatch`` without a body would do next (shown on the console).
+
+    A care worker checked in at the resident's home right now is proposed first, at 0 m,
+    whatever the step (design §2.9): the quickest help is already in the room.
+    """
     current = a.escalation_step if a.status == "dispatched" else None
+    on_site = on_site_workers(conn, a)
     for idx in rules.next_step(policy.steps, current, a.home_bed_id is not None):
         step = policy.steps[idx]
         found = candidates(conn, a, step, now)
-        if found:
+        if found or on_site:
+            ids = {w["responder_id"] for w in on_site}
             return {
                 "step": idx,
                 "kind": step.kind,
                 "timeout_s": step.timeout_s,
-                "responders": [asdict(c) for c in found],
+                "responders": on_site + [asdict(c) for c in found if c.responder_id not in ids],
             }
     return None
+
+
+def on_site_workers(conn: psycopg.Connection, a: Alarm) -> list[dict[str, Any]]:
+    """Responders of care workers checked in on a work order for this alarm's resident or
+    home bed (the platform layer's ``work_orders``, read as data: alerts imports no platform
+    code)."""
+    if a.resident_id is None and a.home_bed_id is None:
+        return []
+    found = db.rows(
+        conn,
+        "SELECT DISTINCT r.id, r.name, r.phone FROM work_orders w"
+        " JOIN workers k ON k.id = w.worker_id JOIN responders r ON r.id = k.responder_id"
+        " WHERE w.status = 'checked_in' AND r.available"
+        " AND (w.resident_id = %s OR w.home_bed_id = %s) ORDER BY r.id",
+        (a.resident_id, a.home_bed_id),
+    )
+    return [
+        {
+            **asdict(Candidate(r["id"], "provider", r["name"], r["phone"], 0.0)),
+            "on_site_worker": True,
+        }
+        for r in found
+    ]
 
 
 def _make_offers(
