@@ -642,7 +642,9 @@ def run_phases(args: argparse.Namespace, url: str, result: dict[str, Any]) -> No
         broker = Broker(RUN / f"mosquitto-{phase}")
         broker.start()
         try:
-            settings = make_settings(url, broker)
+            # 16 devices per publisher blast far above the per-device budget (audit H3);
+            # the bench measures the gateway, so the budget is out of the way here.
+            settings = make_settings(url, broker, device_rate_per_s=1e9, device_burst=10**9)
             log = RUN / f"{phase}.log"
             log.unlink(missing_ok=True)
             if phase == "ingest":

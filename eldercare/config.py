@@ -66,6 +66,13 @@ class Settings(BaseSettings):
     batch_max_rows: int = Field(5000, ge=1, le=100_000)
     batch_max_ms: int = Field(50, ge=1, le=10_000)
     metrics_port: int = Field(9108, ge=0, le=65535)
+    # Per-device uplink budget (token bucket; audit H3): a device may send device_burst
+    # messages at once and device_rate_per_s sustained. Real devices send a few per
+    # minute; the burst also covers the backlog the broker replays after a gateway outage
+    # (2000 = 16 h of 30 s heartbeats). An SOS over budget is not acked, so the device
+    # re-sends it after refill.
+    device_rate_per_s: float = Field(50.0, gt=0)
+    device_burst: int = Field(2000, ge=1)
 
     retention_days: int = Field(365, ge=1)
     dedup_days: int = Field(

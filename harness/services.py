@@ -82,6 +82,8 @@ class Broker:
 
     directory: Path
     port: int = field(default_factory=free_port)
+    # Devices connect here: the listener that binds client id to user name (audit H1).
+    device_port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -89,11 +91,12 @@ class Broker:
         for name in ("passwd", "acl"):
             (self.directory / name).touch()
         conf = self.directory / "mosquitto.conf"
-        conf.write_text(render_mosquitto_conf(self.directory, self.port))
+        conf.write_text(render_mosquitto_conf(self.directory, self.port, self.device_port))
         self.proc = subprocess.Popen(
             ["mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
         wait_port(self.port)
+        wait_port(self.device_port)
         wait_for(lambda: (self.directory / "mosquitto.pid").exists(), what="mosquitto pid file")
 
     def stop(self) -> None:
@@ -122,6 +125,7 @@ def make_settings(database_url: str, broker: Broker, **extra: object) -> Setting
     values: dict[str, object] = {
         "database_url": database_url,
         "mqtt_port": broker.port,
+        "mqtt_public_port": broker.device_port,
         "broker_dir": broker.directory,
         "metrics_port": 0,
         "mqtt_client_prefix": "gw-" + secrets.token_hex(3),

@@ -8,6 +8,8 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 LOCAL="$ROOT/.local"
 PG_PORT=${ELDERCARE_PG_PORT:-55432}
 MQTT_PORT=${ELDERCARE_MQTT_PORT:-18883}
+# Devices connect on their own listener (client id = user name; see mosquitto.conf.in).
+MQTT_DEVICE_PORT=${ELDERCARE_MQTT_PUBLIC_PORT:-18884}
 PG_BIN=/usr/lib/postgresql/15/bin
 PG_CONFIG=$PG_BIN/pg_config
 PGDATA="$LOCAL/pg/data"
@@ -147,7 +149,7 @@ mosquitto_running() { [ -f "$MQ/mosquitto.pid" ] && kill -0 "$(cat "$MQ/mosquitt
 start_mosquitto() {
   mkdir -p "$MQ/data"
   touch "$MQ/passwd" "$MQ/acl"
-  sed -e "s|@DIR@|$MQ|g" -e "s|@PORT@|$MQTT_PORT|g" "$ROOT/eldercare/registry/mosquitto.conf.in" > "$MQ/mosquitto.conf"
+  sed -e "s|@DIR@|$MQ|g" -e "s|@DEVICE_PORT@|$MQTT_DEVICE_PORT|g" -e "s|@PORT@|$MQTT_PORT|g" "$ROOT/eldercare/registry/mosquitto.conf.in" > "$MQ/mosquitto.conf"
   if ! mosquitto_running; then
     if port_busy "$MQTT_PORT"; then log "port $MQTT_PORT is taken by another program; set ELDERCARE_MQTT_PORT"; exit 1; fi
     log "starting Mosquitto on 127.0.0.1:$MQTT_PORT"
@@ -170,6 +172,7 @@ print_env() {
 ELDERCARE_DATABASE_URL=postgresql://$DB_USER:$DB_PASSWORD@127.0.0.1:$PG_PORT/$DB_NAME
 ELDERCARE_MQTT_HOST=127.0.0.1
 ELDERCARE_MQTT_PORT=$MQTT_PORT
+ELDERCARE_MQTT_PUBLIC_PORT=$MQTT_DEVICE_PORT
 ELDERCARE_BROKER_DIR=$MQ
 ENV
 }

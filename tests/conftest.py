@@ -90,7 +90,10 @@ def gateway(settings: Settings):
     """An in-process gateway worker with short batches and a fast liveness sweep."""
     from eldercare.gateway.worker import GatewayWorker
 
-    fast = settings.model_copy(update={"batch_max_ms": 5, "liveness_sweep_s": 0.2})
+    # A small per-device burst, so the rate-limit test need not send thousands.
+    fast = settings.model_copy(
+        update={"batch_max_ms": 5, "liveness_sweep_s": 0.2, "device_burst": 300}
+    )
     worker = GatewayWorker(fast, 0)
     worker.start()
     assert worker.wait_connected(10)

@@ -48,8 +48,13 @@ MOSQUITTO_ALLOWED_DIFFERENCES = {
     "password_file",
     "acl_file",
     "listener",
+    # TLS on the device listener: certificate paths exist only in the container.
+    "cafile",
+    "certfile",
+    "keyfile",
+    "tls_version",
 }
-EXPECTED_PORTS = {"mosquitto": {1883}, "platform": {8000}, "grafana": {3000}}
+EXPECTED_PORTS = {"mosquitto": {8883}, "platform": {8000}, "grafana": {3000}}
 # Strong sample values for the required variables: a valid production configuration.
 SAMPLE_ENV = {
     "ELDERCARE_DB_PASSWORD": "d" * 40,

@@ -315,3 +315,156 @@ def test_m12_a_trailing_newline_is_not_a_device_id(db):
         )
     with pytest.raises(ValueError):
         p.parse_topic("eldercare/v1/dev/sos-x\n/up")
+
+
+# ---------------------------------------------------------------- H3: per-device budget
+
+
+def test_h3_a_flooding_device_is_rate_limited_and_others_are_not(gateway, make_device, db):
+    flood, victim = make_device(), make_device()
+    burst = gateway.settings.device_burst
+    n = burst * 3
+    ts = datetime.now(UTC)
+    for i in range(n):
+        flood.send("vitals", msg_id=f"f{i}", ts=ts, heart_rate=70)
+    # Another device is served as usual while the flood is being received.
+    assert victim.ack_for(victim.raise_alarm("sos"), timeout=10)["alarm_id"]
+    marker = flood.raise_alarm("sos")  # re-sent every second until its budget refills
+    flood.ack_for(marker, timeout=15)
+
+    def stored() -> int:
+        row = db.execute(
+            "SELECT count(*) FROM device_events WHERE device_id=%s AND type='vitals'",
+            (flood.device_id,),
+        ).fetchone()
+        return int(row[0])
+
+    wait_for(lambda: stored() >= burst, what="the budgeted part stored")
+    # Kept where someone can look, once a minute, not once per message (no disk flood),
+    # and never nacked (no downlink amplification).
+    assert _dead_letters(db, flood.device_id, "rate_limited") == 1
+    assert not [d for d in flood.downlinks if d.get("reason") == "rate_limited"]
+
+
+# ---------------------------------------------------------------- H1/H10: the broker
+
+
+def _connack(host: str, port: int, client_id: str, user: str, password: str, tls=None):
+    """Connect once; return (client, reason code). The caller stops the client."""
+    c = make_client(client_id, user, password, reconnect=False)
+    if tls is not None:
+        c.tls_set_context(tls)
+    result: list = []
+    c.on_connect = lambda cl, u, f, rc, pr=None: result.append(rc)
+    c.connect(host, port)
+    c.loop_start()
+    wait_for(lambda: result, timeout=5, what="connack")
+    return c, result[0]
+
+
+def test_h1_a_device_cannot_take_over_the_gateway_session(gateway, make_device, settings):
+    from eldercare.gateway import metrics as gm
+
+    dev, victim = make_device(), make_device()
+    before = gm.BROKER_RECONNECTS._value.get()
+    # The gateway's client id is documented and guessable.
+    c, rc = _connack(
+        settings.device_mqtt_host,
+        settings.device_mqtt_port,
+        gateway.client_id,
+        dev.device_id,
+        dev.credentials.password,
+    )
+    try:
+        assert not rc.is_failure  # the device is let in, under its own name
+        # A full round trip through the gateway after the attacker's CONNACK ...
+        assert victim.ack_for(victim.raise_alarm("sos"))["alarm_id"]
+        # ... and the gateway was never disconnected.
+        assert gm.BROKER_RECONNECTS._value.get() == before
+        assert gateway.client.is_connected()
+    finally:
+        c.loop_stop()
+        c.disconnect()
+
+
+def _openssl(*args: str) -> None:
+    import subprocess
+
+    subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+
+def test_h10_production_broker_config_serves_devices_over_tls_only(tmp_path, settings):
+    """docker/mosquitto/mosquitto.conf, with a CA generated here, on this machine's
+    Mosquitto: devices get TLS with a verified certificate, and plain MQTT is refused."""
+    import re
+    import ssl
+    import subprocess
+    from pathlib import Path
+
+    from harness.services import free_port, wait_port
+
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    _openssl(
+        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=test-ca",
+        "-keyout", str(certs / "ca.key"), "-out", str(certs / "ca.crt"),
+    )  # fmt: skip
+    _openssl(
+        "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost",
+        "-keyout", str(certs / "server.key"), "-out", str(certs / "server.csr"),
+    )  # fmt: skip
+    (certs / "ext.cnf").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    _openssl(
+        "x509", "-req", "-in", str(certs / "server.csr"), "-CA", str(certs / "ca.crt"),
+        "-CAkey", str(certs / "ca.key"), "-CAcreateserial", "-days", "2",
+        "-extfile", str(certs / "ext.cnf"), "-out", str(certs / "server.crt"),
+    )  # fmt: skip
+    service_port, device_port = free_port(), free_port()
+    conf = Path(__file__).parents[1].joinpath("docker/mosquitto/mosquitto.conf").read_text()
+    conf = re.sub(r"^user .*$", "user root", conf, flags=re.M)
+    conf = re.sub(r"^log_dest .*$", f"log_dest file {tmp_path}/mosquitto.log", conf, flags=re.M)
+    conf = conf.replace("/mosquitto/certs", str(certs))
+    conf = conf.replace("/mosquitto/broker", str(settings.broker_dir))  # real credentials
+    conf = conf.replace("/mosquitto/data/", f"{tmp_path}/data/")
+    conf = conf.replace("mosquitto.pid", "tls-test.pid")
+    conf = conf.replace("listener 1883", f"listener {service_port} 127.0.0.1")
+    conf = conf.replace("listener 8883", f"listener {device_port} 127.0.0.1")
+    (tmp_path / "data").mkdir()
+    (tmp_path / "m.conf").write_text(conf)
+    from eldercare.registry import service as registry
+    from eldercare.registry.schemas import DeviceCreate
+
+    # Provisioned first: this broker reads the shared password file when it starts.
+    with psycopg.connect(settings.database_url) as conn:
+        fac = conn.execute("SELECT id FROM facilities LIMIT 1").fetchone()
+        cred = registry.provision_device(
+            conn, settings, DeviceCreate(kind="sos_button", facility_id=fac[0])
+        )
+    proc = subprocess.Popen(["mosquitto", "-c", str(tmp_path / "m.conf")])
+    try:
+        wait_port(device_port)
+        ctx = ssl.create_default_context(cafile=str(certs / "ca.crt"))
+        ok, rc = _connack("localhost", device_port, "x", cred.device_id, cred.password, ctx)
+        ok.loop_stop()
+        ok.disconnect()
+        assert not rc.is_failure
+        # Plain MQTT on the device port: no CONNACK, the TLS listener drops it.
+        plain = make_client("plain", cred.device_id, cred.password, reconnect=False)
+        with pytest.raises(Exception):  # noqa: B017 - refused in any way is fine
+            plain.connect("127.0.0.1", device_port)
+            plain.loop_start()
+            wait_for(plain.is_connected, timeout=2, what="plain connect")
+        plain.loop_stop()
+        # A CA the broker's certificate does not chain to is refused by the client.
+        other = tmp_path / "other"
+        other.mkdir()
+        _openssl(
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=x",
+            "-keyout", str(other / "k"), "-out", str(other / "c"),
+        )  # fmt: skip
+        bad = ssl.create_default_context(cafile=str(other / "c"))
+        with pytest.raises(ssl.SSLError):
+            _connack("localhost", device_port, "y", cred.device_id, cred.password, bad)
+    finally:
+        proc.terminate()
+        proc.wait(10)

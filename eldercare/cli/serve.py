@@ -13,9 +13,16 @@ log = logging.getLogger(__name__)
 
 
 def serve(settings: Settings, *, workers: int | None = None) -> int:
+    import threading
+
     import uvicorn
 
-    from eldercare.gateway.runner import prepare_multiprocess_metrics, start_workers, stop_workers
+    from eldercare.gateway.runner import (
+        Supervisor,
+        prepare_multiprocess_metrics,
+        start_workers,
+        stop_workers,
+    )
     from eldercare.registry.service import sync_broker
     from eldercare.storage.db import connect
     from eldercare.storage.migrate import migrate
@@ -26,10 +33,15 @@ def serve(settings: Settings, *, workers: int | None = None) -> int:
         sync_broker(conn, settings)
     prepare_multiprocess_metrics()
     procs = start_workers(settings, workers or settings.gateway_workers)
+    # A dead worker is replaced (audit H4); /healthz reports whether all are running.
+    supervisor = Supervisor(settings, procs)
+    stop = threading.Event()
+    threading.Thread(target=supervisor.run, args=(stop,), name="supervisor", daemon=True).start()
     try:
         from eldercare.app import create_app
 
         app = create_app(settings)
+        app.state.ingest = supervisor
         log.info("console on http://%s:%s/console", settings.api_host, settings.api_port)
         uvicorn.run(
             app,
@@ -39,6 +51,7 @@ def serve(settings: Settings, *, workers: int | None = None) -> int:
             ws_ping_interval=20,
         )
     finally:
+        stop.set()
         stop_workers(procs)
     return 0
 

@@ -12,6 +12,9 @@ ID_REUSED = Counter(
     "eldercare_gateway_id_reused_total",
     "Message ids a device reused with a different body (stored as new messages)",
 )
+RATE_LIMITED = Counter(
+    "eldercare_gateway_rate_limited_total", "Messages dropped over a device's budget"
+)
 REFUSED = Counter("eldercare_gateway_refused_total", "Messages refused (nack)", ["reason"])
 ALARM_ACKS = Counter("eldercare_gateway_alarm_acks_total", "Downlink acks sent for alarms")
 BATCH_SECONDS = Histogram(

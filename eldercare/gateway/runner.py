@@ -77,15 +77,34 @@ def run_gateway(settings: Settings, workers: int) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     log.info("gateway running with %d worker(s)", workers)
-    while not stop.wait(1.0):
-        dead = [p for p in procs if not p.is_alive()]
-        for p in dead:
-            # A worker that died (it should not) is replaced; its session is resumed.
-            i = procs.index(p)
-            log.error("gateway worker %d exited with %s; restarting it", i, p.exitcode)
-            procs[i] = start_workers_one(settings, i, shared=len(procs) > 1)
+    Supervisor(settings, procs).run(stop)
     stop_workers(procs)
     return 0
+
+
+class Supervisor:
+    """Keeps gateway worker processes running (``eldercare gateway`` and ``eldercare
+    serve``): a worker that died is replaced and resumes its persistent broker session,
+    so nothing it had not PUBACKed is lost. ``alive()`` feeds ``/healthz`` (audit H4)."""
+
+    def __init__(self, settings: Settings, procs: list[mp.process.BaseProcess]) -> None:
+        self.settings = settings
+        self.procs = procs
+        self.restarts = 0
+
+    def alive(self) -> bool:
+        return all(p.is_alive() for p in self.procs)
+
+    def check(self) -> None:
+        for i, p in enumerate(self.procs):
+            if not p.is_alive():
+                log.error("gateway worker %d exited with %s; restarting it", i, p.exitcode)
+                self.procs[i] = start_workers_one(self.settings, i, shared=len(self.procs) > 1)
+                self.restarts += 1
+
+    def run(self, stop: threading.Event, every: float = 1.0) -> None:
+        while not stop.wait(every):
+            self.check()
 
 
 def start_workers_one(settings: Settings, index: int, *, shared: bool) -> mp.process.BaseProcess:

@@ -49,6 +49,37 @@ _SWITCH_INTERVAL_S = 0.0005
 _UNSEEN: tuple[str, p.Channel] = ("", p.Channel.DOWN)
 
 
+# Not a protocol nack reason: rate-limited messages are never nacked (see admit).
+RATE_LIMITED = "rate_limited"
+_RATE_LIMIT_KEEP_S = 60.0
+# admit()'s answer for a message dropped within _RATE_LIMIT_KEEP_S of a kept one: counted, not kept.
+_SUPPRESSED = Refusal("", None, None, RATE_LIMITED, "", b"", datetime.min.replace(tzinfo=UTC))
+
+
+class TokenBuckets:
+    """One token bucket per key: ``rate`` tokens/s up to ``burst``. Not thread-safe: the
+    reader thread is its only user."""
+
+    _MAX_KEYS = 200_000
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate = rate
+        self.burst = float(burst)
+        self._state: dict[str, tuple[float, float]] = {}
+
+    def take(self, key: str, now: float) -> bool:
+        tokens, last = self._state.get(key, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - last) * self.rate)
+        ok = tokens >= 1.0
+        if ok:
+            tokens -= 1.0
+        if len(self._state) >= self._MAX_KEYS and key not in self._state:
+            # Bounded: forgetting full buckets only ever errs towards admitting.
+            self._state = {k: v for k, v in self._state.items() if v[0] < self.burst - 1}
+        self._state[key] = (tokens, now)
+        return ok
+
+
 def utc_now() -> datetime:
     return datetime.now(UTC)
 
@@ -95,6 +126,8 @@ class GatewayWorker:
         self._alarm_q: queue.Queue[_Alarm] = queue.Queue()
         self._batch_q: queue.Queue[_Chunk] = queue.Queue()
         self._stop = threading.Event()
+        self._budget = TokenBuckets(settings.device_rate_per_s, settings.device_burst)
+        self._limited: dict[str, float] = {}  # device -> when its last one was kept
         self._threads: list[threading.Thread] = []
         self._sweep_enabled = sweep
         # topic -> (device id, channel), or None for a topic that is not a device's.
@@ -177,8 +210,32 @@ class GatewayWorker:
     def admit(
         self, device_id: str, channel: p.Channel, payload: bytes, received: datetime
     ) -> Refusal | None:
-        """Per-message admission check before parsing (rate limits plug in here)."""
-        return None
+        """Per-device budget (audit H3), before parsing. Over budget, the first refused
+        message per device per minute is kept as a ``rate_limited`` dead letter, the rest
+        are only counted (a flood must not become a dead-letter flood); none is nacked (no
+        downlink amplification). An alarm over budget gets no ack, so the device re-sends
+        it once its budget has refilled."""
+        now = time.monotonic()
+        if self._budget.take(device_id, now):
+            return None
+        m.RATE_LIMITED.inc()
+        kept = self._limited.get(device_id)
+        if kept is not None and now - kept < _RATE_LIMIT_KEEP_S:
+            return _SUPPRESSED
+        if len(self._limited) > 100_000:
+            self._limited.clear()
+        self._limited[device_id] = now
+        log.warning("device on %s is over its message budget", p.topic(device_id, channel))
+        return Refusal(
+            p.topic(device_id, channel),
+            device_id,
+            None,
+            RATE_LIMITED,
+            f"over {self.settings.device_rate_per_s:g} messages/s (burst"
+            f" {self.settings.device_burst}); further messages are dropped until the rate falls",
+            bytes(payload),
+            received,
+        )
 
     def _device_topic(self, topic: str) -> tuple[str, p.Channel] | None:
         try:
@@ -220,7 +277,8 @@ class GatewayWorker:
                     if pb.retain or not pb.payload:
                         self._retained_or_empty(pb, device_id, received, chunk)
                     elif (refused := admit(device_id, up, pb.payload, received)) is not None:
-                        self._keep_refusal(chunk, refused)
+                        if refused is not _SUPPRESSED:
+                            self._keep_refusal(chunk, refused)
                     else:
                         try:
                             event = parse(device_id, pb.payload, received)
@@ -285,7 +343,8 @@ class GatewayWorker:
         device_id, channel = dev
         refused = self.admit(device_id, channel, payload, received)
         if refused is not None:
-            self._keep_refusal(chunk, refused)
+            if refused is not _SUPPRESSED:
+                self._keep_refusal(chunk, refused)
             return channel.value
         try:
             online = p.parse_state(payload)
@@ -336,7 +395,7 @@ class GatewayWorker:
 
     def _nack(self, r: Refusal) -> None:
         m.REFUSED.labels(r.reason).inc()
-        if r.device_id is not None:
+        if r.device_id is not None and r.reason != RATE_LIMITED:
             self._send_down(r.device_id, p.nack(r.msg_id, r.reason, r.detail))
 
     def _alarm_lane(self) -> None:

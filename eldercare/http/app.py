@@ -175,11 +175,18 @@ def build_api(
         except Exception:
             db = False
         ok = db and engine is not None and engine.listening.is_set()
+        # Set by `eldercare serve` (its gateway worker supervisor): a dead ingest worker
+        # must not leave the service "healthy" (audit H4).
+        ingest = getattr(request.app.state, "ingest", None)
+        gateway = None if ingest is None else bool(ingest.alive())
+        ok = ok and gateway is not False
         body: dict[str, Any] = {
             "status": "ok" if ok else "degraded",
             "db": db,
             "engine": bool(engine and engine.listening.is_set()),
         }
+        if gateway is not None:
+            body["gateway"] = gateway
         return JSONResponse(body, status_code=200 if ok else 503)
 
     @app.get("/metrics", tags=["service"])

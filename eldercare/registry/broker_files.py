@@ -178,7 +178,12 @@ def wait_until(
         time.sleep(0.02)
 
 
-def render_mosquitto_conf(directory: Path, port: int) -> str:
-    """The Mosquitto configuration the project runs (same template as scripts/services.sh)."""
+def render_mosquitto_conf(directory: Path, port: int, device_port: int) -> str:
+    """The Mosquitto configuration the project runs (same template as scripts/services.sh):
+    ``port`` for the platform's services, ``device_port`` for devices."""
     template = Path(__file__).with_name("mosquitto.conf.in").read_text("utf-8")
-    return template.replace("@DIR@", str(directory)).replace("@PORT@", str(port))
+    return (
+        template.replace("@DIR@", str(directory))
+        .replace("@DEVICE_PORT@", str(device_port))
+        .replace("@PORT@", str(port))
+    )
