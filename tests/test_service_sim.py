@@ -35,6 +35,17 @@ def test_simulated_month_of_services(private_db: tuple[Settings, psycopg.Connect
     assert report.created == 19 and report.frauds == 5
     assert report.verified + report.blocked == report.created
     assert report.verified >= 10
+    # each planted fraud is found by the visit checks and holds its order back
+    assert report.findings == {
+        "duration_out_of_range": 1,
+        "gps_far": 1,
+        "resident_inactive": 1,
+        "worker_overlap": 2,
+    }
+    # Held back: the GPS and duration findings (soft: a revisit first), the hospital visit and
+    # the second of the overlapping pair (hard). The first of the pair was verified before the
+    # second checked in; its finding arrives afterwards, for the batch to exclude.
+    assert report.blocked == 4
     counts = dict(
         conn.execute(
             "SELECT status, count(*) FROM work_orders GROUP BY status ORDER BY status"
