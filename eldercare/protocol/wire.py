@@ -141,6 +141,10 @@ class Reader:
             j = i + 2
             if b < 128:
                 length = b
+            elif n > j and buf[j] < 128:
+                # Two bytes: 128-16,383, which is where a device's telemetry packet falls.
+                length = (b & 127) | (buf[j] << 7)
+                j += 1
             else:
                 length = b & 127
                 shift = 7
