@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.run import count_rows, gateway_stored, provision, start_blasters, tree_rss_mib
+from bench.run import _metrics_up, count_rows, provision, start_blasters, tree_rss_mib
 from eldercare.storage.migrate import migrate
 from harness.services import (
     PrivatePostgres,
@@ -28,14 +28,6 @@ from harness.services import (
     running_broker,
     wait_for,
 )
-
-
-def _metrics_up(port: int) -> bool:
-    try:
-        gateway_stored(port)
-        return True
-    except OSError:
-        return False
 
 
 def run(minutes: float, rate: float, devices: int, work: Path) -> dict:
