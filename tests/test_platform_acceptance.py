@@ -1606,6 +1606,13 @@ def batch_act(p: Platform, user: str, batch_id: int, action: str, expect: int = 
 
 def test_3_8_settlement_funding_split_clawback(platform: Platform) -> None:
     p, ids = platform, platform.ids
+    periods = p.get("op", f"/api/residents/{ids['R7']}/status-periods")
+    if any(x["status"] == "deceased" for x in periods):  # §3.7 check 7.9 recorded it
+        # 7.9's account check: death (2026-01-20) outranks the lapsed assessment in February;
+        # January, decided on its 1st, is unchanged.
+        feb = account(p, "R7", "2026-02")
+        assert (feb["credit_fen"], feb["reason"]) == (0, "deceased")
+        assert account(p, "R7", "2026-01")["credit_fen"] == 80000
     if "WO2" not in ids:
         # §3.7 (platverify's section) normally creates WO2 with a GPS finding and a revisit;
         # without it, the same bath at HB1 gives the same money.
