@@ -1097,8 +1097,7 @@ def test_3_5_voucher_ratio_cap_insurance_expiry_eligibility(platform: Platform) 
 def test_3_6_work_order_lifecycle_evv_permissions(platform: Platform) -> None:
     p, ids = platform, platform.ids
     # 1. create; the consoles hear of it on the websocket (§2.11), without personal data
-    live = ws_connect(p.base.replace("http", "ws", 1) + "/api/ws?token=" + p.login("op"))
-    try:
+    with ws_connect(p.base.replace("http", "ws", 1) + "/api/ws?token=" + p.login("op")) as live:
         assert json.loads(live.recv(timeout=10))["type"] == "hello"
         wo1 = p.post(
             "op",
@@ -1116,8 +1115,6 @@ def test_3_6_work_order_lifecycle_evv_permissions(platform: Platform) -> None:
             message = json.loads(live.recv(timeout=10))
             if message.get("type") == "work_order" and message["work_order"]["id"] == wo1["id"]:
                 break
-    finally:
-        live.close()
     assert (message["event"], message["work_order"]["number"]) == ("created", wo1["number"])
     assert "床位戊" not in json.dumps(message, ensure_ascii=False)
     assert wo1["status"] == "created"
@@ -1609,6 +1606,13 @@ def batch_act(p: Platform, user: str, batch_id: int, action: str, expect: int = 
 
 def test_3_8_settlement_funding_split_clawback(platform: Platform) -> None:
     p, ids = platform, platform.ids
+    periods = p.get("op", f"/api/residents/{ids['R7']}/status-periods")
+    if any(x["status"] == "deceased" for x in periods):  # §3.7 check 7.9 recorded it
+        # 7.9's account check: death (2026-01-20) outranks the lapsed assessment in February;
+        # January, decided on its 1st, is unchanged.
+        feb = account(p, "R7", "2026-02")
+        assert (feb["credit_fen"], feb["reason"]) == (0, "deceased")
+        assert account(p, "R7", "2026-01")["credit_fen"] == 80000
     if "WO2" not in ids:
         # §3.7 (platverify's section) normally creates WO2 with a GPS finding and a revisit;
         # without it, the same bath at HB1 gives the same money.

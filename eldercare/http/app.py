@@ -72,6 +72,15 @@ async def _platform_jobs(app: FastAPI, clock: rules.Clock, auto_verify: bool) ->
         await asyncio.sleep(PLATFORM_JOBS_EVERY_S)
 
 
+def platform_hooks(settings: Settings) -> workorders.Hooks:
+    """The work-order lifecycle's hooks, for the API and for anything else that moves orders
+    (the demo's service simulator): visit checks (design §2.8) run inside check-in and
+    check-out; the voucher is allocated when an order is verified (design §4 Q24)."""
+    return workorders.Hooks(
+        inspect=visitchecks.inspect, on_verified=entitlements.on_verified(settings.tz)
+    )
+
+
 def build_api(
     settings: Settings,
     *,
@@ -127,11 +136,7 @@ def build_api(
         description="Alarms, dispatch, escalation and response metrics. See docs/api.md.",
     )
     app.state.settings, app.state.clock, app.state.hub = settings, clock, hub
-    # The work-order lifecycle's hooks: visit checks (design §2.8) run inside check-in and
-    # check-out; the voucher is allocated when an order is verified (design §4 Q24).
-    app.state.platform_hooks = workorders.Hooks(
-        inspect=visitchecks.inspect, on_verified=entitlements.on_verified(settings.tz)
-    )
+    app.state.platform_hooks = platform_hooks(settings)
 
     @app.exception_handler(NotFoundError)
     async def _404(request: Request, exc: NotFoundError) -> JSONResponse:

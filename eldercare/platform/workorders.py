@@ -442,34 +442,10 @@ def act(
     if action == "verify" and env.hooks.on_verified is not None:
         env.hooks.on_verified(conn, after, now)
         after = _load(conn, actor, order_id)
-    if action == "check_in":
-        _tell_open_alarms(conn, after, now)
     announce(conn, after, action)
     if found:
         announce(conn, after, "anomaly")
     return {**after, "new_anomalies": found}
-
-
-OPEN_PERSONAL: Final = ("raised", "acknowledged", "dispatched", "accepted", "on_site")
-
-
-def _tell_open_alarms(conn: psycopg.Connection, order: Row, now: datetime) -> None:
-    """A worker checking in where an SOS or fall is open: each such alarm's timeline says so
-    and the consoles hear it (design §2.8 R04b, §2.9), so the desk can send the worker in."""
-    open_alarms = db.rows(
-        conn,
-        "SELECT id::text AS id FROM alarms WHERE kind IN ('sos', 'fall') AND status = ANY(%s)"
-        " AND (resident_id = %s OR (home_bed_id IS NOT NULL AND home_bed_id = %s))",
-        (list(OPEN_PERSONAL), order["resident_id"], order["home_bed_id"]),
-    )
-    for alarm in open_alarms:
-        detail = {
-            "work_order_id": order["id"],
-            "number": order["number"],
-            "worker_id": order["worker_id"],
-        }
-        alerts_events.audit(conn, alarm["id"], now, "system", "worker_checked_in", detail=detail)
-        alerts_events.emit(conn, alarm["id"], "worker_checked_in", "system", **detail)
 
 
 def transition(

@@ -26,8 +26,9 @@ import os
 import signal
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import psycopg
 
@@ -101,6 +102,40 @@ def _banner(
     )
 
 
+if TYPE_CHECKING:
+    # Imported lazily at run time: the fleet's child processes import this package, and
+    # must not pay for the API and platform modules the service simulator pulls in.
+    from eldercare.simulators import services
+
+
+def _services_banner(settings: Settings, r: services.ServiceReport) -> str:
+    from eldercare.simulators import services
+
+    base = f"http://{display_host(settings.api_host)}:{settings.api_port}"
+    if r.reused:
+        done = "reused from an earlier run"
+    else:
+        done = (
+            f"{_n(r.created, 'work order')} over the past month ({r.verified} verified, "
+            f"{r.blocked} held back; {r.frauds} planted frauds)"
+        )
+    found = ", ".join(f"{k} {n}" for k, n in sorted(r.findings.items())) or "none"
+    money = ", ".join(f"{k} {v / 100:.2f} yuan" for k, v in sorted(r.entitled_fen.items()))
+    q = f"month={r.month}&district={services.DISTRICT}"
+    return "\n".join(
+        [
+            f"  Services  {services.PROVIDER_NAME}: {done}",
+            f"            verification findings: {found}",
+            f"            {base}/api/work-orders   {base}/api/reports/anomalies?{q}",
+            f"  Subsidies entitlement run {r.month} for {services.DISTRICT}: {money or 'nothing'}",
+            f"            {base}/api/reports/subsidy-spend?{q}&group_by=district,programme,"
+            "funding (supervisor login; add &format=csv for CSV)",
+            "            Grafana: dashboards/subsidies.json",
+            "",
+        ]
+    )
+
+
 def _n(count: int, noun: str) -> str:
     return f"{count} {noun}" + ("" if count == 1 else "s")
 
@@ -114,6 +149,7 @@ def _raise_interrupt(signum: int, frame: Any) -> None:
 
 
 def run(args: argparse.Namespace, out: TextIO) -> int:
+    from eldercare.simulators import services
     from eldercare.storage.db import connect
     from eldercare.storage.migrate import migrate
 
@@ -156,6 +192,10 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         with connect(settings.database_url) as conn:
             fleet = provision_fleet(conn, settings, args.seed, state_dir)
             logins = ensure_logins(conn, fleet)
+        # Service activity (issue 8): work orders with a few frauds, and this month's
+        # entitlement run; in autocommit so each visit's transactions stand on their own.
+        with connect(settings.database_url, autocommit=True) as conn:
+            service_report = services.simulate(conn, settings, datetime.now(UTC), args.seed)
         if not fleet.devices:
             raise DemoError(
                 "the demo fleet has no active devices (revoked?); "
@@ -177,6 +217,7 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         )
         fleet_procs.start()
         print(_banner(settings, fleet, logins, args.alarm_every, state_dir), file=out, flush=True)
+        print(_services_banner(settings, service_report), file=out, flush=True)
         log.info("demo running: %d devices, incident rate %.2f", len(fleet.devices), incident_rate)
 
         started = time.monotonic()

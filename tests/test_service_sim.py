@@ -1,0 +1,56 @@
+"""The demo's service simulator (issue 8 part 7): orders through the real lifecycle, a few
+frauds, the month's entitlement run; on a private database so nothing else sees its data."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import psycopg
+import pytest
+
+from eldercare.config import Settings
+from eldercare.simulators import services
+from eldercare.storage.db import connect
+from eldercare.storage.migrate import migrate
+from tests.support import create_database, drop_database
+
+
+@pytest.fixture
+def private_db(settings: Settings) -> Iterator[tuple[Settings, psycopg.Connection]]:
+    url = create_database()
+    try:
+        migrate(url)
+        with connect(url, autocommit=True) as conn:
+            yield settings.model_copy(update={"database_url": url}), conn
+    finally:
+        drop_database(url)
+
+
+def test_simulated_month_of_services(private_db: tuple[Settings, psycopg.Connection]) -> None:
+    settings, conn = private_db
+    now = datetime(2026, 3, 20, 6, 0, tzinfo=UTC)  # 14:00 in Shanghai
+    report = services.simulate(conn, settings, now, seed=3)
+    assert not report.reused
+    assert report.created == 19 and report.frauds == 5
+    assert report.verified + report.blocked == report.created
+    assert report.verified >= 10
+    counts = dict(
+        conn.execute(
+            "SELECT status, count(*) FROM work_orders GROUP BY status ORDER BY status"
+        ).fetchall()
+    )
+    assert counts.get("verified") == report.verified
+    assert sum(counts.values()) == report.created
+    # every verified order had its voucher allocated (a debit row, possibly zero)
+    debits = conn.execute("SELECT count(*) FROM subsidy_ledger WHERE kind = 'debit'").fetchone()
+    assert debits[0] == report.verified
+    # the month's run: the two dispersed 特困 residents (moderate, severe) and the vouchers
+    assert report.month == "2026-03"
+    assert report.entitled_fen["tekun_living"] == 2 * 138300
+    assert report.entitled_fen["tekun_care"] == 82800 // 2 + 165600 // 2
+    # again: nothing new is created, the run is repeated with the same amounts
+    again = services.simulate(conn, settings, now, seed=3)
+    assert again.reused and again.created == 0
+    assert again.entitled_fen == report.entitled_fen
+    assert conn.execute("SELECT count(*) FROM work_orders").fetchone()[0] == report.created
