@@ -148,6 +148,10 @@ def settings_env(settings: Settings) -> dict[str, str]:
         ELDERCARE_LOCAL_TZ=settings.local_tz,
         ELDERCARE_AUTO_VERIFY="on" if settings.auto_verify else "off",
         ELDERCARE_REVISIT_SAMPLE_PCT=str(settings.revisit_sample_pct),
+        # The bench lifts the per-device budget (its 16 devices send thousands a second):
+        # the gateway subprocess must get the same numbers.
+        ELDERCARE_DEVICE_RATE_PER_S=repr(settings.device_rate_per_s),
+        ELDERCARE_DEVICE_BURST=str(settings.device_burst),
     )
     return env
 

@@ -468,3 +468,25 @@ def test_h10_production_broker_config_serves_devices_over_tls_only(tmp_path, set
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_h3_camera_status_only_from_a_bridge_for_its_own_cameras(gateway, make_device, db):
+    button = make_device()
+    nvr = make_device("video_bridge", cameras=["cam-1"])
+    fake = button.send("camera_status", camera_id="fake-1", status="offline")
+    assert _nack_for(button, fake)["reason"] == "schema"
+    invented = nvr.send("camera_status", camera_id="cam-9", status="offline")
+    assert _nack_for(nvr, invented)["reason"] == "schema"
+    nvr.send("camera_status", camera_id="cam-1", status="online")
+    wait_for(
+        lambda: db.execute(
+            "SELECT 1 FROM camera_status WHERE device_id=%s AND camera_id='cam-1'",
+            (nvr.device_id,),
+        ).fetchone(),
+        what="the registered camera's status",
+    )
+    rows = db.execute(
+        "SELECT device_id, camera_id FROM camera_status WHERE device_id = ANY(%s)",
+        ([button.device_id, nvr.device_id],),
+    ).fetchall()
+    assert rows == [(nvr.device_id, "cam-1")]

@@ -121,6 +121,19 @@ def _db_refusal(e: Uplink, exc: psycopg.Error) -> Refusal:
     )
 
 
+def _not_its_camera(e: Uplink) -> Refusal:
+    return Refusal(
+        topic(e.device_id, Channel.UP),
+        e.device_id,
+        e.msg_id,
+        "schema",
+        "camera_status: this camera_id is not registered to this device (only a video"
+        " bridge reports its own registered cameras)",
+        e.raw,
+        e.received_at,
+    )
+
+
 def _unknown_device(
     device_id: str, msg_id: str | None, payload: bytes, received_at: datetime
 ) -> Refusal:
@@ -421,6 +434,20 @@ class Store:
         except psycopg.Error as exc:
             raise self._fail(exc) from exc
 
+    @staticmethod
+    def _bridge_cameras(conn: psycopg.Connection, events: Sequence[Uplink]) -> set[tuple[str, str]]:
+        """(bridge, camera) pairs registered for the batch's camera_status senders: a device
+        may report only cameras registered to it, and only a video bridge has any (H3)."""
+        senders = sorted({e.device_id for e in events if e.type == "camera_status"})
+        if not senders:
+            return set()
+        rows = conn.execute(
+            "SELECT c.device_id, c.camera_id FROM cameras c JOIN devices d ON d.id = c.device_id"
+            " WHERE d.kind = 'video_bridge' AND c.device_id = ANY(%s)",
+            (senders,),
+        ).fetchall()
+        return {(r[0], r[1]) for r in rows}
+
     def _store_batch(
         self,
         events: Sequence[Uplink],
@@ -434,6 +461,7 @@ class Store:
         # Per-row work in one pass, with per-device facts looked up once per batch: these
         # loops run for every message the gateway stores.
         facility = {i: d.facility_id for i, d in devices.items() if d is not None and d.active}
+        cameras = self._bridge_cameras(conn, events)
         good: list[Uplink] = []
         rows: list[tuple[object, ...]] = []
         seen: dict[tuple[str, str], bytes] = {}
@@ -441,6 +469,9 @@ class Store:
             device_id = e.device_id
             if device_id not in facility:
                 res.refused.append(_unknown_device(device_id, e.msg_id, e.raw, e.received_at))
+                continue
+            if e.type == "camera_status" and (device_id, e.body["camera_id"]) not in cameras:
+                res.refused.append(_not_its_camera(e))
                 continue
             body = e.canonical
             digest = _digest(body)
