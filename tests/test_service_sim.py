@@ -4,12 +4,14 @@ frauds, the month's entitlement run; on a private database so nothing else sees 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import psycopg
 import pytest
 
 from eldercare.config import Settings
+from eldercare.platform import settlement
+from eldercare.registry.auth import Actor
 from eldercare.simulators import services
 from eldercare.storage.db import connect
 from eldercare.storage.migrate import migrate
@@ -65,3 +67,19 @@ def test_simulated_month_of_services(private_db: tuple[Settings, psycopg.Connect
     assert again.reused and again.created == 0
     assert again.entitled_fen == report.entitled_fen
     assert conn.execute("SELECT count(*) FROM work_orders").fetchone()[0] == report.created
+    # The provider's batch leaves out every order with an open hard finding, also the one
+    # verified before its finding arrived.
+    provider = conn.execute(
+        "SELECT id FROM providers WHERE name = %s", (services.PROVIDER_NAME,)
+    ).fetchone()[0]
+    with conn.transaction():
+        batch = settlement.create(
+            conn, Actor("ca", "civil_affairs"), provider, date(2026, 3, 1), now, settings.tz
+        )
+    held = {x["reason"] for x in batch["excluded"]}
+    assert {"worker_overlap", "resident_inactive"} <= held
+    overlapped = conn.execute(
+        "SELECT count(*) FROM anomalies WHERE rule_code = 'worker_overlap'"
+    ).fetchone()[0]
+    assert sum(x["reason"] == "worker_overlap" for x in batch["excluded"]) == overlapped
+    assert len(batch["lines"]) == report.verified - 1

@@ -85,7 +85,9 @@ def create(
     )
     excluded: list[Row] = []
     for wo in candidates:
-        if wo["status"] == "verified":
+        # A hard finding can arrive after verification (the other order of an overlapping
+        # pair checked in later): such an order waits for the decision, like an unverified one.
+        if wo["status"] == "verified" and not _open_hard(conn, wo["id"]):
             _service_line(conn, batch["id"], wo, tz)
         else:
             excluded.append(
@@ -100,17 +102,22 @@ def create(
     return detail(conn, actor, batch["id"])
 
 
-def _why_not(conn: psycopg.Connection, wo: Row) -> str:
-    if wo["status"] == "rejected":
-        return "rejected"
+def _open_hard(conn: psycopg.Connection, order_id: str) -> str | None:
     hard = db.rows(
         conn,
         "SELECT rule_code FROM anomalies WHERE work_order_id = %s AND severity = 'hard'"
-        " AND status = 'open' ORDER BY id",
-        (wo["id"],),
+        " AND status = 'open' ORDER BY id LIMIT 1",
+        (order_id,),
     )
+    return str(hard[0]["rule_code"]) if hard else None
+
+
+def _why_not(conn: psycopg.Connection, wo: Row) -> str:
+    if wo["status"] == "rejected":
+        return "rejected"
+    hard = _open_hard(conn, wo["id"])
     if hard:
-        return str(hard[0]["rule_code"])
+        return hard
     if wo["revisit_required"] and not db.rows(
         conn,
         "SELECT 1 FROM revisits WHERE work_order_id = %s AND reached AND service_confirmed",
