@@ -84,6 +84,10 @@ class Settings(BaseSettings):
     camera_offline_alarm_s: int = Field(300, ge=0)
     low_battery_pct: int = Field(20, ge=0, le=100)
 
+    # ML artefacts (eldercare.models): <models_dir>/<model>/manifest.json and one folder per
+    # version. Git-ignored by default; deployments point it at a persistent volume.
+    models_dir: Path = PROJECT_ROOT / "var" / "models"
+
     @model_validator(mode="after")
     def _refuse_default_secrets(self) -> Settings:
         if self.environment in ("development", "test"):
