@@ -64,6 +64,11 @@ class Settings(BaseSettings):
     token_minutes: int = Field(60, ge=1, le=24 * 60)
 
     gateway_workers: int = Field(1, ge=1, le=64)
+    # Scale-out (compose profile "scale-out"): gateways on several hosts join one shared
+    # subscription even with one worker each, and only the platform's own gateway takes
+    # device ``state`` (ordered, retained); replicas set gateway_state false (audit M11).
+    gateway_shared: bool = False
+    gateway_state: bool = True
     batch_max_rows: int = Field(5000, ge=1, le=100_000)
     batch_max_ms: int = Field(50, ge=1, le=10_000)
     metrics_port: int = Field(9108, ge=0, le=65535)
@@ -96,6 +101,10 @@ class Settings(BaseSettings):
     camera_offline_alarm_s: int = Field(300, ge=0)
     low_battery_pct: int = Field(20, ge=0, le=100)
 
+    # ML artefacts (eldercare.models): <models_dir>/<model>/manifest.json and one folder per
+    # version. Git-ignored by default; deployments point it at a persistent volume.
+    models_dir: Path = PROJECT_ROOT / "var" / "models"
+
     @field_validator("webhook_allow_hosts", mode="before")
     @classmethod
     def _split_hosts(cls, value: object) -> object:
@@ -123,6 +132,13 @@ class Settings(BaseSettings):
             weak.append("ELDERCARE_MQTT_PASSWORD")
         if self.secret_key in _DEFAULT_SECRETS or len(self.secret_key) < 32:
             weak.append("ELDERCARE_SECRET_KEY (32+ characters)")
+        # Mosquitto's ACL file cannot refuse a SUBSCRIBE, so a device that knows the share
+        # group can join it and take a share of every device's uplinks (audit H2). With
+        # several workers the group name is therefore a secret; one worker subscribes plainly.
+        if self.gateway_subscription_shared(self.gateway_workers) and (
+            self.mqtt_share_group in _DEFAULT_SECRETS or len(self.mqtt_share_group) < 16
+        ):
+            weak.append("ELDERCARE_MQTT_SHARE_GROUP (16+ characters when workers > 1)")
         if weak:
             raise ValueError(
                 f"default or weak secrets refused in {self.environment}: " + ", ".join(weak)
@@ -136,6 +152,10 @@ class Settings(BaseSettings):
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"ELDERCARE_LOCAL_TZ: unknown time zone {self.local_tz!r}") from exc
         return self
+
+    def gateway_subscription_shared(self, workers: int) -> bool:
+        """Whether this process's gateway workers subscribe through ``$share/<group>/``."""
+        return self.gateway_shared or workers > 1
 
     @property
     def tz(self) -> ZoneInfo:
