@@ -20,8 +20,8 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
-from eldercare.alerts import notify, outbound, rules
 from eldercare.alerts import lifecycle as alarms
+from eldercare.alerts import notify, outbound, rules
 from eldercare.alerts.engine import Engine
 from eldercare.app import create_app
 from eldercare.config import Settings
