@@ -532,9 +532,14 @@ def _point(order: Row, body: GeoPoint) -> dict[str, Any]:
     """The check-in/out point as stored: the worker's fix and its distance from the order's
     reference point (the home bed or household), for the GPS rule."""
     d = None
-    if order["ref_lat"] is not None and order["ref_lon"] is not None:
+    if (
+        order["ref_lat"] is not None
+        and order["ref_lon"] is not None
+        and body.lat is not None
+        and body.lon is not None
+    ):
         d = round(distance_m(order["ref_lat"], order["ref_lon"], body.lat, body.lon), 2)
-    return {
+    point = {
         "lat": body.lat,
         "lon": body.lon,
         "accuracy_m": body.accuracy_m,
@@ -542,6 +547,9 @@ def _point(order: Row, body: GeoPoint) -> dict[str, Any]:
         "distance_m": d,
         "tap_msg_id": body.tap_msg_id,
     }
+    if body.no_fix is not None:
+        point["no_fix"] = body.no_fix
+    return point
 
 
 def _price(order: Row) -> int:
