@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from typing import Literal
+from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
@@ -277,7 +278,7 @@ class WorkOrderCreate(_Model):
     due_by: AwareDatetime | None = None
     care_agreement_id: int | None = None
     # The long-term-care insurance share, entered per order until an interface exists (Q8).
-    ltc_fen: int = Field(default=0, ge=0)
+    ltc_fen: int = Field(default=0, ge=0, le=10**10)
 
     @model_validator(mode="after")
     def _window(self) -> WorkOrderCreate:
@@ -373,7 +374,7 @@ class HotlineCallCreate(_Model):
     ended_at: AwareDatetime | None = None
     request_type: Literal["emergency", "consultation", "referral", "complaint"]
     resident_id: int | None = None
-    alarm_id: str | None = Field(default=None, max_length=36)
+    alarm_id: UUID | None = None
     satisfaction: int | None = Field(default=None, ge=1, le=4)
     recording_ref: str | None = Field(default=None, max_length=200)
     note: str | None = Field(default=None, max_length=4000)
@@ -401,7 +402,7 @@ class ComplaintCreate(_Model):
     hotline_call_id: int | None = None
     resident_id: int | None = None
     provider_id: int | None = None
-    work_order_id: str | None = Field(default=None, max_length=36)
+    work_order_id: UUID | None = None
     severity: Literal["red", "orange", "yellow"]
     note: str | None = Field(default=None, max_length=4000)
 

@@ -374,7 +374,9 @@ def _worker(conn: psycopg.Connection, worker_id: int, provider_id: int) -> Row:
         "SELECT id, provider_id, qualifications, active FROM workers WHERE id = %s",
         (worker_id,),
     )
-    if not w or w[0]["provider_id"] != provider_id:
+    if not w:
+        raise NotFoundError(f"worker {worker_id} not found")
+    if w[0]["provider_id"] != provider_id:
         raise ConflictError(f"worker {worker_id} does not work for provider {provider_id}")
     if not w[0]["active"]:
         raise ConflictError(f"worker {worker_id} is not active")
