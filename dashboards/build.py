@@ -1108,8 +1108,8 @@ def subsidies() -> Json:
         "eldercare-subsidies",
         "Subsidies and settlement",
         "Monthly subsidy spend by district, programme and funding source, settlement batches "
-        "per provider, verification findings, service coverage and revisit satisfaction. Same definitions as the /api/reports "
-        "endpoints; money in yuan (stored as fen).",
+        "per provider, verification findings, service coverage and revisit satisfaction. "
+        "Same definitions as the /api/reports endpoints; money in yuan (stored as fen).",
         panels,
         variables=[],
         tags=["eldercare", "platform", "subsidies"],
