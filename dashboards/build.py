@@ -924,9 +924,10 @@ def months_in_range(col: str = "month") -> str:
 
 
 def subsidies() -> Json:
-    """Subsidy spend, funding split, settlement and verification findings (design §2.13).
+    """Subsidy spend, funding split, settlement, verification findings, service coverage and
+    revisit satisfaction (design §2.13).
 
-    Panels read only the report views of migration 0054, so the read-only role sees
+    Panels read only the report views of migrations 0054 and 0045, so the read-only role sees
     aggregates per month, district, programme and provider, never a resident.
     """
     lay = Layout()
@@ -1031,12 +1032,84 @@ def subsidies() -> Json:
             8,
         )
     )
+    panels.append(lay.row("Service coverage and revisit satisfaction"))
+    panels.append(
+        lay.place(
+            stat(
+                "Revisit satisfaction (满意 of reached)",
+                "Share of reached revisits answered 1 非常满意 or 2 满意 on the 4-level "
+                "scale, revisits done in the months in range. Same definition as "
+                "GET /api/reports/revisits.",
+                f"""
+                SELECT coalesce(round(100.0 * sum(s1 + s2) / nullif(sum(reached), 0), 1), 0)
+                       AS "satisfied %"
+                FROM report_revisits
+                WHERE {months_in_range()}
+                """,
+                unit="percent",
+                decimals=1,
+            ),
+            6,
+            6,
+        )
+    )
+    panels.append(
+        lay.place(
+            table(
+                "Revisits by provider",
+                "回访 per provider and month: reach, confirmation of the service and the "
+                "satisfaction distribution (1 非常满意 .. 4 不满意).",
+                f"""
+                SELECT to_char(r.month, 'YYYY-MM') AS "month", p.name AS "provider",
+                       sum(r.revisits) AS "revisits", sum(r.reached) AS "reached",
+                       round(100.0 * sum(r.reached) / nullif(sum(r.revisits), 0), 1)
+                           AS "reach %",
+                       round(100.0 * sum(r.confirmed) / nullif(sum(r.reached), 0), 1)
+                           AS "confirmed %",
+                       round(100.0 * sum(r.s1 + r.s2) / nullif(sum(r.reached), 0), 1)
+                           AS "satisfied %",
+                       sum(r.s1) AS "1", sum(r.s2) AS "2", sum(r.s3) AS "3", sum(r.s4) AS "4"
+                FROM report_revisits r
+                LEFT JOIN providers p ON p.id = r.provider_id
+                WHERE {months_in_range("r.month")}
+                GROUP BY r.month, p.name
+                ORDER BY r.month DESC, p.name
+                """,
+            ),
+            18,
+            6,
+        )
+    )
+    panels.append(
+        lay.place(
+            table(
+                "Service coverage by district and programme",
+                "Residents with a positive entitlement of the month's run (eligible) and "
+                "those of them with a verified service that month (served). Same "
+                "definition as GET /api/reports/coverage, which also sums sub-districts.",
+                f"""
+                SELECT to_char(c.month, 'YYYY-MM') AS "month", c.district_code AS "district",
+                       d.name AS "name", c.programme_code AS "programme",
+                       sum(c.eligible) AS "eligible", sum(c.served) AS "served",
+                       round(100.0 * sum(c.served) / nullif(sum(c.eligible), 0), 1)
+                           AS "coverage %"
+                FROM report_service_coverage c
+                LEFT JOIN districts d ON d.code = c.district_code
+                WHERE {months_in_range("c.month")}
+                GROUP BY c.month, c.district_code, d.name, c.programme_code
+                ORDER BY c.month DESC, c.district_code, c.programme_code
+                """,
+            ),
+            24,
+            8,
+        )
+    )
     return dashboard(
         "eldercare-subsidies",
         "Subsidies and settlement",
         "Monthly subsidy spend by district, programme and funding source, settlement batches "
-        "per provider and verification findings. Same definitions as the /api/reports "
-        "endpoints; money in yuan (stored as fen).",
+        "per provider, verification findings, service coverage and revisit satisfaction. "
+        "Same definitions as the /api/reports endpoints; money in yuan (stored as fen).",
         panels,
         variables=[],
         tags=["eldercare", "platform", "subsidies"],

@@ -49,6 +49,8 @@ in tests/test_platform_bad_input.py.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import re
 import subprocess
@@ -229,6 +231,14 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
                     print(serve.output()[-4000:])
     finally:
         drop_database(url)
+
+
+def csv_rows(p: Platform, path: str, params: dict[str, Any]) -> list[dict[str, str]]:
+    """A report's ``?format=csv`` export (issue 8 item 6), parsed."""
+    r = p.call("ca", "GET", path, params={**params, "format": "csv"}, expect=200)
+    assert r.headers["content-type"].startswith("text/csv")
+    assert "attachment" in r.headers["content-disposition"]
+    return list(csv.DictReader(io.StringIO(r.text)))
 
 
 def _healthy(base: str) -> bool:
@@ -946,15 +956,21 @@ def test_3_4_entitlement_runs_level_changes_death(platform: Platform) -> None:
         assert got["programmes"] == {"tekun_living": living, "tekun_care": care}, month
         assert got["total_fen"] == living + care
     assert spend(p, "2022-08")["total_fen"] == 483600
-    csv_text = p.call(
+    lines = csv_rows(p, "/api/reports/subsidy-spend", {"month": "2022-08", "district": "330683"})
+    by_programme: dict[str, int] = {}
+    for line in lines:
+        code = line["programme_code"]
+        by_programme[code] = by_programme.get(code, 0) + int(line["amount_fen"])
+    assert by_programme == {"tekun_living": 276600, "tekun_care": 207000}
+    # an empty month still exports its header
+    empty = p.call(
         "ca",
         "GET",
         "/api/reports/subsidy-spend",
+        params={"month": "2019-01", "district": "330683", "format": "csv"},
         expect=200,
-        params={"month": "2022-08", "district": "330683", "format": "csv"},
     ).text
-    assert csv_text.splitlines()[0].startswith("district_code,programme_code,amount_fen")
-    assert "tekun_care" in csv_text
+    assert empty == "district_code,programme_code,amount_fen,central_fen,local_fen\n"
     # 5. 特困 KPIs
     kpi = p.get("ca", "/api/reports/tekun", params={"on": "2022-08-31", "district": "330683"})
     assert {
@@ -1566,6 +1582,14 @@ def test_3_7_anomaly_checks(platform: Platform) -> None:
         "resident_inactive": 2,
     }.items():
         assert report["by_rule"].get(rule) == n, (rule, report["by_rule"])
+    exported: dict[str, int] = {}
+    for line in csv_rows(
+        p,
+        "/api/reports/anomalies",
+        {"month": "2026-01", "district": "330683", "provider": ids["P1"]},
+    ):
+        exported[line["rule_code"]] = exported.get(line["rule_code"], 0) + int(line["n"])
+    assert exported == report["by_rule"]
 
     # 7.10 a fall raised before check-in, at the device's time T
     t = (datetime.now(UTC) - timedelta(hours=6)).replace(second=0, microsecond=0)
@@ -2011,6 +2035,21 @@ def test_3_10_hotline_complaints_revisit_satisfaction(platform: Platform) -> Non
     assert report["distribution"] == {"1": 4, "2": 4, "3": 1, "4": 1}
     assert report["satisfaction_rate"] == 0.8
     assert report["confirmed_rate"] == 1.0
+    (line,) = csv_rows(
+        p,
+        "/api/reports/revisits",
+        {"from": "2026-03-01", "to": "2026-04-01", "provider": ids["P3"]},
+    )
+    assert {k: line[k] for k in ("provider_id", "revisits", "reached", "n1", "n2", "n3", "n4")} == {
+        "provider_id": str(ids["P3"]),
+        "revisits": "12",
+        "reached": "10",
+        "n1": "4",
+        "n2": "4",
+        "n3": "1",
+        "n4": "1",
+    }
+    assert (line["reach_rate"], line["satisfaction_rate"]) == ("0.8333", "0.8")
     # 4. (coverage report, §2.13) belongs with the subsidy module's reports.
 
 
@@ -2027,6 +2066,14 @@ def test_3_10_4_voucher_coverage(platform: Platform) -> None:
     assert (got["eligible"], got["served"], got["rate"]) == (5, 3, 0.6)
     served = {r["resident_id"] for r in got["rows"] if r["served"]}
     assert served == {p.ids[f"CV{n}"] for n in (1, 2, 3)}
+    lines = csv_rows(
+        p,
+        "/api/reports/coverage",
+        {"programme": "elderly_care_voucher", "month": "2026-01", "district": "330683002"},
+    )
+    assert sorted((int(x["resident_id"]), x["served"]) for x in lines) == sorted(
+        (p.ids[f"CV{n}"], str(n <= 3)) for n in range(1, 6)
+    )
 
 
 # ---------------------------------------------------------------- §3.11 facility awards

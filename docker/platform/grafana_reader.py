@@ -38,6 +38,8 @@ TABLES = (
     "report_subsidy_spend",
     "report_anomalies",
     "report_settlement",
+    "report_revisits",
+    "report_service_coverage",
 )
 # Tables readable only in part: table -> the columns granted.
 COLUMNS: dict[str, tuple[str, ...]] = {
