@@ -1190,7 +1190,8 @@ def fall_shadow() -> Json:
                 "day a wearable was scored. Promotion gate: at most 0.1.",
                 f"""
                 WITH s AS (
-                    SELECT s.device_id, s.time, s.suspected AND s.device_alarm_id IS NULL AS model_only
+                    SELECT s.device_id, s.time,
+                           s.suspected AND s.device_alarm_id IS NULL AS model_only
                     FROM fall_shadow_scores s
                     WHERE $__timeFilter(s.time) AND {fac}
                 ), o AS (
