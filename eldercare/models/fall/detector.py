@@ -200,7 +200,8 @@ def report(r: dict[str, Any], source: str) -> Report:
             f"{d['real_hours']:.2f} h of real data, zero events cannot rule out more than "
             "that bound.",
             "Generator 'soft' (softer impacts, slower and shallower descents) is never used "
-            "for training: the drop from A to soft is a lower bound on the sim-to-real gap.",
+            "for training: the drop from A to soft shows how much sensitivity rests on the "
+            "generator's assumptions. Real falls of older people may differ more.",
             "Not done: a generator written blind by someone else (design §3.3 step 5); real "
             "falls (none can be installed here).",
             f"Training data for the saved model: all {d['synthetic_train_windows']} synthetic "

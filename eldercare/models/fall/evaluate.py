@@ -6,7 +6,8 @@
    false alarms add up over all ~1.36 h of real wrist motion.
 2. **Sensitivity on held-out synthetic subjects** from generator A with a seed no model
    trains on, and on the held-out generator configuration ``soft`` that no model sees:
-   the drop between the two is a *lower bound* on the sim-to-real gap.
+   the drop between the two shows how much the model leans on the generator's
+   assumptions (it does not measure the sim-to-real gap).
 3. **Synthetic hard negatives** (dropping the watch, clapping, sitting down hard...):
    false positives per activity.
 4. **The same without real negatives** (synthetic-only training) and the **threshold

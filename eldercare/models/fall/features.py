@@ -50,7 +50,14 @@ _SECOND: Final = HZ
 _SETTLE: Final = HZ // 5  # 0.2 s of ringing after the impact
 _BANDS: Final = ((0.0, 1.0), (1.0, 3.0), (3.0, 8.0), (8.0, 25.01))
 _FREQS: Final = np.fft.rfftfreq(N, d=1.0 / HZ)
-_BAND_MASKS: Final = np.stack([(lo < _FREQS) & (hi >= _FREQS) for lo, hi in _BANDS])
+_BAND_MASKS: Final = np.stack([(lo < _FREQS) & (hi >= _FREQS) for lo, hi in _BANDS]).T.astype(
+    np.float64
+)
+# The 90th percentile by partition (np.percentile's "linear" rule, without its overhead,
+# which is a tenth of a single window's features).
+_P90: Final = 0.9 * (N - 1)
+_P90_LO: Final = int(_P90)
+_P90_W: Final = _P90 - _P90_LO
 
 
 def resample(acc: npt.ArrayLike, hz: float, *, out_hz: int = HZ) -> FloatArray:
@@ -119,7 +126,9 @@ def extract(windows: FloatArray) -> FloatArray:
 
     spec = np.abs(np.fft.rfft(mag - mag.mean(axis=1, keepdims=True), axis=1)) ** 2
     total = np.maximum(spec[:, 1:].sum(axis=1), 1e-12)
-    bands = (spec @ _BAND_MASKS.T.astype(np.float64)) / total[:, None]
+    bands = (spec @ _BAND_MASKS) / total[:, None]
+    part = np.partition(mag, (_P90_LO, _P90_LO + 1), axis=1)
+    p90 = part[:, _P90_LO] + _P90_W * (part[:, _P90_LO + 1] - part[:, _P90_LO])
 
     out = np.column_stack(
         [
@@ -127,7 +136,7 @@ def extract(windows: FloatArray) -> FloatArray:
             mag.min(axis=1),
             mag.mean(axis=1),
             mag.std(axis=1),
-            np.percentile(mag, 90, axis=1),
+            p90,
             pre_min,
             peak_val - pre_min,
             post_mean,
