@@ -41,6 +41,10 @@ Coverage of design §3 (every numbered check, with the design's figures):
        5000000/3000000, unrated facility gets none)
 3.12   append-only events, no PII, audited reveal,    test_3_12_audit_and_immutability,
        403 for w1 / pa1                               test_3_12_policy_and_settlement_permissions
+issue  home bed with contract, provider facility and  test_home_bed_detail_contract_provider_
+8.1    installed devices                              devices
+issue  CSV export of spend, findings, revisits,       csv_rows() in 3.4, 3.7, 3.10, 3.10.4
+8.6    coverage (exact figures)
 ====== ============================================== ==========================================
 
 Bad input on every platform write endpoint (4xx, clear detail, no row written) is checked
@@ -2190,3 +2194,48 @@ def test_3_12_policy_and_settlement_permissions(platform: Platform) -> None:
         conn.execute("UPDATE policy_versions SET rules = '[]' WHERE id = %s", (p.ids["PV-b"],))
     with psycopg.connect(p.settings.database_url) as conn, pytest.raises(psycopg.Error):
         conn.execute("DELETE FROM subsidy_ledger")
+
+
+# ---------------------------------------------------------------- issue 8 item 1: home beds
+
+
+def test_home_bed_detail_contract_provider_devices(platform: Platform) -> None:
+    """A home care bed shows its facility and provider, its residents' home-bed agreement
+    (the contract and package) and the devices installed there; never its address."""
+    p, ids = platform, platform.ids
+    agreement = p.post(
+        "ca",
+        "/api/care-agreements",
+        {
+            "resident_id": ids["R5"],
+            "provider_id": ids["P1"],
+            "kind": "home_bed",
+            "package": {"visit": {"per": "month", "count": 4}},
+            "valid_from": "2025-12-01",
+            "signed_on": "2025-11-28",
+            "doc_ref": "床位协议-TEST-1",
+        },
+    )
+    bed = p.get("op", f"/api/home-beds/{ids['HB1']}")
+    assert (bed["facility"]["id"], bed["district_code"], bed["liability_insured"]) == (
+        ids["F1"],
+        "330683001",
+        True,
+    )
+    assert [x["id"] for x in bed["providers"]] == [ids["P1"]]
+    assert bed["residents"] == [ids["R5"]]
+    (contract,) = bed["agreements"]
+    assert (contract["id"], contract["provider_id"], contract["package"]) == (
+        agreement["id"],
+        ids["P1"],
+        {"visit": {"per": "month", "count": 4}},
+    )
+    assert contract["valid_from"] == "2025-12-01" and contract["valid_to"] is None
+    installed = {d["id"]: d["kind"] for d in bed["devices"]}
+    assert installed == {
+        ids["KIT5"]["device_id"]: "home_kit",
+        ids["SOS5"]["device_id"]: "sos_button",
+    }
+    assert "嵊州测试路1号" not in json.dumps(bed, ensure_ascii=False)
+    p.call("op", "GET", "/api/home-beds/999999999", expect=404)
+    p.call("w1", "GET", f"/api/home-beds/{ids['HB1']}", expect=403)
