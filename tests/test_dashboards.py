@@ -236,8 +236,46 @@ def insert_sample_rows(conn: psycopg.Connection, now: datetime) -> dict[str, Any
             ),
         )
     alarms = insert_sample_alarms(conn, now, fac)
+    insert_fall_shadow_rows(conn, now, fac, alarms, f"wear-{tag}")
     subsidy = insert_subsidy_rows(conn, now, fac[0], tag)
     return {"facilities": fac, "alarms": alarms, "subsidy": subsidy}
+
+
+def insert_fall_shadow_rows(
+    conn: psycopg.Connection, now: datetime, fac: list[int], alarms: dict[str, str], dev: str
+) -> None:
+    """Shadow fall scores in both facilities: windows linked to the device falls t-fall (not
+    closed) and r-fall (closed as a real fall), and two model-only suspected windows."""
+    conn.execute(
+        "UPDATE alarms SET disposition = 'genuine_emergency' WHERE id = %s", (alarms["r-fall"],)
+    )
+    for k, (minutes_ago, f, score, alarm, conf) in enumerate(
+        (
+            (150, 0, 0.82, "t-fall", 0.9),
+            (150.02, 0, 0.31, "t-fall", 0.9),
+            (160, 1, 0.12, "r-fall", 0.8),
+            (100, 1, 0.71, None, None),
+            (99, 1, 0.66, None, None),  # a minute later: a second model-only event
+            (30, 0, 0.02, None, None),
+        )
+    ):
+        conn.execute(
+            "INSERT INTO fall_shadow_scores (time, scored_at, device_id, msg_id, facility_id,"
+            " model_version, model_sha256, score, threshold, suspected, coverage_s,"
+            " device_alarm_id, device_confidence, latency_us)"
+            " VALUES (%s, %s, %s, %s, %s, 1, 'sha', %s, 0.5, %s, 4.0, %s, %s, 300)",
+            (
+                now - timedelta(minutes=minutes_ago),
+                now,
+                dev,
+                f"imu-{k}",
+                fac[f],
+                score,
+                score >= 0.5,
+                alarms[alarm] if alarm else None,
+                conf,
+            ),
+        )
 
 
 def insert_subsidy_rows(
