@@ -25,6 +25,16 @@ from psycopg import sql
 
 from eldercare.app import create_app
 from eldercare.config import Settings
+from eldercare.http.routes import (
+    anomalies,
+    hotline,
+    people,
+    providers,
+    registry,
+    settlement,
+    subsidies,
+    work_orders,
+)
 from eldercare.registry import auth
 from tests.alarm_support import RecordingPublisher
 
@@ -652,4 +662,54 @@ def test_a_reused_idempotency_key_with_another_body_changes_nothing(
     assert replay.status_code == 200 and replay.json()["status"] == "checked_in"
     assert other.status_code == 409, other.text
     assert "different request" in other.json()["detail"]
+    assert [t for t in TABLES if before[t] != after[t]] == []
+
+
+# Not ``{}``: an empty body is a valid no-op PATCH or action for several routes.
+JUNK: list[Any] = [None, [], "x", 10**30, {"unexpected": 1}]
+
+
+def _write_routes() -> list[tuple[str, str]]:
+    """Every write route of the platform layer's routers (and the registry's, which it uses)."""
+    found = []
+    for module in (people, providers, work_orders, hotline, subsidies, settlement, anomalies):
+        found += [
+            (m, r.path) for r in module.router.routes for m in sorted(r.methods) if m != "GET"
+        ]
+    found += [
+        (m, r.path)
+        for r in registry.router.routes
+        for m in sorted(r.methods)
+        if m != "GET" and ("home-beds" in r.path or r.path == "/api/residents")
+    ]
+    return found
+
+
+def test_junk_bodies_and_ids_never_reach_a_500(
+    caller: Caller, settings: Settings, world: dict[str, Any]
+) -> None:
+    """Every platform write route, with ids that exist, do not exist or are not ids, and
+    bodies of the wrong shape: always a 4xx, and nothing written."""
+    routes = _write_routes()
+    assert len(routes) >= 40, routes
+    ids_for = {
+        "order_id": ["not-a-uuid", NO_UUID, world["WO_DISPATCHED"]],
+        "code": ["Nope!", world["ITEM"]],
+    }
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        before = snapshot(conn)
+        for method, path in routes:
+            params = [p.strip("{}") for p in path.split("/") if p.startswith("{")]
+            # Integer ids only of no row: a real one could be another table's row of a
+            # body-less action (publish, approve), which junk in the body would not stop.
+            choices = [ids_for.get(p, [NOWHERE, "abc"]) for p in params]
+            for value in (c for c in zip(*choices, strict=False)) if params else [()]:
+                concrete = path
+                for name, v in zip(params, value, strict=True):
+                    concrete = concrete.replace("{" + name + "}", str(v))
+                for body in JUNK:
+                    r = caller("adm", method, concrete, body, NOW)
+                    assert 400 <= r.status_code < 500, (method, concrete, body, r.text)
+                    assert r.json()["detail"], (method, concrete, body)
+        after = snapshot(conn)
     assert [t for t in TABLES if before[t] != after[t]] == []
