@@ -184,6 +184,15 @@ def test_a_worker_makes_visits_from_the_phone(browser: Any, site: dict[str, Any]
     page.set_default_timeout(10_000)
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
+    # Whatever a Content-Security-Policy blocks (inline script or style) fails the test too.
+    page.on(
+        "console",
+        lambda m: (
+            errors.append(m.text)
+            if m.type == "error" and "Content Security Policy" in m.text
+            else None
+        ),
+    )
     page.goto(site["base"] + "/worker")
     page.wait_for_selector("body[data-ready=true]")
     page.fill("#username", site["user"])
