@@ -15,6 +15,7 @@ that talks to them, with ``raise ... from exc`` so the cause stays visible::
     ├── InvalidInput         well-formed input the rules refuse (HTTP 422)
     ├── AuthError            bad credentials (HTTP 401)
     │   └── PermissionDenied a role that may not do this (HTTP 403)
+    ├── RateLimited          too many attempts for now (HTTP 429 with Retry-After)
     └── DemoError            something the person running the demo must fix
 
 psycopg's errors are mapped to these in one table, ``eldercare.storage.db.PG_ERRORS``.
@@ -76,6 +77,14 @@ class InvalidInput(EldercareError):
 
 class PermissionDenied(AuthError):
     """Authenticated, but the role may not do this (HTTP 403)."""
+
+
+class RateLimited(EldercareError):
+    """Too many attempts (sign-ins, reveals) for now; ``retry_after`` is in seconds."""
+
+    def __init__(self, detail: str, retry_after: int) -> None:
+        super().__init__(detail)
+        self.retry_after = max(1, int(retry_after))
 
 
 class DemoError(EldercareError):

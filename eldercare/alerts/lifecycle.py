@@ -176,7 +176,7 @@ def detail(
         (a["devices"] or [], a["event_time"] - window, a["event_time"] + window),
     )
     out["timeline"] = timeline(conn, a["id"])
-    out["offers"] = dispatch.offers(conn, a["id"])
+    out["offers"] = [dispatch.shown(o) for o in dispatch.offers(conn, a["id"])]
     ref = Alarm.of(a)
     policy = dispatch.policy_for(conn, ref)
     out["policy"] = policy.as_dict()
