@@ -415,3 +415,54 @@ def test_m2_family_contacts_only_through_the_reveal(
     # The reveal is where the number is, and it is recorded.
     r = _reveal(client, op, world.home_resident_id, reason="calling family", alarm_id=aid)
     assert r.json()["contacts"] == [{"name": "Niece", "relation": "", "phone": "13900000003"}]
+
+
+# ---------------------------------------------------------------- M7 facility staff
+
+
+def test_m7_staff_answer_only_their_own_offers_and_resolve_what_they_hold(
+    client: TestClient, world: World, desk: dict[str, Any], clock: FrozenClock, tag: str
+) -> None:
+    op = desk["op"]
+    s = client.app.state.settings
+    unlinked = _bearer(client, _user(s, f"nolink-{tag}", "facility_staff", facility_id=world.facility_id))
+    nurse = _bearer(
+        client,
+        _user(
+            s,
+            f"nurse-{tag}",
+            "facility_staff",
+            facility_id=world.facility_id,
+            responder_id=world.staff[0],
+        ),
+    )
+    # Escalated to the family: a member of staff who is no responder may not answer it.
+    aid = str(world.send(world.sos, "sos").alarm_id)
+    client.post(f"/api/alarms/{aid}/acknowledge", headers=op)
+    client.post(f"/api/alarms/{aid}/dispatch", headers=op)
+    clock.advance(121)
+    client.app.state.engine.tick()
+    offers = client.get(f"/api/alarms/{aid}", headers=op).json()["offers"]
+    (family,) = [o for o in offers if o["responder_kind"] == "family"]
+    for action in ("accept", "decline"):
+        r = client.post(
+            f"/api/alarms/{aid}/{action}", json={"offer_id": family["id"]}, headers=unlinked
+        )
+        assert r.status_code == 403, r.text
+    # Dispatched to the nurses, accepted by nobody: staff may not resolve it (that would
+    # stop the escalation of an alarm nobody attends) ...
+    bid = str(world.send(world.sos, "gas").alarm_id)
+    client.post(f"/api/alarms/{bid}/acknowledge", headers=op)
+    client.post(f"/api/alarms/{bid}/dispatch", headers=op)
+    for who in (unlinked, nurse):
+        assert client.post(f"/api/alarms/{bid}/resolve", headers=who).status_code == 403
+    # ... until it is theirs.
+    assert client.post(f"/api/alarms/{bid}/accept", headers=nurse).status_code == 200
+    assert client.post(f"/api/alarms/{bid}/resolve", headers=unlinked).status_code == 403
+    r = client.post(f"/api/alarms/{bid}/resolve", headers=nurse)
+    assert r.status_code == 200 and r.json()["status"] == "resolved"
+    # An alarm a member of staff acknowledged and attends in person stays theirs to resolve.
+    cid = str(world.send(world.device("sos_button"), "sos").alarm_id)
+    assert client.post(f"/api/alarms/{cid}/acknowledge", headers=unlinked).status_code == 200
+    assert client.post(f"/api/alarms/{cid}/resolve", headers=nurse).status_code == 403
+    assert client.post(f"/api/alarms/{cid}/resolve", headers=unlinked).status_code == 200

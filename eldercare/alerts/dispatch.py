@@ -462,7 +462,11 @@ def _find_offer(
         if not rows:
             raise NotFoundError(f"offer {offer_id} not found on this alarm")
         o = rows[0]
-        if actor.role == "facility_staff" and o["responder_id"] != actor.responder_id:
+        # Staff answer only offers made to them: a login linked to no responder has none,
+        # so it cannot answer a family or 120 offer (None == None, audit M7).
+        if actor.role == "facility_staff" and (
+            actor.responder_id is None or o["responder_id"] != actor.responder_id
+        ):
             raise PermissionDenied("facility staff answer only their own offers")
     else:
         if actor.responder_id is None:
