@@ -425,7 +425,9 @@ def test_m7_staff_answer_only_their_own_offers_and_resolve_what_they_hold(
 ) -> None:
     op = desk["op"]
     s = client.app.state.settings
-    unlinked = _bearer(client, _user(s, f"nolink-{tag}", "facility_staff", facility_id=world.facility_id))
+    unlinked = _bearer(
+        client, _user(s, f"nolink-{tag}", "facility_staff", facility_id=world.facility_id)
+    )
     nurse = _bearer(
         client,
         _user(
