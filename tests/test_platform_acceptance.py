@@ -1159,7 +1159,8 @@ def test_3_5_voucher_ratio_cap_insurance_expiry_eligibility(platform: Platform) 
 def test_3_6_work_order_lifecycle_evv_permissions(platform: Platform) -> None:
     p, ids = platform, platform.ids
     # 1. create; the consoles hear of it on the websocket (§2.11), without personal data
-    with ws_connect(p.base.replace("http", "ws", 1) + "/api/ws?token=" + p.login("op")) as live:
+    with ws_connect(p.base.replace("http", "ws", 1) + "/api/ws") as live:
+        live.send(json.dumps({"type": "auth", "token": p.login("op")}))
         assert json.loads(live.recv(timeout=10))["type"] == "hello"
         wo1 = p.post(
             "op",
