@@ -39,6 +39,13 @@
     ["too_far", "worker.decline_too_far"],
     ["other", "worker.decline_other"],
   ];
+  // The same reasons, short, for a visit's record line.
+  const NO_FIX_SHORT = [
+    ["denied", "worker.nofix_denied"],
+    ["unavailable", "worker.nofix_unavailable"],
+    ["timeout", "worker.nofix_timeout"],
+    ["unsupported", "worker.nofix_unsupported"],
+  ];
   const SEVERITY = [
     ["hard", "worker.sev_hard"],
     ["soft", "worker.sev_soft"],
@@ -207,7 +214,7 @@
       if (!p || !at) continue;
       let where;
       if (p.lat === null || p.lat === undefined) {
-        where = t("worker.no_position", { reason: t(keyOf(NO_FIX, p.no_fix) || "worker.gps_unavailable") });
+        where = t("worker.no_position", { reason: t(keyOf(NO_FIX_SHORT, p.no_fix) || "worker.nofix_unavailable") });
       } else if (p.distance_m !== null && p.distance_m !== undefined) {
         where = t("worker.distance", { m: Math.round(p.distance_m) });
       } else {
@@ -331,6 +338,10 @@
       if (e.accuracy_m !== null && e.accuracy_m !== undefined) {
         return h("div", { class: "small" }, t("worker.ev_accuracy", { m: Math.round(e.accuracy_m) }));
       }
+    }
+    if (a.rule_code === "alarm_open_at_check_in") {
+      // The worker is at the door of someone whose alarm nobody has closed: say it plainly.
+      return h("div", { class: "bad" }, t("worker.ev_alarm_open"));
     }
     if (a.rule_code === "duration_out_of_range" && e.duration_min !== undefined) {
       return h("div", { class: "small" }, t("worker.ev_duration", { min: Math.round(e.duration_min) }));
