@@ -12,11 +12,13 @@ its top FFT band is empty: one of the ways platform data differs from the traini
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Final
 
 import numpy as np
 import numpy.typing as npt
 
+from eldercare.models.fall import synth
 from eldercare.models.fall.synth import HZ, N
 
 FloatArray = npt.NDArray[np.float64]
@@ -75,6 +77,32 @@ def resample(acc: npt.ArrayLike, hz: float, *, out_hz: int = HZ) -> FloatArray:
     t_in = np.arange(len(a)) / hz
     t_out = duration - np.arange(n_out)[::-1] / out_hz
     out: FloatArray = np.stack([np.interp(t_out, t_in, a[:, k]) for k in range(3)], axis=1)
+    return out
+
+
+@cache
+def _rate_matrix(hz: int) -> FloatArray:
+    # Linear interpolation from hz samples aligned on the window's end back to the HZ grid,
+    # as a (N, m) matrix: what stitching a device's window at ``hz`` does to it.
+    m = round(synth.WINDOW_S * hz)
+    t_in = (np.arange(m) - (m - 1)) / hz
+    t_out = (np.arange(N) - (N - 1)) / HZ
+    eye = np.eye(m)
+    return np.stack([np.interp(t_out, t_in, eye[:, j]) for j in range(m)], axis=1)
+
+
+def at_rate(windows: FloatArray, hz: int) -> FloatArray:
+    """Windows ``(n, N, 3)`` as a device sampling at ``hz`` would deliver them after the
+    platform resamples to :data:`HZ`: every ``HZ/hz``-th sample, ending on the last one,
+    linearly interpolated back. Training on both rates keeps the model from depending on
+    content above the wearable's Nyquist frequency (12.5 Hz at the simulator's 25 Hz)."""
+    if hz == HZ:
+        return windows
+    if hz <= 0 or HZ % hz:
+        raise ValueError(f"hz must divide {HZ}")
+    step = HZ // hz
+    sub = windows[:, step - 1 :: step]
+    out: FloatArray = np.einsum("tm,nmk->ntk", _rate_matrix(hz), sub)
     return out
 
 

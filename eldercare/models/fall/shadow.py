@@ -296,6 +296,7 @@ def run(
     stop: Callable[[float], bool],
     *,
     interval_s: float = 5.0,
+    limit: int = 5000,
     log: Callable[[str], None] = print,
 ) -> None:
     """Score a pass every ``interval_s`` until ``stop(timeout)`` returns True (an
@@ -304,8 +305,9 @@ def run(
 
     with connect(conninfo, autocommit=True) as conn:
         while True:
-            n = run_once(conn, scorer, clock())
+            n = run_once(conn, scorer, clock(), limit=limit)
             if n:
                 log(f"fall shadow: scored {n} windows (model v{scorer.version})")
-            if stop(interval_s):
+            # A full pass means a backlog: go again at once (still honouring a stop).
+            if stop(0 if n >= limit else interval_s):
                 return
