@@ -620,7 +620,8 @@ def phase_console(settings: Settings, background: float, samples: int, log: Path
         wait_ready(s, devices[0])
         sent_at: dict[str, float] = {}
         seen: list[float] = []
-        ws = wsc.connect(f"ws://127.0.0.1:{port}/api/ws?token={tok}")
+        ws = wsc.connect(f"ws://127.0.0.1:{port}/api/ws")
+        ws.send(json.dumps({"type": "auth", "token": tok}))  # never in the URL (audit M5)
         probe_id = devices[0][0]
         stop = threading.Event()
 

@@ -199,6 +199,10 @@ def browser() -> Iterator[Any]:
         b.close()
 
 
+def _csp(message: Any) -> bool:
+    return message.type == "error" and "Content Security Policy" in message.text
+
+
 class Pages:
     """Opens pages that record uncaught script errors, so any test fails on one."""
 
@@ -221,6 +225,8 @@ class Pages:
         page = ctx.new_page()
         page.set_default_timeout(10_000)
         page.on("pageerror", lambda e: self.errors.append(str(e)))
+        # Whatever the Content-Security-Policy blocks (inline script or style) fails too.
+        page.on("console", lambda m: self.errors.append(m.text) if _csp(m) else None)
         if before:
             before(page)
         page.goto(self.base_url + path)
@@ -283,7 +289,7 @@ def row(page: Any, alarm_id: str) -> Any:
 def shoot(page: Any, name: str) -> None:
     if SHOTS is not None:
         # The new-alarm flash lasts 3 s; the picture shows the screen at rest.
-        page.wait_for_function("!document.body.classList.contains('flash')", timeout=5_000)
+        page.wait_for_function("() => !document.body.classList.contains('flash')", timeout=5_000)
         page.screenshot(path=str(SHOTS / name))
 
 
@@ -305,7 +311,7 @@ def test_operator_and_nurse_handle_an_sos(pages: Pages, place: Place, settings: 
     # The alert sounds (beeps counted by the page) and repeats until acknowledged.
     beeps = int(op.get_attribute("body", "data-beeps") or 0)
     op.wait_for_selector("body[data-alerting=true]")
-    op.wait_for_function(f"Number(document.body.dataset.beeps) > {beeps + 1}", timeout=5_000)
+    op.wait_for_function(f"() => Number(document.body.dataset.beeps) > {beeps + 1}", timeout=5_000)
     assert int(op.locator("#c-unack").inner_text()) >= 1
     assert "王秀英" in row(op, alarm_id).inner_text()
     assert "阳光颐养院" in row(op, alarm_id).inner_text()
@@ -357,7 +363,7 @@ def test_operator_and_nurse_handle_an_sos(pages: Pages, place: Place, settings: 
     # The nurse's phone rings and vibrates (where allowed); she accepts and gets there.
     card = nurse.locator(f'#mine article[data-id="{alarm_id}"]')
     card.wait_for()
-    nurse.wait_for_function("Number(document.body.dataset.dispatches) >= 1")
+    nurse.wait_for_function("() => Number(document.body.dataset.dispatches) >= 1")
     assert "王秀英" in card.inner_text()
     # The other facility's alarm is not on her page.
     assert nurse.locator(f'[data-id="{other_id}"]').count() == 0

@@ -40,6 +40,9 @@ def apply_retention(conninfo: str, *, days: int, dedup_days: int) -> dict[str, A
                 (dedup_days,),
             )
             report["dedup_ids_pruned"] = cur.rowcount
+            # A logged-out token past its expiry is refused by its exp claim anyway.
+            cur = conn.execute("DELETE FROM revoked_tokens WHERE expires_at < now()")
+            report["revoked_tokens_pruned"] = cur.rowcount
             report["policy"] = lic == "timescale"
     except psycopg.Error as exc:
         raise StorageError(f"retention failed: {exc}") from exc

@@ -153,6 +153,12 @@ const EC = (() => {
     return session;
   }
   function logout(reasonKey) {
+    // Signing out ends the token on the server too (API and live socket); an expired
+    // or revoked one (reasonKey set) has nothing left to end.
+    if (session && !reasonKey) {
+      fetch("/api/auth/logout", { method: "POST", keepalive: true,
+        headers: { Authorization: `Bearer ${session.token}` } }).catch(() => {});
+    }
     session = null;
     sessionStorage.removeItem(KEY);
     authListeners.forEach((fn) => fn(reasonKey || null));
@@ -232,7 +238,8 @@ const EC = (() => {
     connect() {
       if (this.stopped || !session) return;
       const proto = location.protocol === "https:" ? "wss:" : "ws:";
-      const ws = new WebSocket(`${proto}//${location.host}/api/ws?token=${encodeURIComponent(session.token)}`);
+      // The token goes in the first message, never in the URL (access logs keep URLs).
+      const ws = new WebSocket(`${proto}//${location.host}/api/ws`);
       this.ws = ws;
       this.greeted = false;
       this.onState(this.attempt ? "reconnecting" : "connecting");
@@ -240,6 +247,8 @@ const EC = (() => {
       // app behind it is down, and a socket that never greets must not hide the banner.
       ws.onopen = () => {
         if (ws !== this.ws) return;
+        if (!session) { ws.close(1000); return; }
+        ws.send(JSON.stringify({ type: "auth", token: session.token }));
         clearTimeout(this.helloTimer);
         this.helloTimer = setTimeout(() => { if (ws === this.ws && !this.greeted) ws.close(4000); }, 5000);
       };
