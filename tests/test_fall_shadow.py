@@ -148,6 +148,22 @@ def test_shadow_scores_every_window_next_to_the_device_fall_and_changes_no_alarm
     assert agree["device_falls"] >= 1 and agree["model_agrees"] >= 1
     assert agree["windows_scored"] >= len(sent)
 
+    # An operator closes the fall as real: the comparison counts it as a real fall the
+    # model agreed with.
+    from eldercare.alerts import lifecycle
+    from eldercare.registry.auth import Actor
+
+    op = Actor(username="shadow-test-supervisor", role="supervisor")
+    for action, disposition in (
+        ("acknowledge", None),
+        ("resolve", None),
+        ("close", "genuine_emergency"),
+    ):
+        lifecycle.act(db, alarm_id, action, op, later, disposition=disposition)
+    closed = shadow.agreement(db, start - timedelta(minutes=1), later)
+    assert closed["closed_real"] == agree["closed_real"] + 1
+    assert closed["closed_real_model_agrees"] == agree["closed_real_model_agrees"] + 1
+
 
 def test_the_shadow_command_loads_the_promoted_model_and_runs_a_pass(
     settings: Settings,
