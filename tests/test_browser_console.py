@@ -417,6 +417,34 @@ def test_staff_never_sees_another_facilitys_alarm(pages: Pages, place: Place) ->
     assert status == 404
 
 
+# ---------------------------------------------------------------- sign-in and sign-out
+
+
+def test_sign_in_throttled_and_sign_out_ends_the_token(pages: Pages, place: Place) -> None:
+    """Audit H5/M5 as an operator meets them: repeated failures get "try again in N min",
+    not a server error; signing out revokes the token on the server, not just the page."""
+    op = pages.open("/console")
+    nobody = f"nobody-{secrets.token_hex(3)}"
+    texts = []
+    for attempt in range(11):  # ten failures per username are allowed (Settings)
+        op.fill("#username", nobody)
+        op.fill("#password", f"wrong-password-{attempt}")
+        op.click("#login-submit")
+        op.wait_for_selector(".login-error:not(:empty)")
+        texts.append(op.inner_text(".login-error"))
+        op.evaluate("() => { document.querySelector('.login-error').textContent = ''; }")
+    assert texts[0] == "用户名或密码错误"
+    assert re.fullmatch(r"登录失败次数过多，请 \d+ 分钟后再试", texts[-1]), texts[-1]
+
+    login(op, place.operator)
+    token = op.evaluate("() => EC.session.token")
+    me = "t => fetch('/api/me', {headers: {Authorization: 'Bearer ' + t}}).then(r => r.status)"
+    assert op.evaluate(me, token) == 200
+    op.click("#logout")
+    op.wait_for_selector("#login:not([hidden])")
+    op.wait_for_function(f"t => ({me})(t).then(s => s === 401)", arg=token, polling=100)
+
+
 # ---------------------------------------------------------------- websocket drop and resync
 
 

@@ -241,6 +241,12 @@ def test_a_worker_makes_visits_from_the_phone(browser: Any, site: dict[str, Any]
     form.locator("input[value=bathing]").check()
     form.locator("input[value=company]").check()
     form.locator("textarea[name=notes]").fill("精神好，已提醒多喝水")
+    # The phone drops the tab meanwhile: the record being written is still there.
+    page.reload()
+    page.wait_for_selector("body[data-loaded=true]")
+    form = page.locator(f'form[data-record="{a}"]')
+    assert form.locator("input[value=bathing]").is_checked()
+    assert form.locator("textarea[name=notes]").input_value() == "精神好，已提醒多喝水"
     form.locator("[data-act=check-out]").click()
     page.wait_for_selector(f"#group-done {card(a, 'checked_out')}")
     done = order(site, a)
@@ -318,8 +324,14 @@ def test_a_worker_makes_visits_from_the_phone(browser: Any, site: dict[str, Any]
     assert page.locator("[data-group=done] h2").inner_text() == "Done today"
     missing = page.evaluate("[...EC.missing]")
 
-    # Anyone else is sent to the console: this page offers them nothing to act on.
+    # Signing out leaves nothing of the visits in the tab (a half-written record included).
+    page.locator(f'form[data-record="{b}"] input[value=meal]').check()
+    kept = "() => Object.keys(sessionStorage).filter(k => k.startsWith('eldercare.worker.')).length"
+    assert page.evaluate(kept) == 1
     page.click("#logout")
+    assert page.evaluate(kept) == 0
+
+    # Anyone else is sent to the console: this page offers them nothing to act on.
     page.fill("#username", site["operator"])
     page.fill("#password", PASSWORD)
     page.click("#login-submit")

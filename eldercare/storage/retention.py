@@ -9,7 +9,8 @@ import psycopg
 from eldercare.errors import StorageError
 from eldercare.storage.migrate import timescale_license
 
-HYPERTABLES = ("device_events", "state_changes")
+# fall_shadow_scores: one row per scored imu window (issue 9B), as bulky as the imu itself.
+HYPERTABLES = ("device_events", "state_changes", "fall_shadow_scores")
 
 
 def apply_retention(conninfo: str, *, days: int, dedup_days: int) -> dict[str, Any]:

@@ -203,7 +203,12 @@ def _pass(
         )
 
     t0 = perf()
-    stitched = [stitch(m, [h for h in history[m.device_id] if h.time <= m.time]) for m in targets]
+    # Only messages ending inside the window can contribute samples to it.
+    reach = WINDOW + timedelta(seconds=1 / synth.HZ)
+    stitched = [
+        stitch(m, [h for h in history[m.device_id] if m.time - reach < h.time <= m.time])
+        for m in targets
+    ]
     scores = scorer.score(np.stack([w for w, _ in stitched]))
     per_window_us = int((perf() - t0) * 1e6 / len(targets))
     out = []

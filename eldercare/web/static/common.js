@@ -141,6 +141,11 @@ const EC = (() => {
     const r = await fetch("/api/auth/token", { method: "POST", body,
       headers: { "Content-Type": "application/x-www-form-urlencoded" } });
     if (r.status === 401) throw new ApiError(401, t("auth.bad_credentials"));
+    if (r.status === 429) {
+      const min = Math.max(1, Math.ceil(Number(r.headers.get("Retry-After") || 60) / 60));
+      throw new ApiError(429, t("auth.too_many", { min }));
+    }
+    if (r.status === 422) throw new ApiError(422, t("auth.password_too_long"));
     if (!r.ok) throw new ApiError(r.status, t("error.server", { status: r.status }));
     const tok = await r.json();
     session = { token: tok.access_token, username: tok.username, role: tok.role,

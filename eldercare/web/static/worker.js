@@ -62,6 +62,7 @@
     drafts: new Map(), // order id -> {tasks: Set, notes}: the record being written
     busy: new Set(),
     declining: new Set(), // order ids whose decline form is open
+    locating: new Set(), // order ids waiting for the phone's position
     timer: null,
     stale: false, // new data arrived while the worker was typing
   };
@@ -157,7 +158,7 @@
     return "upcoming";
   }
 
-  function sortKey(o) { return whenOf(o) || o.created_at; }
+  function sortKey(o) { return Date.parse(whenOf(o) || o.created_at); }
 
   /* ------------------------------------------------------------ rendering */
   function render() {
@@ -167,7 +168,7 @@
       if (g) groups[g].push(o);
     }
     for (const g of GROUPS) {
-      groups[g].sort((a, b) => (sortKey(a) < sortKey(b) ? -1 : 1));
+      groups[g].sort((a, b) => sortKey(a) - sortKey(b));
       $(`group-${g}`).replaceChildren(...groups[g].map(card));
       const empty = $(`empty-${g}`);
       if (empty) empty.hidden = groups[g].length > 0;
@@ -230,6 +231,7 @@
     const acts = actionsOf(o);
     const busy = state.busy.has(o.id);
     const out = h("div", { class: "wcard-actions" });
+    if (state.locating.has(o.id)) out.append(h("p", { class: "locating", role: "status" }, t("worker.locating")));
     if (acts.includes("accept")) {
       out.append(h("button", { class: "primary big", "data-act": "accept", disabled: busy,
         onclick: () => accept(o) }, t("worker.accept")));
@@ -270,9 +272,25 @@
           onclick: () => { state.declining.delete(o.id); render(); } }, t("worker.decline_back"))));
   }
 
+  /* The record being written survives a reload (phones discard background tabs) in this
+   * tab's session storage, never in local storage: notes about a resident must not stay on
+   * a shared phone once the tab is closed. */
+  const draftSlot = (id) => `eldercare.worker.draft.${id}`;
   function draftOf(o) {
-    if (!state.drafts.has(o.id)) state.drafts.set(o.id, { tasks: new Set(), notes: "" });
+    if (!state.drafts.has(o.id)) {
+      let saved = null;
+      try { saved = JSON.parse(sessionStorage.getItem(draftSlot(o.id)) || "null"); } catch (e) { saved = null; }
+      state.drafts.set(o.id, { tasks: new Set((saved && saved.tasks) || []), notes: (saved && saved.notes) || "" });
+    }
     return state.drafts.get(o.id);
+  }
+  function keepDraft(o) {
+    const d = draftOf(o);
+    sessionStorage.setItem(draftSlot(o.id), JSON.stringify({ tasks: [...d.tasks], notes: d.notes }));
+  }
+  function dropDraft(id) {
+    state.drafts.delete(id);
+    sessionStorage.removeItem(draftSlot(id));
   }
 
   function recordForm(o, busy) {
@@ -282,13 +300,14 @@
         checked: draft.tasks.has(code) });
       box.addEventListener("change", () => {
         if (box.checked) draft.tasks.add(code); else draft.tasks.delete(code);
+        keepDraft(o);
       });
       return h("label", { class: "task" }, box, " ", t(key));
     });
     const notes = h("textarea", { name: "notes", rows: "3", maxlength: "2000",
       placeholder: t("worker.notes_hint") });
     notes.value = draft.notes;
-    notes.addEventListener("input", () => { draft.notes = notes.value; });
+    notes.addEventListener("input", () => { draft.notes = notes.value; keepDraft(o); });
     return h("form", { class: "record", "data-record": o.id,
       onsubmit: (ev) => { ev.preventDefault(); checkOut(o); } },
       h("h3", {}, t("worker.record")),
@@ -451,6 +470,9 @@
   async function pointBody(o, action, withoutReason) {
     const base = { client_time: new Date().toISOString() };
     if (withoutReason) return { ...base, no_fix: withoutReason === "insecure" ? "unsupported" : withoutReason };
+    // A fix can take many seconds indoors: say what the page is waiting for.
+    state.locating.add(o.id);
+    render();
     try {
       const fix = await locate();
       state.noFix.delete(o.id);
@@ -458,6 +480,8 @@
     } catch (e) {
       if (e instanceof NoFix) state.noFix.set(o.id, { action, reason: e.reason });
       throw e;
+    } finally {
+      state.locating.delete(o.id);
     }
   }
 
@@ -485,7 +509,7 @@
         return { ...body, record };
       });
       state.noFix.delete(o.id);
-      state.drafts.delete(o.id);
+      dropDraft(o.id);
       EC.toast(t("worker.checked_out"), "ok");
       reportFindings(out);
     });
@@ -526,6 +550,11 @@
     state.orders = [];
     state.details.clear();
     state.drafts.clear();
+    if (!reasonKey) {
+      // Signed out on purpose (not expired): nothing of the visits stays in this tab.
+      Object.keys(sessionStorage).filter((k) => k.startsWith("eldercare.worker."))
+        .forEach((k) => sessionStorage.removeItem(k));
+    }
     state.noFix.clear();
     state.declining.clear();
     $("app").hidden = true;
