@@ -2316,3 +2316,39 @@ def test_provider_and_visit_coverage_reports(platform: Platform) -> None:
         expect=422,
     )
     assert "rich" in r.json()["detail"]
+
+
+# ---------------------------------------------------------------- §4 Q20 provider appeal
+
+
+def test_provider_appeal_evidence_before_the_decision(platform: Platform) -> None:
+    """A provider admin attaches evidence to an open finding of its own order; civil_affairs
+    sees it with the finding; after the decision no more evidence is taken."""
+    p, ids = platform, platform.ids
+    overlap = next(
+        a
+        for a in p.get("pa1", f"/api/work-orders/{ids['WO5']}")["anomalies"]
+        if a["rule_code"] == "worker_overlap"
+    )
+    body = {
+        "note": "两单为同一楼内相邻住户",
+        "files": [{"name": "排班表.pdf", "sha256": "ab" * 32}],
+    }
+    path = f"/api/anomalies/{overlap['id']}/evidence"
+    p.call("pa2", "POST", path, body, expect=404)  # another provider's finding
+    p.call("w2", "POST", path, body, expect=403)
+    p.call("pa1", "POST", path, {**body, "files": [{"name": "x", "sha256": "nope"}]}, expect=422)
+    added = p.post("pa1", path, body, at="2026-01-13T10:00:00+08:00")
+    (submitted,) = added["evidence_submitted"]
+    assert (submitted["by_user"], submitted["files"]) == ("pa1", body["files"])
+    shown = p.get("ca", f"/api/anomalies/{overlap['id']}")
+    assert shown["evidence_submitted"][0]["note"] == body["note"]
+    p.call("pa2", "GET", f"/api/anomalies/{overlap['id']}", expect=404)
+    p.post(
+        "ca",
+        f"/api/anomalies/{overlap['id']}/decide",
+        {"decision": "dismissed", "note": "相邻住户，核实无误"},
+        expect=200,
+    )
+    late = p.call("pa1", "POST", path, body, expect=409)
+    assert "dismissed" in late.json()["detail"]

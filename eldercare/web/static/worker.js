@@ -158,7 +158,7 @@
     return "upcoming";
   }
 
-  function sortKey(o) { return whenOf(o) || o.created_at; }
+  function sortKey(o) { return Date.parse(whenOf(o) || o.created_at); }
 
   /* ------------------------------------------------------------ rendering */
   function render() {
@@ -168,7 +168,7 @@
       if (g) groups[g].push(o);
     }
     for (const g of GROUPS) {
-      groups[g].sort((a, b) => (sortKey(a) < sortKey(b) ? -1 : 1));
+      groups[g].sort((a, b) => sortKey(a) - sortKey(b));
       $(`group-${g}`).replaceChildren(...groups[g].map(card));
       const empty = $(`empty-${g}`);
       if (empty) empty.hidden = groups[g].length > 0;
