@@ -417,9 +417,9 @@ def test_m2_family_contacts_only_through_the_reveal(
         client.app.state.engine.tick()
         while True:
             msg = ws.receive_json()
-            if msg["type"] == "offer" and msg["alarm"]["id"] == aid:
-                if msg["offer"]["responder_kind"] == "family":
-                    break
+            ours = msg["type"] == "offer" and msg["alarm"]["id"] == aid
+            if ours and msg["offer"]["responder_kind"] == "family":
+                break
     assert msg["offer"]["phone"] == "139****0003" and "Niece" not in str(msg)
     offers = client.get(f"/api/alarms/{aid}", headers=op).json()["offers"]
     family = [o for o in offers if o["responder_kind"] == "family"]
