@@ -124,7 +124,9 @@ def privilege_problems(conn: psycopg.Connection) -> list[str]:
         " WHERE rolname = current_user"
     ).fetchone()
     if row is not None:
-        for flag, name in zip(row, ("SUPERUSER", "CREATEROLE", "CREATEDB", "BYPASSRLS"), strict=True):
+        for flag, name in zip(
+            row, ("SUPERUSER", "CREATEROLE", "CREATEDB", "BYPASSRLS"), strict=True
+        ):
             if flag:
                 problems.append(f"the app's database role has {name}")
     owned = conn.execute(
