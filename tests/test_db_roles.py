@@ -84,7 +84,7 @@ def test_production_refuses_an_app_that_could_bypass_the_audit(settings: Setting
     as_owner = settings.model_copy(
         update={"environment": "production", "database_url": settings.migration_url}
     )
-    with pytest.raises(ConfigError, match="SUPERUSER|owns"):
+    with pytest.raises(ConfigError, match=r"SUPERUSER|owns"):
         roles.require_least_privilege(as_owner)
     roles.require_least_privilege(settings.model_copy(update={"environment": "production"}))
     strong = {

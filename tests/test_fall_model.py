@@ -4,7 +4,6 @@ protocol, on data small enough to train in a second or two."""
 
 from __future__ import annotations
 
-import io
 import pickle
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from eldercare.models.fall import data, synth
 from eldercare.models.fall import evaluate as E
 from eldercare.models.fall import features as F
 from eldercare.models.fall import model as M
-from eldercare.models.fall.trees import Forest, export_forest
+from eldercare.models.fall.trees import export_forest
 
 COL = {name: i for i, name in enumerate(F.FEATURES)}
 SMALL = M.TrainSpec(n_subjects=6, falls_per_subject=15, negatives_per_subject=45, n_estimators=15)
@@ -118,29 +117,6 @@ def test_exported_forest_matches_predict_proba(trained: tuple[object, np.ndarray
             rtol=0,
             atol=1e-9,  # type: ignore[attr-defined]
         )
-    again = Forest.from_bytes(forest.to_bytes())
-    assert np.array_equal(again.proba(held), forest.proba(held))
-
-
-def test_a_bundle_whose_sha256_differs_from_the_manifest_is_refused(
-    trained: tuple[object, np.ndarray], tmp_path: Path
-) -> None:
-    forest = export_forest(trained[0])
-    path = tmp_path / "scoring.npz"
-    digest = forest.save(path)
-    assert Forest.load(path, sha256=digest).depth == forest.depth
-    raw = bytearray(path.read_bytes())
-    raw[-40] ^= 1
-    path.write_bytes(bytes(raw))
-    with pytest.raises(InvalidInput, match="sha256"):
-        Forest.load(path, sha256=digest)
-
-
-def test_a_bundle_with_a_pickled_array_is_refused() -> None:
-    buf = io.BytesIO()
-    np.savez(buf, left=np.array([object()], dtype=object))
-    with pytest.raises(InvalidInput, match="not a forest bundle"):
-        Forest.from_bytes(buf.getvalue())
 
 
 # ---------------------------------------------------------------- real data (seglearn)
@@ -191,7 +167,7 @@ def test_events_merge_flagged_windows_of_one_recording_within_the_merge_gap() ->
 def test_evaluation_is_subject_wise_and_reports_both_generator_configs() -> None:
     recs = [r for r in data.load_watch() if r.subject <= 4]
     spec = E.EvalSpec(train=SMALL, test_subjects=3, test_falls_per_subject=10, folds=2)
-    report = E.evaluate(spec, recs)
+    report = E.evaluate(spec, E.rows(SMALL, recs))
     assert report["synthetic"] is True and report["clinically_validated"] is False
     held_out = [set(f["held_out_subjects"]) for f in report["folds"]]
     assert held_out == [{1, 3}, {2, 4}]  # every real person held out exactly once

@@ -74,13 +74,36 @@ def _fold_subjects(subjects: list[int], folds: int) -> list[list[int]]:
     return [subjects[i::folds] for i in range(folds)]
 
 
-def evaluate(spec: EvalSpec, recordings: list[Recording]) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class FallRows:
+    """The training rows of the fall model, split back into their two sources."""
+
+    X_syn: npt.NDArray[np.float64]
+    y_syn: npt.NDArray[np.int8]
+    X_real: npt.NDArray[np.float64]
+    real: RealWindows  # windows omitted (features are in X_real): subjects, recording, start
+
+
+def rows(spec: M.TrainSpec, recordings: list[Recording]) -> FallRows:
+    syn = M.synthetic_training_set(spec)
+    real = real_windows(recordings)
+    X_real = F.extract(real.windows)
+    meta = RealWindows(
+        windows=np.zeros((0, synth.N, 3)),
+        subjects=real.subjects,
+        recording=real.recording,
+        start_s=real.start_s,
+        hours=real.hours,
+    )
+    return FallRows(F.extract(syn.windows), syn.labels, X_real, meta)
+
+
+def evaluate(spec: EvalSpec, fr: FallRows) -> dict[str, Any]:
     """Run the protocol; returns the report (plain JSON-able values)."""
     import sklearn
 
     tr = spec.train
-    syn = M.synthetic_training_set(tr)
-    X_syn = F.extract(syn.windows)
+    X_syn, y_syn, X_real, real = fr.X_syn, fr.y_syn, fr.X_real, fr.real
     held = {
         name: synth.generate(
             cfg,
@@ -93,8 +116,6 @@ def evaluate(spec: EvalSpec, recordings: list[Recording]) -> dict[str, Any]:
         for name, cfg in synth.CONFIGS.items()
     }
     X_held = {k: F.extract(v.windows) for k, v in held.items()}
-    real = real_windows(recordings)
-    X_real = F.extract(real.windows)
     people = sorted({int(s) for s in real.subjects})
     if len(people) < spec.folds:
         raise ValueError(f"{len(people)} real subjects cannot make {spec.folds} folds")
@@ -104,16 +125,15 @@ def evaluate(spec: EvalSpec, recordings: list[Recording]) -> dict[str, Any]:
         return float((p[falls] >= tr.threshold).mean())
 
     folds: list[dict[str, Any]] = []
-    real_flags = np.zeros(len(X_real), dtype=bool)
+    real_scores = np.zeros(len(X_real))
     neg_fp: dict[str, int] = {}
     acts = np.array(held["A"].activities)
     for out in _fold_subjects(people, spec.folds):
         test = np.isin(real.subjects, out)
         X = np.vstack([X_syn, X_real[~test]])
-        y = np.concatenate([syn.labels, np.zeros(int((~test).sum()), dtype=np.int8)])
+        y = np.concatenate([y_syn, np.zeros(int((~test).sum()), dtype=np.int8)])
         forest = export_forest(M.fit(tr, X, y))
-        p_real = forest.proba(X_real[test])
-        real_flags[test] = p_real >= tr.threshold
+        real_scores[test] = forest.proba(X_real[test])
         p_a = forest.proba(X_held["A"])
         for a in sorted(set(acts) - {synth.FALL}):
             neg_fp[a] = neg_fp.get(a, 0) + int((p_a[acts == a] >= tr.threshold).sum())
@@ -121,14 +141,15 @@ def evaluate(spec: EvalSpec, recordings: list[Recording]) -> dict[str, Any]:
             {
                 "held_out_subjects": out,
                 "real_windows": int(test.sum()),
-                "real_flagged": int(real_flags[test].sum()),
+                "real_flagged": int((real_scores[test] >= tr.threshold).sum()),
                 "sensitivity_A": sens(p_a, "A"),
                 "sensitivity_soft": sens(forest.proba(X_held["soft"]), "soft"),
             }
         )
 
+    real_flags = real_scores >= tr.threshold
     # Synthetic-only (no real negatives), scored on all real windows: what they buy.
-    syn_only = export_forest(M.fit(tr, X_syn, syn.labels))
+    syn_only = export_forest(M.fit(tr, X_syn, y_syn))
     syn_only_flags = syn_only.proba(X_real) >= tr.threshold
     rule_real = M.threshold_rule(X_real)
 
@@ -157,9 +178,9 @@ def evaluate(spec: EvalSpec, recordings: list[Recording]) -> dict[str, Any]:
             "sklearn": sklearn.__version__,
         },
         "data": {
-            "synthetic_train_windows": len(syn.labels),
-            "synthetic_train_falls": int(syn.labels.sum()),
-            "real_recordings": len(recordings),
+            "synthetic_train_windows": len(y_syn),
+            "synthetic_train_falls": int(y_syn.sum()),
+            "real_recordings": len(np.unique(real.recording)),
             "real_subjects": people,
             "real_windows": len(X_real),
             "real_hours": round(real.hours, 3),
@@ -188,6 +209,9 @@ def evaluate(spec: EvalSpec, recordings: list[Recording]) -> dict[str, Any]:
             "model": fa(real_flags),
             "synthetic_only_model": fa(syn_only_flags),
             "threshold_rule": fa(rule_real),
+            # How close real motion comes to the threshold (held-out scores).
+            "score_max": round(float(real_scores.max()), 4),
+            "score_p99": round(float(np.quantile(real_scores, 0.99)), 4),
             "assumption": (
                 f"events = flagged windows of one recording merged within {spec.merge_s:g} s; "
                 f"per user-day = events per hour of the held-out people's real wrist motion "

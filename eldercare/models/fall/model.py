@@ -14,8 +14,6 @@ import numpy.typing as npt
 
 from eldercare.models.fall import features as F
 from eldercare.models.fall import synth
-from eldercare.models.fall.data import Recording, real_windows
-from eldercare.models.fall.trees import Forest, export_forest
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -70,34 +68,6 @@ def fit(spec: TrainSpec, X: FloatArray, y: npt.NDArray[np.int8]) -> Any:
     )
     model.fit(X, y)
     return model
-
-
-@dataclass(frozen=True, slots=True)
-class Trained:
-    model: Any  # the sklearn forest (for skops and the parity check)
-    forest: Forest
-    n_synthetic: int
-    n_synthetic_falls: int
-    n_real_negatives: int
-    real_subjects: tuple[int, ...]
-
-
-def train(spec: TrainSpec, recordings: list[Recording]) -> Trained:
-    """Synthetic falls and negatives (generator A) plus every real window of
-    ``recordings`` as negatives (design §3.3: real negatives matter most)."""
-    syn = synthetic_training_set(spec)
-    real = real_windows(recordings)
-    X = np.vstack([F.extract(syn.windows), F.extract(real.windows)])
-    y = np.concatenate([syn.labels, np.zeros(len(real.windows), dtype=np.int8)])
-    model = fit(spec, X, y)
-    return Trained(
-        model=model,
-        forest=export_forest(model),
-        n_synthetic=len(syn.labels),
-        n_synthetic_falls=int(syn.labels.sum()),
-        n_real_negatives=len(real.windows),
-        real_subjects=tuple(sorted({r.subject for r in recordings})),
-    )
 
 
 def threshold_rule(X: FloatArray) -> npt.NDArray[np.bool_]:

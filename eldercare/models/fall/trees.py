@@ -1,28 +1,22 @@
 """A random forest as plain arrays, and a numpy walker that scores with them.
 
-The serving process never unpickles anything and never imports scikit-learn: a forest is
-exported once at training time (:func:`export_forest`, the only function here that touches
-sklearn objects) to five flat arrays saved in an ``.npz`` read with
-``allow_pickle=False`` (design §4.2). :meth:`Forest.proba` walks every tree of every window
-at once, one level per step, so a single window costs ~tens of microseconds rather than
-the ~1.4 ms of ``predict_proba`` (design §4.3). Training checks parity with
-``predict_proba`` (tests/test_fall_model.py).
+The shadow scorer loads the model once through the artefact store (sha256 and skops
+allow-list checked), then :func:`export_forest` (the only function here that touches
+sklearn objects) turns it into flat arrays. :meth:`Forest.proba` walks every tree of every
+window at once, one level per step, so a single window costs tens of microseconds rather
+than the ~1.4 ms of ``predict_proba`` (design §4.3). Parity with ``predict_proba`` is
+tested (tests/test_fall_model.py).
 """
 
 from __future__ import annotations
 
-import hashlib
-import io
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Final
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from eldercare.errors import InvalidInput
-
-_KEYS: Final = ("left", "right", "feature", "threshold", "leaf_p", "roots", "depth")
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -68,54 +62,6 @@ class Forest:
             node = np.where(go_left, self.left[node], self.right[node])
         out: npt.NDArray[np.float64] = self.leaf_p[node].mean(axis=1)
         return out
-
-    def to_bytes(self) -> bytes:
-        buf = io.BytesIO()
-        np.savez(
-            buf,
-            left=self.left,
-            right=self.right,
-            feature=self.feature,
-            threshold=self.threshold,
-            leaf_p=self.leaf_p,
-            roots=self.roots,
-            depth=np.array(self.depth),
-            n_features=np.array(self.n_features),
-        )
-        return buf.getvalue()
-
-    @classmethod
-    def from_bytes(cls, raw: bytes) -> Forest:
-        try:
-            with np.load(io.BytesIO(raw), allow_pickle=False) as z:
-                a = {k: z[k] for k in (*_KEYS, "n_features")}
-        except (ValueError, KeyError, OSError) as exc:
-            raise InvalidInput(f"not a forest bundle: {exc}") from exc
-        return cls(
-            left=a["left"].astype(np.int32),
-            right=a["right"].astype(np.int32),
-            feature=a["feature"].astype(np.int32),
-            threshold=a["threshold"].astype(np.float64),
-            leaf_p=a["leaf_p"].astype(np.float64),
-            roots=a["roots"].astype(np.int32),
-            depth=int(a["depth"]),
-            n_features=int(a["n_features"]),
-        )
-
-    def save(self, path: Path) -> str:
-        """Write the bundle; returns its sha256 for the manifest."""
-        raw = self.to_bytes()
-        path.write_bytes(raw)
-        return hashlib.sha256(raw).hexdigest()
-
-    @classmethod
-    def load(cls, path: Path, *, sha256: str) -> Forest:
-        """Read a bundle only if its bytes match the sha256 the manifest recorded."""
-        raw = path.read_bytes()
-        got = hashlib.sha256(raw).hexdigest()
-        if got != sha256:
-            raise InvalidInput(f"{path.name}: sha256 {got} does not match the manifest")
-        return cls.from_bytes(raw)
 
 
 def export_forest(model: Any) -> Forest:
