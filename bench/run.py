@@ -13,6 +13,7 @@ Results go to bench/results/latest.json and are appended to bench/results/histor
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import multiprocessing as mp
 import os
@@ -189,6 +190,33 @@ def start_profile(pid: int, duration: float, out: Path) -> subprocess.Popen[byte
     )
 
 
+def pids_cpu(pids: list[int]) -> float:
+    """User+system CPU seconds of these processes (no descendants), from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+def db_backends(url: str) -> list[int]:
+    """PostgreSQL backends serving the bench database (the gateway's connections): their CPU
+    is the database's share of the ingest. The cluster's WAL writer and checkpointer serve
+    every database on it (other sessions' too) and are left out."""
+    with psycopg.connect(url) as conn:
+        return [
+            int(r[0])
+            for r in conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+                " AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
+            ).fetchall()
+        ]
+
+
 def phase_ingest(
     settings: Settings,
     workers: int,
@@ -196,51 +224,80 @@ def phase_ingest(
     duration: float,
     log: Path,
     profile: Path | None = None,
+    rate: float = 0,
 ) -> dict[str, Any]:
+    """``rate`` 0: publishers send as fast as the broker acknowledges (the broker then
+    queues what the gateway has not taken yet). ``rate`` > 0: that many msgs/s offered,
+    paced; the committed rate shows whether the chain keeps up with it."""
     devices = provision(settings, 16 * publishers)
-    gw = Proc(["gateway", "--workers", str(workers)], settings, log).start()
+    port = free_port()
+    s = settings.model_copy(update={"metrics_port": port})
+    gw = Proc(["gateway", "--workers", str(workers)], s, log).start()
     try:
         probe = devices[0]
-        wait_ready(settings, probe)
-        before = count_rows(settings.database_url)
+        wait_ready(s, probe)
+        wait_for(lambda: _metrics_up(port), timeout=60, interval=0.2, what="gateway metrics")
+        before = count_rows(s.database_url)
         assert gw.proc is not None
+        backends = db_backends(s.database_url)
+        broker_pid = int((s.broker_dir / "mosquitto.pid").read_text().split()[0])
         cpu0 = tree_cpu(gw.proc.pid)
-        pool, res = start_blasters(settings, devices, publishers, 0, duration, "ing")
+        db0, broker0 = pids_cpu(backends), sum(tree_cpu(broker_pid))
+        stored0 = gateway_stored(port)
+        pool, res = start_blasters(s, devices, publishers, rate, duration, "ing")
         spy = start_profile(gw.proc.pid, duration - 4, profile) if profile else None
+        # The gateway's own committed counter, once a second: a count(*) over a table growing
+        # by a million rows would load the database it measures.
         samples: list[tuple[float, int]] = []
         t0 = time.monotonic()
         while not res.ready():
-            samples.append((time.monotonic() - t0, count_rows(settings.database_url)))
+            samples.append((time.monotonic() - t0, gateway_stored(port) - stored0))
             time.sleep(1.0)
         blasts: list[BlastResult] = res.get()
         pool.close()
+        sent_s = time.monotonic() - t0
         if spy is not None:
             spy.wait(60)
         sent = sum(b.sent for b in blasts)
         acked = sum(b.acked for b in blasts)
         wait_for(
-            lambda: count_rows(settings.database_url) - before >= acked,
-            timeout=120,
+            lambda: count_rows(s.database_url) - before >= acked,
+            timeout=300,
             interval=0.5,
             what="ingest drained",
         )
-        stored = count_rows(settings.database_url) - before
+        drained_s = time.monotonic() - t0
+        stored = count_rows(s.database_url) - before
         cpu1 = tree_cpu(gw.proc.pid)
+        db1, broker1 = pids_cpu(backends), sum(tree_cpu(broker_pid))
         user, system = cpu1[0] - cpu0[0], cpu1[1] - cpu0[1]
         # Steady window: skip the first 3 s (connects, warm-up) and the tail.
-        window = [s for s in samples if 3 <= s[0] <= duration - 1]
-        rate = (window[-1][1] - window[0][1]) / (window[-1][0] - window[0][0])
+        window = [x for x in samples if 3 <= x[0] <= duration - 1]
+        committed = (window[-1][1] - window[0][1]) / (window[-1][0] - window[0][0])
+        per_msg = 1e6 / max(stored, 1)
+        pub_cpu = sum(b.cpu_s for b in blasts)
         return {
-            "ingest_msgs_per_s": round(rate),
+            "ingest_msgs_per_s": round(committed),
+            "ingest_offered_msgs_per_s": rate or None,
             "ingest_workers": workers,
             "ingest_publishers": publishers,
             "ingest_sent": sent,
             "ingest_acked": acked,
             "ingest_stored": stored,
             "publish_rate_msgs_per_s": round(sent / duration),
-            "gateway_cpu_us_per_msg": round((user + system) / stored * 1e6, 1),
-            "gateway_user_us_per_msg": round(user / stored * 1e6, 1),
-            "gateway_sys_us_per_msg": round(system / stored * 1e6, 1),
+            # Behind at the end of the steady window: a chain that keeps up stays near 0.
+            "ingest_backlog_at_end": round(sent / duration * window[-1][0]) - window[-1][1]
+            if rate
+            else None,
+            "ingest_average_msgs_per_s": round(stored / drained_s),
+            "ingest_drain_s": round(drained_s - sent_s, 1),
+            "gateway_cpu_us_per_msg": round((user + system) * per_msg, 1),
+            "gateway_user_us_per_msg": round(user * per_msg, 1),
+            "gateway_sys_us_per_msg": round(system * per_msg, 1),
+            "broker_cpu_us_per_msg": round((broker1 - broker0) * per_msg, 1),
+            "db_backends_cpu_us_per_msg": round((db1 - db0) * per_msg, 1),
+            "publisher_cpu_us_per_msg": round(pub_cpu * per_msg, 1),
+            "ingest_committed_per_s_series": [b[1] - a[1] for a, b in itertools.pairwise(samples)],
         }
     finally:
         gw.stop()
@@ -497,29 +554,56 @@ def probe_sos(dev: SimDevice, n: int, gap: float, on_sent=None) -> list[float]:
     return out
 
 
+def gateway_histogram(metrics_port: int, name: str) -> dict[str, float]:
+    """Cumulative bucket counts (``le`` -> count) of one of the gateway's histograms."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith(name + "_bucket{"):
+            le = line.split('le="', 1)[1].split('"', 1)[0]
+            out[le] = out.get(le, 0.0) + float(line.rsplit(" ", 1)[1])
+    return out
+
+
 def phase_latency(
     settings: Settings, workers: int, background: float, samples: int, log: Path
 ) -> dict[str, Any]:
     devices = provision(settings, 33)
-    gw = Proc(["gateway", "--workers", str(workers)], settings, log).start()
+    port = free_port()
+    s = settings.model_copy(update={"metrics_port": port})
+    gw = Proc(["gateway", "--workers", str(workers)], s, log).start()
     try:
-        wait_ready(settings, devices[0])
-        pool, res = start_blasters(settings, devices[1:], 2, background, 10 + samples * 0.03, "bg")
+        wait_ready(s, devices[0])
+        wait_for(lambda: _metrics_up(port), timeout=60, interval=0.2, what="gateway metrics")
+        pool, res = start_blasters(s, devices[1:], 2, background, 10 + samples * 0.03, "bg")
         time.sleep(3)
-        dev = SimDevice(devices[0][0], devices[0][1], settings.mqtt_host, settings.mqtt_port)
+        dev = SimDevice(devices[0][0], devices[0][1], s.mqtt_host, s.mqtt_port)
         dev.connect()
+        h0 = gateway_histogram(port, "eldercare_gateway_alarm_commit_seconds")
         lat = probe_sos(dev, samples, 0.02)
+        h1 = gateway_histogram(port, "eldercare_gateway_alarm_commit_seconds")
         dev.close()
         blasts = res.get()
         pool.close()
         bg = sum(b.sent for b in blasts) / max(b.seconds for b in blasts)
+        n = h1.get("+Inf", 0) - h0.get("+Inf", 0)
+        # Inside the gateway: receive -> committed, per bucket of the gateway's histogram.
+        within = {
+            le: round((h1[le] - h0.get(le, 0)) / n, 3) for le in ("0.005", "0.01", "0.02") if n
+        }
         return {
             "sos_ack_p50_ms": pct(lat, 50),
+            "sos_ack_p90_ms": pct(lat, 90),
             "sos_ack_p99_ms": pct(lat, 99),
             "sos_ack_max_ms": pct(lat, 100),
             "sos_samples": len(lat),
             "background_msgs_per_s": round(bg),
             "latency_workers": workers,
+            "sos_gateway_commit_within_5_10_20_ms": list(within.values()),
+            "sos_ack_over_20_ms": sum(x > 20 for x in lat),
         }
     finally:
         gw.stop()
@@ -616,6 +700,7 @@ def main() -> int:
     ap.add_argument("--duration", type=float, default=20)
     ap.add_argument("--background", type=float, default=5000)
     ap.add_argument("--samples", type=int, default=400)
+    ap.add_argument("--rate", type=float, default=0, help="ingest: offered msgs/s (0: unpaced)")
     ap.add_argument("--profile", type=Path, help="py-spy collapsed stacks of the ingest gateway")
     ap.add_argument("--devices", type=int, default=10_000, help="connections/soak fleet size")
     ap.add_argument("--hold", type=float, default=60, help="connections: seconds held idle")
@@ -657,7 +742,13 @@ def run_phases(args: argparse.Namespace, url: str, result: dict[str, Any]) -> No
             log.unlink(missing_ok=True)
             if phase == "ingest":
                 r = phase_ingest(
-                    settings, args.workers, args.publishers, args.duration, log, args.profile
+                    settings,
+                    args.workers,
+                    args.publishers,
+                    args.duration,
+                    log,
+                    args.profile,
+                    args.rate,
                 )
             elif phase == "latency":
                 r = phase_latency(settings, args.workers, args.background, args.samples, log)

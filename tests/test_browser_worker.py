@@ -110,6 +110,7 @@ def site(settings: Settings) -> Iterator[dict[str, Any]]:
         )
         worker = providers.create_worker(conn, prov["id"], WorkerCreate(name="页面测试服务员"))
         username = f"wk-{tag}"
+        auth.create_user(conn, desk.username, PASSWORD, "operator")
         auth.create_user(
             conn,
             username,
@@ -148,6 +149,7 @@ def site(settings: Settings) -> Iterator[dict[str, Any]]:
                 "base": base,
                 "api": client,
                 "user": username,
+                "operator": desk.username,
                 "worker": worker["id"],
                 "orders": orders,
             }
@@ -182,6 +184,15 @@ def test_a_worker_makes_visits_from_the_phone(browser: Any, site: dict[str, Any]
     page.set_default_timeout(10_000)
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
+    # Whatever a Content-Security-Policy blocks (inline script or style) fails the test too.
+    page.on(
+        "console",
+        lambda m: (
+            errors.append(m.text)
+            if m.type == "error" and "Content Security Policy" in m.text
+            else None
+        ),
+    )
     page.goto(site["base"] + "/worker")
     page.wait_for_selector("body[data-ready=true]")
     page.fill("#username", site["user"])
@@ -201,8 +212,30 @@ def test_a_worker_makes_visits_from_the_phone(browser: Any, site: dict[str, Any]
     page.click(f"{card(a)} [data-act=accept]")
     page.wait_for_selector(card(a, "accepted"))
     assert order(site, a)["worker_id"] == site["worker"]
+    sent: dict[str, Any] = {}
+
+    def keep(route: Any) -> None:  # the check-in as it went to the server, and its answer
+        answer = route.fetch()
+        sent.update(
+            key=route.request.headers.get("idempotency-key"),
+            body=route.request.post_data_json,
+            answer=answer.json(),
+        )
+        route.fulfill(response=answer)
+
+    page.route("**/check-in", keep)
     page.click(f"{card(a)} [data-act=check-in]")
     page.wait_for_selector(f"#group-now {card(a, 'checked_in')}")
+    page.unroute("**/check-in")
+    # A repeat of that request (the page's retry after a lost answer) gets the same answer
+    # and makes no second check-in.
+    assert sent["key"] and sent["body"]["client_time"]
+    again = site["api"].post(
+        f"/api/work-orders/{a}/check-in",
+        json=sent["body"],
+        headers={"Idempotency-Key": sent["key"]},
+    )
+    assert again.status_code == 200 and again.json() == sent["answer"]
     form = page.locator(f'form[data-record="{a}"]')
     form.locator("input[value=bathing]").check()
     form.locator("input[value=company]").check()
@@ -217,6 +250,7 @@ def test_a_worker_makes_visits_from_the_phone(browser: Any, site: dict[str, Any]
     assert done["record"] == {"tasks": ["bathing", "company"], "notes": "精神好，已提醒多喝水"}
     assert [x["rule_code"] for x in done["anomalies"]] == []
     assert done["evv_complete"] is True
+    assert [e["action"] for e in done["timeline"]].count("check_in") == 1
 
     # Visit B from a kilometre away: the GPS rule flags it, and the page says so.
     ctx.set_geolocation({"latitude": FAR[0], "longitude": FAR[1], "accuracy": 12})
@@ -257,6 +291,14 @@ def test_a_worker_makes_visits_from_the_phone(browser: Any, site: dict[str, Any]
     page.select_option("#app select.lang", "en")
     assert page.locator("[data-group=done] h2").inner_text() == "Done today"
     missing = page.evaluate("[...EC.missing]")
+
+    # Anyone else is sent to the console: this page offers them nothing to act on.
+    page.click("#logout")
+    page.fill("#username", site["operator"])
+    page.fill("#password", PASSWORD)
+    page.click("#login-submit")
+    page.wait_for_selector("#not-worker:visible")
+    assert page.locator(".worker-main").is_hidden()
     ctx.close()
     assert errors == []
     assert missing == []

@@ -201,15 +201,24 @@ def revisits_report(
     by_provider: dict[Any, list[Row]] = {}
     for r in rows:
         by_provider.setdefault(r["provider_id"], []).append(r)
+    per_provider = [
+        {"provider_id": k, **_rates(v)}
+        for k, v in sorted(by_provider.items(), key=lambda kv: kv[0] or 0)
+    ]
     return {
         "from": since,
         "to": until,
         "district": district,
         "provider": provider,
         **_rates(rows),
-        "by_provider": [
-            {"provider_id": k, **_rates(v)}
-            for k, v in sorted(by_provider.items(), key=lambda kv: kv[0] or 0)
+        "by_provider": per_provider,
+        # The CSV export: one line per provider, the distribution flattened to n1..n4.
+        "rows": [
+            {
+                **{k: v for k, v in p.items() if k != "distribution"},
+                **{f"n{k}": n for k, n in p["distribution"].items()},
+            }
+            for p in per_provider
         ],
     }
 

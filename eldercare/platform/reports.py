@@ -202,13 +202,32 @@ def anomalies(
     }
 
 
-def to_csv(report: Row) -> str:
-    """The report's ``rows`` as CSV (UTF-8; nested values as their JSON-ish text)."""
+# The CSV columns of each report, so an empty month still exports its header line.
+CSV_COLUMNS: dict[str, tuple[str, ...]] = {
+    "subsidy-spend": ("district_code", "programme_code", "amount_fen", "central_fen", "local_fen"),
+    "coverage": ("resident_id", "served"),
+    "tekun": ("resident_id", "support_mode", "level", "agreement"),
+    "anomalies": ("rule_code", "severity", "status", "n"),
+    "revisits": (
+        "provider_id",
+        "revisits",
+        "reached",
+        "reach_rate",
+        "confirmed_rate",
+        "satisfaction_rate",
+        "n1",
+        "n2",
+        "n3",
+        "n4",
+    ),
+}
+
+
+def to_csv(report: Row, kind: str) -> str:
+    """The report's ``rows`` as CSV (UTF-8), under the header of its ``kind``."""
     rows = report.get("rows") or []
     buf = io.StringIO()
-    if not rows:
-        return ""
-    fields = list(rows[0].keys())
+    fields = list(CSV_COLUMNS[kind])
     writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
     for r in rows:

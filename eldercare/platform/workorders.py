@@ -417,7 +417,8 @@ def act(
         info = {"distance_m": point["distance_m"]}
         if action == "check_out":
             assert isinstance(body, CheckOut)
-            sets["record"] = Jsonb(body.record)
+            # Only what was said: an empty photo list is not stored as if photos were asked for.
+            sets["record"] = Jsonb(body.record.model_dump(exclude_defaults=True))
             sets["price_fen"] = _price(order)
     elif action == "verify":
         assert isinstance(body, VerifyRequest)

@@ -216,6 +216,55 @@ def home_beds(
     )
 
 
+@router.get("/home-beds/{home_bed_id}", tags=["registry"])
+def home_bed(home_bed_id: int, user: User, conn: Conn) -> dict[str, Any]:
+    """One home care bed (家庭养老床位) with what makes it one: the facility that runs it and
+    the providers acting for that facility, the residents on it and their home-bed
+    agreements (the service contract and its package), and the devices installed there.
+    No address: that stays behind the audited reveal."""
+    fac = facility_scope(user, None)
+    bed = db.rows(conn, _HOME_BED_SQL + " WHERE id = %s", (home_bed_id,))
+    if not bed or (fac is not None and bed[0]["facility_id"] != fac):
+        raise NotFoundError(f"home bed {home_bed_id} not found")
+    facility = db.one(
+        conn, "SELECT id, code, name, kind FROM facilities WHERE id = %s", (bed[0]["facility_id"],)
+    )
+    providers = db.rows(
+        conn,
+        "SELECT id, name, kind, status FROM providers WHERE facility_id = %s ORDER BY id",
+        (facility["id"],),
+    )
+    residents = [
+        r["id"]
+        for r in db.rows(
+            conn, "SELECT id FROM residents WHERE home_bed_id = %s ORDER BY id", (home_bed_id,)
+        )
+    ]
+    agreements = db.rows(
+        conn,
+        "SELECT g.id, g.resident_id, g.provider_id, g.kind, g.package, lower(g.valid) AS"
+        " valid_from, upper(g.valid) AS valid_to, g.signed_on, g.doc_ref FROM care_agreements g"
+        " WHERE g.kind = 'home_bed' AND g.resident_id = ANY(%s) ORDER BY g.id",
+        (residents,),
+    )
+    devices = db.rows(
+        conn,
+        "SELECT d.id, d.kind, d.resident_id, d.status, COALESCE(s.online, false) AS online,"
+        " s.battery, s.last_seen_at FROM devices d"
+        " LEFT JOIN device_status s ON s.device_id = d.id"
+        " WHERE d.home_bed_id = %s ORDER BY d.id",
+        (home_bed_id,),
+    )
+    return {
+        **bed[0],
+        "facility": facility,
+        "providers": providers,
+        "residents": residents,
+        "agreements": agreements,
+        "devices": devices,
+    }
+
+
 @router.post(
     "/home-beds",
     response_model=HomeBedPublic,

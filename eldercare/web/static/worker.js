@@ -9,6 +9,7 @@
   const { t, tr, h, raw, api } = EC;
   const $ = (id) => document.getElementById(id);
   const REFRESH_MS = 60000;
+  const PENDING_MS = 10 * 60000; // how long an unanswered check-in/out tap is repeated as is
   const GROUPS = ["now", "today", "offers", "upcoming", "done"];
   // The tasks a worker ticks in the service record; codes go to the API, words stay here.
   const TASKS = [
@@ -47,7 +48,10 @@
     drafts: new Map(), // order id -> {tasks: Set, notes}: the record being written
     busy: new Set(),
     timer: null,
+    stale: false, // new data arrived while the worker was typing
   };
+
+  const isWorker = () => !!(EC.session && EC.session.role === "provider_worker" && EC.session.worker_id);
 
   const keyOf = (table, code) => (table.find((x) => x[0] === code) || [])[1];
 
@@ -95,11 +99,24 @@
     state.details = new Map(details.filter(Boolean).map((d) => [d.id, d]));
   }
 
+  /* A worker typing the service record keeps the form as it is: the new data is drawn when
+   * they leave the field (a redraw would take the cursor away mid-word). */
+  function typing() {
+    const el = document.activeElement;
+    return !!(el && el.closest && el.closest("form.record"));
+  }
+  function draw() {
+    if (typing()) { state.stale = true; return; }
+    state.stale = false;
+    render();
+    $("updated").textContent = EC.fmtTime(new Date(EC.now()).toISOString());
+  }
+
   async function refresh() {
+    if (!isWorker()) return;
     try {
       await loadOrders();
-      render();
-      $("updated").textContent = EC.fmtTime(new Date(EC.now()).toISOString());
+      draw();
     } catch (e) {
       EC.showError(e);
     }
@@ -327,8 +344,11 @@
     const slot = `eldercare.worker.${o.id}.${action}`;
     let pending = null;
     try { pending = JSON.parse(sessionStorage.getItem(slot) || "null"); } catch (e) { pending = null; }
+    // A tap left unanswered long ago is not repeated: its position is stale. A new one is
+    // safe too, since the order cannot be checked in twice (409, and the list shows why).
+    if (pending && !(Date.now() - pending.at < PENDING_MS)) pending = null;
     if (!pending) {
-      pending = { key: newKey(), body: await makeBody() };
+      pending = { key: newKey(), body: await makeBody(), at: Date.now() };
       sessionStorage.setItem(slot, JSON.stringify(pending));
     }
     try {
@@ -337,7 +357,9 @@
       sessionStorage.removeItem(slot);
       return out;
     } catch (e) {
-      if (e.status !== 0) sessionStorage.removeItem(slot); // answered: a new tap is a new request
+      // No answer, or a gateway's instead of the server's: the server may have done it.
+      // Anything else was the server's answer, so the next tap is a new request.
+      if (![0, 502, 503, 504].includes(e.status)) sessionStorage.removeItem(slot);
       throw e;
     }
   }
@@ -413,24 +435,31 @@
   }
 
   /* ------------------------------------------------------------ session */
+  function showWho() {
+    $("whoworker").textContent = isWorker()
+      ? t("worker.worker_no", { id: EC.session.worker_id }) : tr("role", EC.session.role);
+  }
+
   async function enter() {
     $("login").hidden = true;
     $("app").hidden = false;
     $("whoami").textContent = EC.session.username;
-    const isWorker = EC.session.role === "provider_worker" && EC.session.worker_id;
-    $("whoworker").textContent = isWorker
-      ? t("worker.worker_no", { id: EC.session.worker_id }) : tr("role", EC.session.role);
-    $("not-worker").hidden = !!isWorker;
+    showWho();
+    // Other roles see every order in the system through the same API; this page is not
+    // theirs (the console is), so it shows them nothing to act on.
+    $("not-worker").hidden = isWorker();
+    document.querySelector(".worker-main").hidden = !isWorker();
     EC.applyI18n();
-    try {
-      await loadItems();
-      await loadOrders();
-      render();
-      $("updated").textContent = EC.fmtTime(new Date(EC.now()).toISOString());
-    } catch (e) {
-      EC.showError(e);
+    if (isWorker()) {
+      try {
+        await loadItems();
+        await loadOrders();
+        draw();
+      } catch (e) {
+        EC.showError(e);
+      }
+      schedule();
     }
-    schedule();
     document.body.dataset.loaded = "true";
   }
 
@@ -453,15 +482,18 @@
     EC.onLang(() => {
       EC.applyI18n();
       if (EC.session) {
-        $("whoworker").textContent = EC.session.worker_id
-          ? t("worker.worker_no", { id: EC.session.worker_id }) : tr("role", EC.session.role);
-        render();
+        showWho();
+        if (isWorker()) render();
       }
     });
     EC.onLogout(leave);
     EC.wireLogin($("login-form"), enter);
     $("logout").addEventListener("click", () => EC.logout());
     $("refresh").addEventListener("click", () => refresh());
+    document.addEventListener("focusout", () => {
+      // After the blur settles, so moving between two fields of the form is not leaving it.
+      setTimeout(() => { if (state.stale) draw(); }, 0);
+    });
     // Back to the page after the phone slept: show what changed meanwhile.
     document.addEventListener("visibilitychange", () => {
       if (document.visibilityState === "visible" && EC.session) refresh();
