@@ -11,7 +11,7 @@ import secrets
 from collections.abc import Iterator
 from datetime import timedelta
 from importlib import resources
-from typing import Any
+from typing import Any, get_args
 
 import psycopg
 import pytest
@@ -20,6 +20,8 @@ from fastapi.testclient import TestClient
 from eldercare.alerts import rules
 from eldercare.app import create_app
 from eldercare.config import Settings
+from eldercare.platform import lifecycle
+from eldercare.platform.schemas import HotlineCallCreate, RevisitCreate, WorkOrderCreate
 from eldercare.protocol import EVENT_TYPES
 from eldercare.registry import auth
 from tests.alarm_support import FrozenClock, RecordingPublisher, World
@@ -51,7 +53,7 @@ def test_both_languages_have_the_same_keys_and_no_empty_text() -> None:
 def test_every_key_the_pages_use_is_translated() -> None:
     zh = _dict("zh-CN")
     used: set[str] = set()
-    for name in ("console.html", "staff.html", "console.js", "staff.js", "common.js"):
+    for name in ("console.html", "staff.html", "console.js", "orders.js", "staff.js", "common.js"):
         text = STATIC.joinpath(name).read_text("utf-8")
         used |= set(re.findall(r"\bt\(\s*\"([a-z_.0-9]+)\"", text))
         used |= set(re.findall(r"data-i18n(?:-[a-z-]+)?=\"([a-z_.0-9]+)\"", text))
@@ -94,6 +96,14 @@ def test_every_value_the_api_sends_is_translated() -> None:
             "correlated",
         },
     }
+    # The work-order tab and the call form (eldercare.platform): statuses, timeline actions,
+    # sources, call types, revisit channels and the satisfaction scale.
+    enums["wostatus"] = set(lifecycle.STATUSES)
+    enums["woaction"] = {*lifecycle.MOVES, "created", "revisit"}
+    enums["source"] = {*get_args(WorkOrderCreate.model_fields["source"].annotation), "alarm"}
+    enums["reqtype"] = set(get_args(HotlineCallCreate.model_fields["request_type"].annotation))
+    enums["channel"] = set(get_args(RevisitCreate.model_fields["channel"].annotation))
+    enums["sat"] = {"1", "2", "3", "4"}
     missing = [f"{p}.{v}" for p, values in enums.items() for v in values if f"{p}.{v}" not in zh]
     assert missing == []
 
