@@ -6,14 +6,15 @@ build their own. Outside development, default secrets are refused.
 
 from __future__ import annotations
 
+import ipaddress
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, ValidationError, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from eldercare.errors import ConfigError
 
@@ -63,6 +64,11 @@ class Settings(BaseSettings):
     token_minutes: int = Field(60, ge=1, le=24 * 60)
 
     gateway_workers: int = Field(1, ge=1, le=64)
+    # Scale-out (compose profile "scale-out"): gateways on several hosts join one shared
+    # subscription even with one worker each, and only the platform's own gateway takes
+    # device ``state`` (ordered, retained); replicas set gateway_state false (audit M11).
+    gateway_shared: bool = False
+    gateway_state: bool = True
     batch_max_rows: int = Field(5000, ge=1, le=100_000)
     batch_max_ms: int = Field(50, ge=1, le=10_000)
     metrics_port: int = Field(9108, ge=0, le=65535)
@@ -74,6 +80,17 @@ class Settings(BaseSettings):
     device_rate_per_s: float = Field(50.0, gt=0)
     device_burst: int = Field(2000, ge=1)
 
+    # Webhooks (audit H8/M8): https to public addresses only, except the hosts listed here
+    # (names, IPs or networks such as 10.0.0.0/8, comma-separated), which may also be
+    # plain http: an SMS gateway on the internal network, a test receiver on 127.0.0.1.
+    webhook_allow_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # One attempt's whole budget: connect, TLS, request, status line, headers and body.
+    webhook_timeout_s: float = Field(10.0, gt=0, le=120)
+    webhook_connect_timeout_s: float = Field(3.0, gt=0, le=120)
+    webhook_max_response_bytes: int = Field(64 * 1024, ge=0, le=16 * 1024 * 1024)
+    # Endpoints delivered to at once; each endpoint has at most one attempt in flight.
+    webhook_lanes: int = Field(8, ge=1, le=256)
+
     retention_days: int = Field(365, ge=1)
     dedup_days: int = Field(
         8, ge=8, description="message ids kept for dedup; > the 7-day ts window"
@@ -83,6 +100,25 @@ class Settings(BaseSettings):
     liveness_sweep_s: float = Field(1.0, gt=0)
     camera_offline_alarm_s: int = Field(300, ge=0)
     low_battery_pct: int = Field(20, ge=0, le=100)
+
+    # ML artefacts (eldercare.models): <models_dir>/<model>/manifest.json and one folder per
+    # version. Git-ignored by default; deployments point it at a persistent volume.
+    models_dir: Path = PROJECT_ROOT / "var" / "models"
+
+    @field_validator("webhook_allow_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [h.strip() for h in value.split(",") if h.strip()]
+        return value
+
+    @field_validator("webhook_allow_hosts")
+    @classmethod
+    def _valid_hosts(cls, value: list[str]) -> list[str]:
+        # The same parser the delivery worker uses, so a typo fails at startup, not later.
+        for entry in value:
+            parse_allow_entry(entry)
+        return value
 
     @model_validator(mode="after")
     def _refuse_default_secrets(self) -> Settings:
@@ -96,6 +132,13 @@ class Settings(BaseSettings):
             weak.append("ELDERCARE_MQTT_PASSWORD")
         if self.secret_key in _DEFAULT_SECRETS or len(self.secret_key) < 32:
             weak.append("ELDERCARE_SECRET_KEY (32+ characters)")
+        # Mosquitto's ACL file cannot refuse a SUBSCRIBE, so a device that knows the share
+        # group can join it and take a share of every device's uplinks (audit H2). With
+        # several workers the group name is therefore a secret; one worker subscribes plainly.
+        if self.gateway_subscription_shared(self.gateway_workers) and (
+            self.mqtt_share_group in _DEFAULT_SECRETS or len(self.mqtt_share_group) < 16
+        ):
+            weak.append("ELDERCARE_MQTT_SHARE_GROUP (16+ characters when workers > 1)")
         if weak:
             raise ValueError(
                 f"default or weak secrets refused in {self.environment}: " + ", ".join(weak)
@@ -110,6 +153,10 @@ class Settings(BaseSettings):
             raise ValueError(f"ELDERCARE_LOCAL_TZ: unknown time zone {self.local_tz!r}") from exc
         return self
 
+    def gateway_subscription_shared(self, workers: int) -> bool:
+        """Whether this process's gateway workers subscribe through ``$share/<group>/``."""
+        return self.gateway_shared or workers > 1
+
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.local_tz)
@@ -121,6 +168,19 @@ class Settings(BaseSettings):
     @property
     def device_mqtt_port(self) -> int:
         return self.mqtt_public_port or self.mqtt_port
+
+
+def parse_allow_entry(entry: str) -> str | ipaddress.IPv4Network | ipaddress.IPv6Network:
+    """A webhook allow-list entry: an IP address or network (``10.0.0.0/8``), or a host
+    name (lower case)."""
+    text = entry.strip().lower()
+    try:
+        return ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        pass
+    if not text or not all(c.isalnum() or c in "-._" for c in text):
+        raise ValueError(f"webhook allow-list entry {entry!r} is neither a host name nor an IP")
+    return text
 
 
 def load_settings(**overrides: object) -> Settings:

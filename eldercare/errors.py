@@ -15,6 +15,10 @@ that talks to them, with ``raise ... from exc`` so the cause stays visible::
     ├── InvalidInput         well-formed input the rules refuse (HTTP 422)
     ├── AuthError            bad credentials (HTTP 401)
     │   └── PermissionDenied a role that may not do this (HTTP 403)
+    ├── ModelError           an ML model cannot be trained, evaluated or loaded
+    │   ├── UnknownModel     no model (or model version) by that name
+    │   ├── NotEnoughData    too few labelled rows to train or evaluate honestly
+    │   └── ArtefactRefused  an artefact whose sha256 or stored types are not trusted
     └── DemoError            something the person running the demo must fix
 
 psycopg's errors are mapped to these in one table, ``eldercare.storage.db.PG_ERRORS``.
@@ -76,6 +80,23 @@ class InvalidInput(EldercareError):
 
 class PermissionDenied(AuthError):
     """Authenticated, but the role may not do this (HTTP 403)."""
+
+
+class ModelError(EldercareError):
+    """An ML model (eldercare.models) cannot be trained, evaluated, promoted or loaded."""
+
+
+class UnknownModel(ModelError):
+    """No model, or no version of a model, by that name."""
+
+
+class NotEnoughData(ModelError):
+    """Too few labelled rows (or one class only) to train or evaluate honestly."""
+
+
+class ArtefactRefused(ModelError):
+    """A model artefact that must not be loaded: its sha256 differs from the manifest's,
+    or it holds types outside the model's allow-list (loading could run their code)."""
 
 
 class DemoError(EldercareError):

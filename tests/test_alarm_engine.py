@@ -13,7 +13,7 @@ from typing import ClassVar
 import psycopg
 import pytest
 
-from eldercare.alerts import dispatch, health, notify, rules
+from eldercare.alerts import dispatch, health, notify, outbound, rules
 from eldercare.alerts import lifecycle as alarms
 from eldercare.alerts.engine import Engine
 from eldercare.config import Settings
@@ -431,7 +431,7 @@ class _Hook(BaseHTTPRequestHandler):
 
 
 def test_webhook_signed_retried_with_backoff_every_attempt_recorded(
-    world: World, db: psycopg.Connection
+    world: World, settings: Settings, db: psycopg.Connection
 ) -> None:
     server = HTTPServer(("127.0.0.1", 0), _Hook)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -443,18 +443,19 @@ def test_webhook_signed_retried_with_backoff_every_attempt_recorded(
             (f"http://127.0.0.1:{server.server_port}/hook", world.facility_id),
         )
         aid = world.send(world.sos, "sos").alarm_id
-        assert notify.deliver_due(db, world.clock(), "webhook")["retry"] == 1
-        assert notify.deliver_due(db, world.clock(), "webhook")["delivered"] == 0  # not due
+        poster = outbound.WebhookPoster(outbound.OutboundPolicy.of(["127.0.0.1"]))
+        worker = notify.WebhookWorker(
+            lambda: psycopg.connect(settings.database_url, autocommit=True), world.clock, poster
+        )
+        assert worker.run_once(db)["retry"] == 1
+        assert worker.run_once(db)["delivered"] == 0  # not due
         world.clock.advance(2)
-        assert notify.deliver_due(db, world.clock(), "webhook")["retry"] == 1
+        assert worker.run_once(db)["retry"] == 1
         world.clock.advance(3)
-        assert notify.deliver_due(db, world.clock(), "webhook") == {
-            "delivered": 0,
-            "retry": 0,
-            "failed": 0,
-        }
+        assert worker.run_once(db) == {"delivered": 0, "retry": 0, "failed": 0}
         world.clock.advance(1)  # 2nd backoff is 4 s
-        assert notify.deliver_due(db, world.clock(), "webhook")["delivered"] == 1
+        assert worker.run_once(db)["delivered"] == 1
+        worker.close()
         (n,) = notify.history(db, str(aid))
         assert n["status"] == "delivered" and n["attempts"] == 3
         assert [x["ok"] for x in n["attempt_log"]] == [False, False, True]

@@ -63,6 +63,7 @@ SAMPLE_ENV = {
     "ELDERCARE_GRAFANA_DB_PASSWORD": "g" * 24,
     "ELDERCARE_GRAFANA_ADMIN_PASSWORD": "a" * 24,
     "ELDERCARE_MQTT_PUBLIC_HOST": "mqtt.example.org",
+    "ELDERCARE_MQTT_SHARE_GROUP": "q" * 24,
 }
 
 
@@ -487,6 +488,24 @@ def test_platform_and_gateway_commands(compose: dict[str, Any]) -> None:
     assert "ELDERCARE_MQTT_CLIENT_PREFIX" in " ".join(gateway["command"])
     assert int(interpolate(gateway["deploy"]["replicas"], {})) >= 1
     assert "scale-out" in gateway.get("profiles", [])
+    # Replicas really share the load (audit M11): a shared subscription even with one
+    # worker each, device state left to the platform, and a secret group (audit H2).
+    replica = load_settings(
+        _env_file=None,
+        **{
+            k[10:].lower(): v
+            for k, v in interpolate(env_of(gateway), SAMPLE_ENV).items()
+            if k.startswith("ELDERCARE_")
+        },
+    )
+    assert replica.gateway_subscription_shared(replica.gateway_workers)
+    assert replica.gateway_state is False
+    no_group = {k: v for k, v in SAMPLE_ENV.items() if k != "ELDERCARE_MQTT_SHARE_GROUP"}
+    with pytest.raises(MissingVariable, match="ELDERCARE_MQTT_SHARE_GROUP"):
+        interpolate(env_of(gateway), no_group)
+    # The platform alone subscribes plainly unless the operator opts in.
+    platform = interpolate(env_of(services["platform"]), SAMPLE_ENV)
+    assert platform["ELDERCARE_GATEWAY_SHARED"] == "false"
 
 
 def test_grafana_provisioning(compose: dict[str, Any]) -> None:

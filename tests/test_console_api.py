@@ -28,6 +28,27 @@ from tests.alarm_support import FrozenClock, RecordingPublisher, World
 
 PASSWORD = "correct-horse-battery"
 STATIC = resources.files("eldercare.web").joinpath("static")
+# Every rule code of the visit checks (design §2.8), as the anomalies table stores them.
+WORKER_RULES = (
+    "dup_claim",
+    "resident_inactive",
+    "no_presence_evidence",
+    "alarm_unanswered_during_visit",
+    "alarm_open_at_check_in",
+    "gps_far",
+    "worker_overlap",
+    "impossible_travel",
+    "duration_out_of_range",
+    "clock_skew",
+    "unverifiable",
+    "not_contracted",
+    "unqualified",
+    "assessment_lapsed",
+    "revisit_denied",
+    "photo_reuse",
+    "long_absence_claims",
+    "off_schedule",
+)
 
 
 def _dict(lang: str) -> dict[str, str]:
@@ -53,7 +74,16 @@ def test_both_languages_have_the_same_keys_and_no_empty_text() -> None:
 def test_every_key_the_pages_use_is_translated() -> None:
     zh = _dict("zh-CN")
     used: set[str] = set()
-    for name in ("console.html", "staff.html", "console.js", "orders.js", "staff.js", "common.js"):
+    for name in (
+        "console.html",
+        "staff.html",
+        "console.js",
+        "orders.js",
+        "staff.js",
+        "common.js",
+        "worker.html",
+        "worker.js",
+    ):
         text = STATIC.joinpath(name).read_text("utf-8")
         used |= set(re.findall(r"\bt\(\s*\"([a-z_.0-9]+)\"", text))
         used |= set(re.findall(r"data-i18n(?:-[a-z-]+)?=\"([a-z_.0-9]+)\"", text))
@@ -104,6 +134,11 @@ def test_every_value_the_api_sends_is_translated() -> None:
     enums["reqtype"] = set(get_args(HotlineCallCreate.model_fields["request_type"].annotation))
     enums["channel"] = set(get_args(RevisitCreate.model_fields["channel"].annotation))
     enums["sat"] = {"1", "2", "3", "4"}
+    # The worker page's: work-order statuses, the visit checks' rules (design §2.8 R01-R16)
+    # and the decisions on their findings.
+    enums["wstatus"] = set(lifecycle.STATUSES)
+    enums["wrule"] = set(WORKER_RULES)
+    enums["wdecision"] = {"open", "confirmed", "dismissed"}
     missing = [f"{p}.{v}" for p, values in enums.items() for v in values if f"{p}.{v}" not in zh]
     assert missing == []
 
@@ -135,7 +170,7 @@ def headers(client: TestClient, settings: Settings, world: World) -> dict[str, d
 
 
 def test_pages_and_assets_are_served_from_the_package(client: TestClient) -> None:
-    for path in ("/console", "/staff"):
+    for path in ("/console", "/staff", "/worker"):
         r = client.get(path)
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
         # Nothing from outside: every script and stylesheet is ours.

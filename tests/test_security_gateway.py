@@ -490,3 +490,64 @@ def test_h3_camera_status_only_from_a_bridge_for_its_own_cameras(gateway, make_d
         ([button.device_id, nvr.device_id],),
     ).fetchall()
     assert rows == [(nvr.device_id, "cam-1")]
+
+
+# ---------------------------------------------------------------- H2: shared subscriptions
+
+
+def test_h2_a_device_joining_the_share_group_steals_no_uplinks(gateway, make_device, settings, db):
+    """Mosquitto's ACL file grants every SUBSCRIBE, so a device can *join*
+    ``$share/<group>/…``; what it must not do is take deliveries from the gateway."""
+    spy, victim = make_device(), make_device()
+    got: list[str] = []
+    c, rc = _connack(
+        settings.device_mqtt_host,
+        settings.device_mqtt_port,
+        spy.device_id,
+        spy.device_id,
+        spy.credentials.password,
+    )
+    try:
+        assert not rc.is_failure
+        c.on_message = lambda cl, u, m: got.append(m.topic)
+        subscribed: list[int] = []
+        c.on_subscribe = lambda cl, u, mid, granted, pr=None: subscribed.append(mid)
+        up = f"{p.TOPIC_ROOT}/+/up"
+        c.subscribe([(f"$share/{settings.mqtt_share_group}/{up}", 1), (up, 1)])
+        wait_for(lambda: subscribed, timeout=5, what="suback")
+        ids = [victim.send("vitals", heart_rate=70 + i) for i in range(40)]
+
+        def stored() -> int:
+            row = db.execute(
+                "SELECT count(*) FROM device_events WHERE device_id=%s AND msg_id = ANY(%s)",
+                (victim.device_id, ids),
+            ).fetchone()
+            return int(row[0])
+
+        # The lone gateway worker holds a plain subscription: every message reaches it.
+        wait_for(lambda: stored() == len(ids), timeout=15, what="all 40 stored")
+        assert got == []  # the ACL filters every delivery to the spy
+    finally:
+        c.loop_stop()
+        c.disconnect()
+
+
+def test_h2_several_workers_refuse_the_documented_share_group_outside_development():
+    """With workers > 1 the group name is what keeps devices out of the gateway's
+    share: the documented default is refused like a default password."""
+    from eldercare.config import load_settings
+    from eldercare.errors import ConfigError
+
+    secrets_ok = {
+        "environment": "production",
+        "database_url": "postgresql://app:" + "p" * 24 + "@db/eldercare",
+        "mqtt_password": "m" * 24,
+        "secret_key": "s" * 40,
+    }
+    assert load_settings(**secrets_ok, gateway_workers=1).mqtt_share_group == "eldercare"
+    with pytest.raises(ConfigError, match="ELDERCARE_MQTT_SHARE_GROUP"):
+        load_settings(**secrets_ok, gateway_workers=2)
+    with pytest.raises(ConfigError, match="ELDERCARE_MQTT_SHARE_GROUP"):
+        load_settings(**secrets_ok, gateway_workers=2, mqtt_share_group="short")
+    ok = load_settings(**secrets_ok, gateway_workers=2, mqtt_share_group=secrets.token_hex(12))
+    assert ok.gateway_workers == 2

@@ -12,10 +12,10 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from eldercare.cli import db, demo, devices, gateway, serve, simulate, users
+from eldercare.cli import db, demo, devices, gateway, models, serve, simulate, users
 from eldercare.errors import EldercareError
 
-COMMANDS = (db, devices, gateway, serve, simulate, users, demo)
+COMMANDS = (db, devices, gateway, serve, simulate, users, demo, models)
 
 
 def build_parser() -> argparse.ArgumentParser:

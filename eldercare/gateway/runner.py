@@ -44,7 +44,10 @@ def prepare_multiprocess_metrics() -> Path:
 
 
 def start_workers(settings: Settings, count: int) -> list[mp.process.BaseProcess]:
-    return [start_workers_one(settings, i, shared=count > 1) for i in range(count)]
+    return [
+        start_workers_one(settings, i, shared=settings.gateway_subscription_shared(count))
+        for i in range(count)
+    ]
 
 
 def stop_workers(procs: list[mp.process.BaseProcess], timeout: float = 15) -> None:
@@ -99,7 +102,11 @@ class Supervisor:
         for i, p in enumerate(self.procs):
             if not p.is_alive():
                 log.error("gateway worker %d exited with %s; restarting it", i, p.exitcode)
-                self.procs[i] = start_workers_one(self.settings, i, shared=len(self.procs) > 1)
+                self.procs[i] = start_workers_one(
+                    self.settings,
+                    i,
+                    shared=self.settings.gateway_subscription_shared(len(self.procs)),
+                )
                 self.restarts += 1
 
     def run(self, stop: threading.Event, every: float = 1.0) -> None:

@@ -134,7 +134,7 @@ class GatewayWorker:
         self._topics: dict[str, tuple[str, p.Channel] | None] = {}
         up = f"{p.TOPIC_ROOT}/+/up"
         subs = [(f"$share/{settings.mqtt_share_group}/{up}" if shared else up, 1)]
-        if index == 0:
+        if index == 0 and settings.gateway_state:
             # Not shared: one worker sees every device's state in order, retained ones too.
             subs.append((f"{p.TOPIC_ROOT}/+/state", 1))
         self.client = MqttSession(

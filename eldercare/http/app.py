@@ -99,9 +99,7 @@ def build_api(
         )
         own_publisher = publisher is None
         pub = publisher if publisher is not None else notify.MqttPublisher(settings)
-        engine = Engine(
-            settings, clock=clock, publisher=pub, poster=poster or notify.http_post, feed=hub
-        )
+        engine = Engine(settings, clock=clock, publisher=pub, poster=poster, feed=hub)
         app.state.pool, app.state.engine = pool, engine
         if background:
             engine.start()

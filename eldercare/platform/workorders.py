@@ -385,7 +385,9 @@ def _worker(conn: psycopg.Connection, worker_id: int, provider_id: int) -> Row:
         "SELECT id, provider_id, qualifications, active FROM workers WHERE id = %s",
         (worker_id,),
     )
-    if not w or w[0]["provider_id"] != provider_id:
+    if not w:
+        raise NotFoundError(f"worker {worker_id} not found")
+    if w[0]["provider_id"] != provider_id:
         raise ConflictError(f"worker {worker_id} does not work for provider {provider_id}")
     if not w[0]["active"]:
         raise ConflictError(f"worker {worker_id} is not active")
@@ -541,9 +543,14 @@ def _point(order: Row, body: GeoPoint) -> dict[str, Any]:
     """The check-in/out point as stored: the worker's fix and its distance from the order's
     reference point (the home bed or household), for the GPS rule."""
     d = None
-    if order["ref_lat"] is not None and order["ref_lon"] is not None:
+    if (
+        order["ref_lat"] is not None
+        and order["ref_lon"] is not None
+        and body.lat is not None
+        and body.lon is not None
+    ):
         d = round(distance_m(order["ref_lat"], order["ref_lon"], body.lat, body.lon), 2)
-    return {
+    point = {
         "lat": body.lat,
         "lon": body.lon,
         "accuracy_m": body.accuracy_m,
@@ -551,6 +558,9 @@ def _point(order: Row, body: GeoPoint) -> dict[str, Any]:
         "distance_m": d,
         "tap_msg_id": body.tap_msg_id,
     }
+    if body.no_fix is not None:
+        point["no_fix"] = body.no_fix
+    return point
 
 
 def _price(order: Row) -> int:

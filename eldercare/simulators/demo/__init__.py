@@ -132,6 +132,11 @@ def _services_banner(settings: Settings, r: services.ServiceReport, orders: dict
             f"{r.blocked} held back; {r.frauds} planted frauds)"
         )
     found = ", ".join(f"{k} {n}" for k, n in sorted(r.findings.items())) or "none"
+    worker = (
+        f"{r.worker_login} / {r.worker_password}"
+        if r.worker_password
+        else f"{r.worker_login} (existing)"
+    )
     money = ", ".join(f"{k} {v / 100:.2f} yuan" for k, v in sorted(r.entitled_fen.items()))
     q = f"month={r.month}&district={services.DISTRICT}"
     return "\n".join(
@@ -141,6 +146,8 @@ def _services_banner(settings: Settings, r: services.ServiceReport, orders: dict
             f"  Orders    {base}/console#orders   work-order tab ({operator}): "
             f"{sum(orders.values())} orders ({by_status})",
             f"            {base}/console#call   12349 call intake (a call creates an order)",
+            f"  Worker    {base}/worker   {worker}   (the care worker's phone page: today's"
+            " visits to accept, check in and check out)",
             f"  Subsidies entitlement run {r.month} for {services.DISTRICT}: {money or 'nothing'}",
             f"  Reports   ({supervisor}; add &format=csv for CSV)",
             f"            {base}/api/reports/subsidy-spend?{q}&group_by=district,programme,funding",

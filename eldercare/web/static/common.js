@@ -147,6 +147,8 @@ const EC = (() => {
       facility_id: tok.facility_id, expires_at: Date.now() + tok.expires_in * 1000 };
     const me = await api("GET", "/api/me");
     session.responder_id = me.responder_id;
+    session.provider_id = me.provider_id;
+    session.worker_id = me.worker_id;
     sessionStorage.setItem(KEY, JSON.stringify(session));
     return session;
   }
@@ -160,8 +162,9 @@ const EC = (() => {
     constructor(status, message) { super(message); this.status = status; }
   }
 
-  async function api(method, path, body) {
-    const headers = {};
+  /* extra: more request headers, e.g. the Idempotency-Key of the worker page's check-in. */
+  async function api(method, path, body, extra) {
+    const headers = { ...(extra || {}) };
     if (session) headers.Authorization = `Bearer ${session.token}`;
     const opts = { method, headers };
     if (body !== undefined) {

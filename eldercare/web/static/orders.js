@@ -248,7 +248,7 @@ const ECOrders = (() => {
     if (allowed.includes("verify") || blocked) {
       parts.push(h("div", { class: "row" },
         allowed.includes("verify") ? h("button", { class: "primary", "data-action": "wo-verify", disabled: !!blocked, onclick: () => act("verify", {}) }, t("woaction.verify")) : null,
-        blocked ? h("span", { class: "muted small", id: "wo-blockers" }, t("wo.blocked"), " ", d.verify_blockers.map((b) => tr("rule", b)).join("; ")) : null));
+        blocked ? h("span", { class: "muted small", id: "wo-blockers" }, t("wo.blocked"), " ", d.verify_blockers.map((b) => tr("wrule", b)).join("; ")) : null));
     }
     if (allowed.includes("cancel")) {
       parts.push(h("form", { class: "row", onsubmit: (ev) => {
@@ -302,7 +302,7 @@ const ECOrders = (() => {
     if (!list.length) return h("span");
     return section("wo.anomalies", h("ul", { class: "events" }, list.map((a) => h("li", { class: `sev-${a.severity}` },
       h("span", { class: `badge sev-${a.severity}` }, tr("severity", a.severity)), " ",
-      trNode("rule", a.rule_code), " ", h("span", { class: "muted small" }, tr("anomaly_status", a.status), " · ", EC.fmtTime(a.detected_at))))));
+      trNode("wrule", a.rule_code), " ", h("span", { class: "muted small" }, tr("wdecision", a.status), " · ", EC.fmtTime(a.detected_at))))));
   }
 
   function revisitsSection(d, allowed) {

@@ -1,0 +1,130 @@
+"""``eldercare models ...``: train, evaluate, promote and list the ML models.
+
+eldercare models list [MODEL]
+eldercare models train MODEL [--seed N] [--promote]
+eldercare models evaluate MODEL [--seed N] [--out docs/models]
+eldercare models promote MODEL VERSION
+eldercare models shadow fall [--once] [--interval S] [--version N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import shlex
+from datetime import UTC, datetime
+from pathlib import Path
+
+
+def _context(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from eldercare.config import get_settings
+    from eldercare.models.base import Context
+
+    return Context(settings=get_settings(), now=datetime.now(UTC), seed=args.seed)
+
+
+def _list(args: argparse.Namespace) -> int:
+    from eldercare.models import catalogue, workflow
+
+    ctx = _context(args)
+    store = workflow.store_for(ctx)
+    for name in [args.model] if args.model else catalogue.names():
+        catalogue.get(name)  # an unknown name is refused, not listed as empty
+        versions = store.versions(name)
+        print(json.dumps({"model": name, "versions": [v.as_dict() for v in versions]}))
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from eldercare.models import catalogue, workflow
+
+    model = catalogue.get(args.model)
+    v = workflow.train(model, _context(args), promote=args.promote)
+    print(json.dumps(v.as_dict()))
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from eldercare.models import catalogue, workflow
+
+    model = catalogue.get(args.model)
+    # Written into the report, so anyone can reproduce its figures.
+    command = shlex.join(["eldercare", "models", "evaluate", args.model, "--seed", str(args.seed)])
+    report = workflow.evaluate(model, _context(args), None if args.no_write else args.out, command)
+    print(report.to_markdown(command))
+    return 0
+
+
+def _promote(args: argparse.Namespace) -> int:
+    from eldercare.models import workflow
+
+    v = workflow.promote(args.model, args.version, _context(args))
+    print(json.dumps(v.as_dict()))
+    return 0
+
+
+def _shadow(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from eldercare.models.fall import shadow
+
+    ctx = _context(args)
+    scorer = shadow.load_scorer(ctx, args.version)
+    print(f"fall shadow: model v{scorer.version} ({scorer.sha256[:12]}), shadow only")
+    if args.once:
+        from eldercare.storage.db import connect
+
+        with connect(ctx.settings.database_url, autocommit=True) as conn:
+            print(json.dumps({"scored": shadow.run_once(conn, scorer, datetime.now(UTC))}))
+        return 0
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with contextlib.suppress(KeyboardInterrupt):
+        shadow.run(
+            ctx.settings.database_url,
+            scorer,
+            lambda: datetime.now(UTC),
+            stop.wait,
+            interval_s=args.interval,
+        )
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    m = sub.add_parser("models", help="train, evaluate and promote the ML models")
+    ms = m.add_subparsers(dest="models", required=True)
+
+    ls = ms.add_parser("list", help="saved versions (all models, or one)")
+    ls.add_argument("model", nargs="?")
+    ls.set_defaults(func=_list, seed=0)
+
+    tr = ms.add_parser("train", help="fit on all data and save a new version")
+    tr.add_argument("model")
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--promote", action="store_true", help="make the new version active")
+    tr.set_defaults(func=_train)
+
+    ev = ms.add_parser("evaluate", help="honest split, metrics; writes <out>/<model>.md/.json")
+    ev.add_argument("model")
+    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--out", type=Path, default=Path("docs/models"))
+    ev.add_argument("--no-write", action="store_true", help="print only")
+    ev.set_defaults(func=_evaluate)
+
+    pr = ms.add_parser("promote", help="make a saved version the active one")
+    pr.add_argument("model")
+    pr.add_argument("version", type=int)
+    pr.set_defaults(func=_promote, seed=0)
+
+    sh = ms.add_parser(
+        "shadow",
+        help="score wearable imu windows next to the devices' own fall decisions "
+        "(writes fall_shadow_scores; never raises or changes an alarm)",
+    )
+    sh.add_argument("model", choices=["fall"])
+    sh.add_argument("--version", type=int, default=None, help="default: the active one")
+    sh.add_argument("--once", action="store_true", help="one pass, then exit")
+    sh.add_argument("--interval", type=float, default=5.0, help="seconds between passes")
+    sh.set_defaults(func=_shadow, seed=0)
