@@ -25,6 +25,16 @@ from psycopg import sql
 
 from eldercare.app import create_app
 from eldercare.config import Settings
+from eldercare.http.routes import (
+    anomalies,
+    hotline,
+    people,
+    providers,
+    registry,
+    settlement,
+    subsidies,
+    work_orders,
+)
 from eldercare.registry import auth
 from tests.alarm_support import RecordingPublisher
 
@@ -114,9 +124,15 @@ class Caller:
         return {"Authorization": "Bearer " + self.tokens[user]}
 
     def __call__(
-        self, user: str, method: str, path: str, body: Any = None, at: str | None = None
+        self,
+        user: str,
+        method: str,
+        path: str,
+        body: Any = None,
+        at: str | None = None,
+        extra: dict[str, str] | None = None,
     ) -> Any:
-        h = self.headers(user)
+        h = {**self.headers(user), **(extra or {})}
         if at:
             h["X-Eldercare-Test-Now"] = at
         return self.api.request(method, path, json=body, headers=h)
@@ -221,6 +237,13 @@ def world(caller: Caller, settings: Settings) -> dict[str, Any]:
     ids["WO_CREATED"] = c.made("op", "/api/work-orders", order, at)["id"]
     ids["WO_DISPATCHED"] = c.made("op", "/api/work-orders", order, at)["id"]
     c.made("op", f"/api/work-orders/{ids['WO_DISPATCHED']}/dispatch", {"provider_id": ids["P"]}, at)
+    # accepted, then checked in under an idempotency key
+    ids["WO_CHECKED_IN"] = c.made("op", "/api/work-orders", order, at)["id"]
+    checked_in = f"/api/work-orders/{ids['WO_CHECKED_IN']}"
+    c.made("op", checked_in + "/dispatch", {"provider_id": ids["P"]}, at)
+    c.made("w", checked_in + "/accept", {}, at)
+    r = c("w", "POST", checked_in + "/check-in", POINT, NOW, {"Idempotency-Key": f"k-{TAG}"})
+    assert r.status_code == 200, r.text
     ids["PROG"] = prog = f"bad_{TAG}"
     c.made(
         "adm",
@@ -485,6 +508,11 @@ CASES: list[tuple[str, str, str, str, Any, int, str]] = [
      422, "provider_id"),
     # a created order is not yet any provider's: to a provider worker it does not exist
     ("accept an order not dispatched", "w", "POST", WO + "/accept", {}, 404, "not found"),
+    ("provider rejects an order not given to it", "pa", "POST", WO + "/reject",
+     {"reason": "x"}, 404, "not found"),
+    ("provider rejects without a reason", "pa", "POST", WO_D + "/reject", {}, 422, "reason"),
+    ("check in twice", "w", "POST", "/api/work-orders/{WO_CHECKED_IN}/check-in", POINT, 409,
+     "checked_in"),
     ("check in before accepting", "w", "POST", WO_D + "/check-in", POINT, 409, "dispatched"),
     ("check in latitude 91", "w", "POST", WO_D + "/check-in", {**POINT, "lat": 91}, 422, "lat"),
     ("check in without a clock offset", "w", "POST", WO_D + "/check-in",
@@ -619,3 +647,69 @@ def test_bad_input_is_refused_and_nothing_is_written(
     assert fill(needle, world).lower() in text.lower(), text
     changed = sorted(t for t in TABLES if before[t] != after[t])
     assert changed == [], f"{changed} changed by a refused request"
+
+
+def test_a_reused_idempotency_key_with_another_body_changes_nothing(
+    caller: Caller, settings: Settings, world: dict[str, Any]
+) -> None:
+    path = f"/api/work-orders/{world['WO_CHECKED_IN']}/check-in"
+    key = {"Idempotency-Key": f"k-{TAG}"}
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        before = snapshot(conn)
+        replay = caller("w", "POST", path, POINT, NOW, key)
+        other = caller("w", "POST", path, {**POINT, "accuracy_m": 11}, NOW, key)
+        after = snapshot(conn)
+    assert replay.status_code == 200 and replay.json()["status"] == "checked_in"
+    assert other.status_code == 409, other.text
+    assert "different request" in other.json()["detail"]
+    assert [t for t in TABLES if before[t] != after[t]] == []
+
+
+# Not ``{}``: an empty body is a valid no-op PATCH or action for several routes.
+JUNK: list[Any] = [None, [], "x", 10**30, {"unexpected": 1}]
+
+
+def _write_routes() -> list[tuple[str, str]]:
+    """Every write route of the platform layer's routers (and the registry's, which it uses)."""
+    found = []
+    for module in (people, providers, work_orders, hotline, subsidies, settlement, anomalies):
+        found += [
+            (m, r.path) for r in module.router.routes for m in sorted(r.methods) if m != "GET"
+        ]
+    found += [
+        (m, r.path)
+        for r in registry.router.routes
+        for m in sorted(r.methods)
+        if m != "GET" and ("home-beds" in r.path or r.path == "/api/residents")
+    ]
+    return found
+
+
+def test_junk_bodies_and_ids_never_reach_a_500(
+    caller: Caller, settings: Settings, world: dict[str, Any]
+) -> None:
+    """Every platform write route, with ids that exist, do not exist or are not ids, and
+    bodies of the wrong shape: always a 4xx, and nothing written."""
+    routes = _write_routes()
+    assert len(routes) >= 40, routes
+    ids_for = {
+        "order_id": ["not-a-uuid", NO_UUID, world["WO_DISPATCHED"]],
+        "code": ["Nope!", world["ITEM"]],
+    }
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        before = snapshot(conn)
+        for method, path in routes:
+            params = [p.strip("{}") for p in path.split("/") if p.startswith("{")]
+            # Integer ids only of no row: a real one could be another table's row of a
+            # body-less action (publish, approve), which junk in the body would not stop.
+            choices = [ids_for.get(p, [NOWHERE, "abc"]) for p in params]
+            for value in (c for c in zip(*choices, strict=False)) if params else [()]:
+                concrete = path
+                for name, v in zip(params, value, strict=True):
+                    concrete = concrete.replace("{" + name + "}", str(v))
+                for body in JUNK:
+                    r = caller("adm", method, concrete, body, NOW)
+                    assert 400 <= r.status_code < 500, (method, concrete, body, r.text)
+                    assert r.json()["detail"], (method, concrete, body)
+        after = snapshot(conn)
+    assert [t for t in TABLES if before[t] != after[t]] == []

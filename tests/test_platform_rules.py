@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from eldercare.errors import ConflictError, InvalidInput, PermissionDenied
 from eldercare.platform import ability, lifecycle
 from eldercare.platform.ability import Adjustments, Assessment
-from eldercare.platform.schemas import GeoPoint
+from eldercare.platform.schemas import CheckOut, GeoPoint
 
 # ---------------------------------------------------------------- GB/T 42195 bands (§3.1)
 
@@ -221,6 +221,25 @@ def test_a_check_in_point_is_a_whole_fix_or_a_stated_reason_for_none() -> None:
     ):
         with pytest.raises(ValidationError):
             GeoPoint.model_validate({"client_time": t, **bad})
+
+
+def test_a_service_record_is_bounded() -> None:
+    t = datetime(2026, 1, 6, 2, tzinfo=UTC)
+    point = {"lat": 29.588, "lon": 120.821, "accuracy_m": 8, "client_time": t}
+    ok = CheckOut.model_validate(
+        {**point, "record": {"tasks": ["洗浴", "bathing"], "notes": "好", "photos": ["a" * 64]}}
+    )
+    assert ok.record.tasks == ["洗浴", "bathing"] and ok.record.photos == ["a" * 64]
+    assert CheckOut.model_validate(point).record.model_dump(exclude_defaults=True) == {}
+    for bad in (
+        {"tasks": ["x"] * 31},
+        {"tasks": [""]},
+        {"notes": "x" * 2001},
+        {"photos": ["not-a-hash"]},
+        {"vitals_and_more": 1},  # unknown fields are refused, not stored
+    ):
+        with pytest.raises(ValidationError):
+            CheckOut.model_validate({**point, "record": bad})
 
 
 def test_verification_gate() -> None:

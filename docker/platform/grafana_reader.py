@@ -38,6 +38,10 @@ TABLES = (
     "report_subsidy_spend",
     "report_anomalies",
     "report_settlement",
+    "report_revisits",
+    "report_service_coverage",
+    # Issue 9B: the shadow fall model's scores (device ids, scores; no personal data).
+    "fall_shadow_scores",
 )
 # Tables readable only in part: table -> the columns granted.
 COLUMNS: dict[str, tuple[str, ...]] = {
@@ -71,6 +75,8 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "resolved_at",
         "closed_at",
         "supervisor_notified_at",
+        # How operators closed it (a code, no notes): the fall-shadow dashboard's truth.
+        "disposition",
     ),
     # Which step happened when: not the actor (a username) or detail (responders asked).
     "alarm_events": ("alarm_id", "at", "action"),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Literal
+from typing import Annotated, Literal
 from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
@@ -336,8 +336,23 @@ class GeoPoint(_Model):
         return self
 
 
+SHA256 = r"^[0-9a-f]{64}$"
+
+
+class ServiceRecord(_Model):
+    """What was done on the visit (服务记录, design §2.3 ``record``): the tasks, free notes
+    and the sha256 of any photos (kept elsewhere; R14 compares them). Bounded, so a record is
+    a record and not a place to park data."""
+
+    tasks: list[Annotated[str, Field(min_length=1, max_length=100)]] = Field(
+        default_factory=list, max_length=30
+    )
+    notes: str | None = Field(default=None, max_length=2000)
+    photos: list[Annotated[str, Field(pattern=SHA256)]] = Field(default_factory=list, max_length=10)
+
+
 class CheckOut(GeoPoint):
-    record: dict[str, object] = Field(default_factory=dict)
+    record: ServiceRecord = Field(default_factory=ServiceRecord)
 
 
 class VerifyRequest(_Model):

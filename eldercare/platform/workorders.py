@@ -428,7 +428,8 @@ def act(
         info = {"distance_m": point["distance_m"]}
         if action == "check_out":
             assert isinstance(body, CheckOut)
-            sets["record"] = Jsonb(body.record)
+            # Only what was said: an empty photo list is not stored as if photos were asked for.
+            sets["record"] = Jsonb(body.record.model_dump(exclude_defaults=True))
             sets["price_fen"] = _price(order)
     elif action == "verify":
         assert isinstance(body, VerifyRequest)
@@ -446,7 +447,9 @@ def act(
         info = {"reason": body.reason}
     _update(conn, order_id, sets)
     _event(conn, order_id, now, actor.username, action, order["status"], move.to, info)
-    after = _load(conn, actor, order_id)
+    # A provider's reject takes the order out of the provider's sight (back to 待改派); the
+    # answer is still the order as it now stands, not a 404 that would undo the reject.
+    after = _load(conn, SYSTEM if action == "reject" else actor, order_id)
     found: list[Row] = []
     if action in ("check_in", "check_out") and env.hooks.inspect is not None:
         found = env.hooks.inspect(conn, after, action, now)

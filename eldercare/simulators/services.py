@@ -45,6 +45,7 @@ from eldercare.platform.schemas import (
     HouseholdCreate,
     ProviderCreate,
     ServiceItemCreate,
+    ServiceRecord,
     StatusPeriodCreate,
     VerifyRequest,
     WorkerCreate,
@@ -383,7 +384,11 @@ def _do_visit(
             oid,
             "check_out",
             CheckOut(
-                lat=lat, lon=home["lon"], accuracy_m=12, client_time=end, record={"tasks": [v.item]}
+                lat=lat,
+                lon=home["lon"],
+                accuracy_m=12,
+                client_time=end,
+                record=ServiceRecord(tasks=[v.item]),
             ),
             end,
             env,

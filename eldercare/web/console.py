@@ -37,7 +37,9 @@ def open_extras(request: Request, user: User, conn: Conn, now: Now) -> dict[str,
         f"""
         SELECT a.id::text AS id,
                COALESCE(hb.lat, f.lat) AS lat, COALESCE(hb.lon, f.lon) AS lon,
-               o.name AS holder, o.responder_kind AS holder_kind, o.responder_id AS holder_id
+               -- A family contact's name stays behind the audited reveal (audit M2).
+               CASE WHEN o.responder_kind = 'family' THEN NULL ELSE o.name END AS holder,
+               o.responder_kind AS holder_kind, o.responder_id AS holder_id
         FROM alarms a
         LEFT JOIN facilities f ON f.id = a.facility_id
         LEFT JOIN home_beds hb ON hb.id = a.home_bed_id

@@ -34,8 +34,13 @@ class TrainSpec:
     max_depth: int = 12
     random_state: int = 0
     threshold: float = THRESHOLD
+    # Sampling rates the training windows are delivered at (features.at_rate): the
+    # generator's and seglearn's 50 Hz, and the simulator's wearables' 25 Hz.
+    rates: tuple[int, ...] = (50, 25)
 
     def __post_init__(self) -> None:
+        if not self.rates or any(r <= 0 or 50 % r for r in self.rates):
+            raise ValueError("rates must be divisors of 50 Hz")
         if self.n_subjects < 1 or self.falls_per_subject < 1 or self.negatives_per_subject < 1:
             raise ValueError("need subjects, falls and negatives to train on")
         if not 1 <= self.n_estimators <= 500 or not 1 <= self.max_depth <= 20:

@@ -32,8 +32,9 @@ Parameter sources, and which ones are assumptions (**A**):
 
 :data:`CONFIG_A` is what models train on. :data:`CONFIG_SOFT` is a *held-out* generator
 configuration (softer impacts, shallower and slower descents, smaller rotations, more
-recoveries) that no model sees in training: the drop in sensitivity from A to SOFT is a
-lower bound on the sim-to-real gap, not a measure of it.
+recoveries) that no model sees in training: the drop in sensitivity from A to SOFT shows
+how much a model leans on the generator's assumptions. It does not measure the
+sim-to-real gap; real falls may differ more.
 
 Pure numpy, seeded: the same ``(config, seed)`` gives the same windows, bit for bit.
 """
