@@ -1,7 +1,7 @@
 """What the fall model costs per window: ``python -m bench.fall_scoring [--windows N]``.
 
 Trains the production configuration (random forest, 50 trees, depth <= 12, on generator
-A plus seglearn's real windows), then times on this machine, per window:
+A plus seglearn's real windows, at 50 and 25 Hz), then times on this machine, per window:
 
 - ``single`` (wall clock) and ``single_cpu`` (this thread's CPU time, which other load
   on the machine cannot inflate): one window at a time, as the shadow scorer would do
@@ -50,10 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     import sklearn
 
     spec = M.TrainSpec()
-    fr = E.rows(spec, load_watch())
-    X = np.vstack([fr.X_syn, fr.X_real])
-    y = np.concatenate([fr.y_syn, np.zeros(len(fr.X_real), dtype=np.int8)])
-    model = M.fit(spec, X, y)
+    model = M.fit(spec, *E.rows(spec, load_watch()).training())
     forest = export_forest(model)
     held = synth.generate(
         synth.CONFIG_A,

@@ -77,6 +77,18 @@ class Settings(BaseSettings):
     api_port: int = Field(8000, ge=1, le=65535)
     secret_key: str = DEFAULT_SECRET_KEY
     token_minutes: int = Field(60, ge=1, le=24 * 60)
+    # Sign-in throttling (audit H5): failed sign-ins per username and per client address
+    # within login_window_s before 429; bcrypt checks at once, and how many may wait.
+    login_failures_per_user: int = Field(10, ge=1)
+    login_failures_per_address: int = Field(50, ge=1)
+    login_window_s: int = Field(900, ge=1)
+    login_concurrency: int = Field(4, ge=1, le=64)
+    login_queue: int = Field(64, ge=1)
+    # How often open websockets are checked against expiry, logout and disabled users (M5).
+    ws_recheck_s: float = Field(15.0, gt=0)
+    # Reveals of personal data per user per hour (audit M1); without a live alarm, fewer.
+    reveals_per_hour: int = Field(60, ge=1)
+    reveals_without_alarm_per_hour: int = Field(10, ge=1)
 
     gateway_workers: int = Field(1, ge=1, le=64)
     # Scale-out (compose profile "scale-out"): gateways on several hosts join one shared
@@ -169,6 +181,19 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _default_key_only_on_loopback(self) -> Settings:
+        # Development and test accept the published key (audit H9), but only where nobody
+        # else can reach the API: with it anyone could sign an admin token.
+        if self.secret_key == DEFAULT_SECRET_KEY and not is_loopback(self.api_host):
+            raise ValueError(
+                f"ELDERCARE_API_HOST={self.api_host} is not a loopback address and"
+                " ELDERCARE_SECRET_KEY is the published development key, so anyone could"
+                " forge an admin token: set ELDERCARE_SECRET_KEY (32+ random characters) or"
+                " bind to 127.0.0.1"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _known_time_zone(self) -> Settings:
         try:
             ZoneInfo(self.local_tz)
@@ -200,6 +225,16 @@ class Settings(BaseSettings):
     @property
     def device_mqtt_port(self) -> int:
         return self.mqtt_public_port or self.mqtt_port
+
+
+def is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 or ``localhost``; a name or a wildcard (0.0.0.0) is not."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[] ")).is_loopback
+    except ValueError:
+        return False
 
 
 def parse_allow_entry(entry: str) -> str | ipaddress.IPv4Network | ipaddress.IPv6Network:

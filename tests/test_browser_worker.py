@@ -64,7 +64,7 @@ FAR = (29.597, 120.821)  # 1000.75 m north of the home (design §3.7 check 7.1)
 @pytest.fixture(scope="module")
 def site(settings: Settings) -> Iterator[dict[str, Any]]:
     """A household with a resident, a provider contracted for one item, its worker with a
-    login, and three orders dispatched to the provider: two for today, one for tomorrow."""
+    login, an operator, and five orders dispatched to the provider: one for tomorrow."""
     tag = secrets.token_hex(3)
     now = datetime.now(UTC)
     env = workorders.Env(tz=TZ, revisit_sample_pct=0)
@@ -123,7 +123,8 @@ def site(settings: Settings) -> Iterator[dict[str, Any]]:
             hour=10, minute=0, second=0, microsecond=0
         )
         orders = []
-        for start in (now + timedelta(minutes=10), now + timedelta(minutes=40), tomorrow):
+        starts = (now + timedelta(minutes=10), now + timedelta(minutes=40), tomorrow)
+        for start in (*starts, now + timedelta(minutes=90), now + timedelta(minutes=120)):
             o = workorders.create(
                 conn,
                 desk,
@@ -199,13 +200,13 @@ def test_a_worker_makes_visits_from_the_phone(browser: Any, site: dict[str, Any]
     page.fill("#password", PASSWORD)
     page.click("#login-submit")
     page.wait_for_selector("body[data-loaded=true]")
-    a, b, c = site["orders"]
+    a, b, c, d, e = site["orders"]
 
     def card(order_id: str, status: str | None = None) -> str:
         return f'.wcard[data-id="{order_id}"]' + (f'[data-status="{status}"]' if status else "")
 
-    # All three are offers to my provider, tomorrow's too.
-    for o in (a, b, c):
+    # All are offers to my provider, tomorrow's too.
+    for o in (a, b, c, d, e):
         page.wait_for_selector(f"#group-offers {card(o, 'dispatched')}")
 
     # Visit A: accept, check in at the door, record what was done, check out.
@@ -240,6 +241,12 @@ def test_a_worker_makes_visits_from_the_phone(browser: Any, site: dict[str, Any]
     form.locator("input[value=bathing]").check()
     form.locator("input[value=company]").check()
     form.locator("textarea[name=notes]").fill("精神好，已提醒多喝水")
+    # The phone drops the tab meanwhile: the record being written is still there.
+    page.reload()
+    page.wait_for_selector("body[data-loaded=true]")
+    form = page.locator(f'form[data-record="{a}"]')
+    assert form.locator("input[value=bathing]").is_checked()
+    assert form.locator("textarea[name=notes]").input_value() == "精神好，已提醒多喝水"
     form.locator("[data-act=check-out]").click()
     page.wait_for_selector(f"#group-done {card(a, 'checked_out')}")
     done = order(site, a)
@@ -287,13 +294,44 @@ def test_a_worker_makes_visits_from_the_phone(browser: Any, site: dict[str, Any]
     gps = [x for x in blind["anomalies"] if x["rule_code"] == "gps_far"]
     assert gps[0]["evidence"]["reason"] == "no_point"
 
+    # Visit D accepted, then given back with a reason: it leaves my list for the desk.
+    page.click(f"{card(d)} [data-act=accept]")
+    page.click(f"{card(d, 'accepted')} [data-act=decline]")
+    give_back = page.locator(f'form[data-decline="{d}"]')
+    give_back.locator("select[name=why]").select_option("clash")
+    give_back.locator("input[name=note]").fill("下午另有一单")
+    give_back.locator("[data-act=decline-confirm]").click()
+    page.wait_for_selector(card(d), state="detached")
+    with httpx.Client(base_url=site["base"], timeout=10) as desk:
+        tok = desk.post(
+            "/api/auth/token", data={"username": site["operator"], "password": PASSWORD}
+        )
+        desk.headers["Authorization"] = f"Bearer {tok.json()['access_token']}"
+        back = desk.get(f"/api/work-orders/{d}").json()
+        assert (back["status"], back["provider_id"], back["worker_id"]) == ("created", None, None)
+        assert back["timeline"][-1]["action"] == "reject"
+        assert back["timeline"][-1]["detail"]["reason"] == "时间冲突: 下午另有一单"
+        # Visit E is cancelled by the desk while the page still offers it: accepting it
+        # says so, and the card goes.
+        gone = desk.post(f"/api/work-orders/{e}/cancel", json={"reason": "家属取消"})
+        assert gone.status_code == 200
+    page.click(f"{card(e)} [data-act=accept]")
+    assert "已不在您的列表中" in page.locator(".toast.error").inner_text()
+    page.wait_for_selector(card(e), state="detached")
+
     # English on request, every text translated.
     page.select_option("#app select.lang", "en")
     assert page.locator("[data-group=done] h2").inner_text() == "Done today"
     missing = page.evaluate("[...EC.missing]")
 
-    # Anyone else is sent to the console: this page offers them nothing to act on.
+    # Signing out leaves nothing of the visits in the tab (a half-written record included).
+    page.locator(f'form[data-record="{b}"] input[value=meal]').check()
+    kept = "() => Object.keys(sessionStorage).filter(k => k.startsWith('eldercare.worker.')).length"
+    assert page.evaluate(kept) == 1
     page.click("#logout")
+    assert page.evaluate(kept) == 0
+
+    # Anyone else is sent to the console: this page offers them nothing to act on.
     page.fill("#username", site["operator"])
     page.fill("#password", PASSWORD)
     page.click("#login-submit")

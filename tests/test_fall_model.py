@@ -201,3 +201,34 @@ def test_at_rate_is_what_stitching_a_slower_device_gives() -> None:
     assert F.at_rate(w, 50) is w
     with pytest.raises(ValueError):
         F.at_rate(w, 30)
+
+
+def test_the_catalogue_model_evaluates_its_own_dataset_per_rate(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from eldercare.config import load_settings
+    from eldercare.models import catalogue
+    from eldercare.models.base import Context
+    from eldercare.models.fall.detector import CAVEAT, FallModel
+
+    assert isinstance(catalogue.get("fall"), FallModel)
+    ctx = Context(
+        settings=load_settings(models_dir=tmp_path), now=datetime(2026, 11, 25, tzinfo=UTC)
+    )
+    model = FallModel(
+        spec=SMALL, eval_spec=E.EvalSpec(train=SMALL, test_subjects=2, test_falls_per_subject=5)
+    )
+    data = model.dataset(ctx)
+    n_syn = SMALL.n_subjects * (SMALL.falls_per_subject + SMALL.negatives_per_subject)
+    assert data.synthetic and data.rows == 2 * (n_syn + 2229)  # every window at 50 and 25 Hz
+    report = model.evaluate(data, ctx)
+    md = report.to_markdown("eldercare models evaluate fall")
+    assert CAVEAT in md and report.synthetic
+    assert set(report.metrics) >= {
+        "sensitivity_synthetic_A_25hz",
+        "sensitivity_synthetic_soft_50hz",
+        "false_alarms_per_user_day_25hz",
+    }
+    assert report.metrics["real_windows"] == 2229
+    with pytest.raises(ValueError, match="held-out"):
+        FallModel().dataset(Context(settings=ctx.settings, now=ctx.now, seed=E.HELD_OUT_SEED - 1))

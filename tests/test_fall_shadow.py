@@ -58,15 +58,23 @@ def test_link_picks_the_nearest_device_fall_in_range() -> None:
 
 
 @pytest.fixture(scope="module")
-def scorer(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> shadow.Scorer:
-    """A small fall model trained, saved as skops, promoted and loaded back verified."""
+def models_dir(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small fall model trained, saved as skops and promoted."""
     models = tmp_path_factory.mktemp("models")
     ctx = Context(
         settings=settings.model_copy(update={"models_dir": models}), now=datetime.now(UTC)
     )
-    model = FallModel(spec=SMALL)
-    workflow.train(model, ctx, promote=True)
-    assert (Path(models) / "fall" / "manifest.json").exists()
+    workflow.train(FallModel(spec=SMALL), ctx, promote=True)
+    assert (models / "fall" / "manifest.json").exists()
+    return models
+
+
+@pytest.fixture(scope="module")
+def scorer(settings: Settings, models_dir: Path) -> shadow.Scorer:
+    """The promoted version, loaded back through the store's sha256 and allow-list checks."""
+    ctx = Context(
+        settings=settings.model_copy(update={"models_dir": models_dir}), now=datetime.now(UTC)
+    )
     return shadow.load_scorer(ctx)
 
 
@@ -139,3 +147,43 @@ def test_shadow_scores_every_window_next_to_the_device_fall_and_changes_no_alarm
     agree = shadow.agreement(db, start - timedelta(minutes=1), later)
     assert agree["device_falls"] >= 1 and agree["model_agrees"] >= 1
     assert agree["windows_scored"] >= len(sent)
+
+    # An operator closes the fall as real: the comparison counts it as a real fall the
+    # model agreed with.
+    from eldercare.alerts import lifecycle
+    from eldercare.registry.auth import Actor
+
+    op = Actor(username="shadow-test-supervisor", role="supervisor")
+    for action, disposition in (
+        ("acknowledge", None),
+        ("resolve", None),
+        ("close", "genuine_emergency"),
+    ):
+        lifecycle.act(db, alarm_id, action, op, later, disposition=disposition)
+    closed = shadow.agreement(db, start - timedelta(minutes=1), later)
+    assert closed["closed_real"] == agree["closed_real"] + 1
+    assert closed["closed_real_model_agrees"] == agree["closed_real_model_agrees"] + 1
+
+
+def test_the_shadow_command_loads_the_promoted_model_and_runs_a_pass(
+    settings: Settings,
+    models_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from eldercare.cli import main
+    from eldercare.config import get_settings
+
+    monkeypatch.setenv("ELDERCARE_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("ELDERCARE_MODELS_DIR", str(models_dir))
+    get_settings.cache_clear()
+    try:
+        assert main(["models", "shadow", "fall", "--once"]) == 0
+        out = capsys.readouterr().out
+        assert "model v1" in out and "shadow only" in out
+        assert '"scored":' in out
+        # A version that does not exist is refused, not silently replaced by another.
+        assert main(["models", "shadow", "fall", "--once", "--version", "9"]) == 1
+        assert "no version 9" in capsys.readouterr().err
+    finally:
+        get_settings.cache_clear()

@@ -45,6 +45,7 @@ issue  home bed with contract, provider facility and  test_home_bed_detail_contr
 8.1    installed devices                              devices
 issue  CSV export of spend, findings, revisits,       csv_rows() in 3.4, 3.7, 3.10, 3.10.4
 8.6    coverage (exact figures)
+§2.13  provider KPIs (EVV 90 %), 探访 coverage         test_provider_and_visit_coverage_reports
 ====== ============================================== ==========================================
 
 Bad input on every platform write endpoint (4xx, clear detail, no row written) is checked
@@ -1158,7 +1159,8 @@ def test_3_5_voucher_ratio_cap_insurance_expiry_eligibility(platform: Platform) 
 def test_3_6_work_order_lifecycle_evv_permissions(platform: Platform) -> None:
     p, ids = platform, platform.ids
     # 1. create; the consoles hear of it on the websocket (§2.11), without personal data
-    with ws_connect(p.base.replace("http", "ws", 1) + "/api/ws?token=" + p.login("op")) as live:
+    with ws_connect(p.base.replace("http", "ws", 1) + "/api/ws") as live:
+        live.send(json.dumps({"type": "auth", "token": p.login("op")}))
         assert json.loads(live.recv(timeout=10))["type"] == "hello"
         wo1 = p.post(
             "op",
@@ -2242,3 +2244,112 @@ def test_home_bed_detail_contract_provider_devices(platform: Platform) -> None:
     assert "嵊州测试路1号" not in json.dumps(bed, ensure_ascii=False)
     p.call("op", "GET", "/api/home-beds/999999999", expect=404)
     p.call("w1", "GET", f"/api/home-beds/{ids['HB1']}", expect=403)
+
+
+# ---------------------------------------------------------------- §2.13 provider and 探访 reports
+
+
+def test_provider_and_visit_coverage_reports(platform: Platform) -> None:
+    """The supervisor's provider KPIs (§2.13: on time, rejects, findings, EVV against 90 %,
+    satisfaction, complaints) and 探访 coverage (seed rows E6-E7), on the data above."""
+    p, ids = platform, platform.ids
+    march = p.get(
+        "ca",
+        "/api/reports/providers",
+        params={"month": "2026-03", "district": "330683", "provider": ids["P3"]},
+    )
+    (p3,) = march["providers"]
+    assert {k: v for k, v in p3.items() if k != "name"} == {
+        "provider_id": ids["P3"],
+        "dispatched": 12,
+        "rejected": 0,
+        "reject_rate": 0.0,
+        "visits": 12,
+        "on_time": 12,
+        "on_time_rate": 1.0,
+        "flagged": 0,
+        "anomaly_rate": 0.0,
+        "verified": 12,
+        "evv_complete": 12,
+        "evv_rate": 1.0,
+        "evv_target_met": True,
+        "revisits_reached": 10,
+        "satisfaction_rate": 0.8,
+        "complaints": 0,
+    }
+    january = p.get(
+        "ca", "/api/reports/providers", params={"month": "2026-01", "district": "330683"}
+    )
+    by_id = {x["provider_id"]: x for x in january["providers"]}
+    assert by_id[ids["P2"]]["complaints"] == 3  # §3.10 step 2: red, orange, yellow
+    (line,) = csv_rows(
+        p,
+        "/api/reports/providers",
+        {"month": "2026-03", "district": "330683", "provider": ids["P3"]},
+    )
+    assert (line["visits"], line["evv_rate"], line["evv_target_met"]) == ("12", "1.0", "True")
+
+    # 探访: R5 and CV4 live alone from 2026; R5's verified `visit` on 2026-02-03 (S2, §3.8)
+    for key in ("R5", "CV4"):
+        p.post(
+            "ca",
+            f"/api/residents/{ids[key]}/categories",
+            {"category": "living_alone", "valid_from": "2026-01-01", "source": "staff"},
+        )
+    feb = p.get("ca", "/api/reports/visits", params={"month": "2026-02", "district": "330683"})
+    assert (feb["targets"], feb["visited"], feb["rate"]) == (2, 1, 0.5)
+    assert feb["by_group"]["living_alone"] == {"targets": 2, "visited": 1, "rate": 0.5}
+    visited = {r["resident_id"]: r["visited"] for r in feb["rows"]}
+    assert visited == {ids["R5"]: True, ids["CV4"]: False}
+    # R2, dispersed 特困, counts in September 2022 and not after her death on 2022-09-10
+    for month, targets in (("2022-09", 1), ("2022-10", 0)):
+        got = p.get(
+            "ca",
+            "/api/reports/visits",
+            params={"month": month, "district": "330683", "groups": "tekun_dispersed"},
+        )
+        assert (got["targets"], got["visited"]) == (targets, 0), month
+    r = p.call(
+        "ca",
+        "GET",
+        "/api/reports/visits",
+        params={"month": "2026-02", "district": "330683", "groups": "rich"},
+        expect=422,
+    )
+    assert "rich" in r.json()["detail"]
+
+
+# ---------------------------------------------------------------- §4 Q20 provider appeal
+
+
+def test_provider_appeal_evidence_before_the_decision(platform: Platform) -> None:
+    """A provider admin attaches evidence to an open finding of its own order; civil_affairs
+    sees it with the finding; after the decision no more evidence is taken."""
+    p, ids = platform, platform.ids
+    overlap = next(
+        a
+        for a in p.get("pa1", f"/api/work-orders/{ids['WO5']}")["anomalies"]
+        if a["rule_code"] == "worker_overlap"
+    )
+    body = {
+        "note": "两单为同一楼内相邻住户",
+        "files": [{"name": "排班表.pdf", "sha256": "ab" * 32}],
+    }
+    path = f"/api/anomalies/{overlap['id']}/evidence"
+    p.call("pa2", "POST", path, body, expect=404)  # another provider's finding
+    p.call("w2", "POST", path, body, expect=403)
+    p.call("pa1", "POST", path, {**body, "files": [{"name": "x", "sha256": "nope"}]}, expect=422)
+    added = p.post("pa1", path, body, at="2026-01-13T10:00:00+08:00")
+    (submitted,) = added["evidence_submitted"]
+    assert (submitted["by_user"], submitted["files"]) == ("pa1", body["files"])
+    shown = p.get("ca", f"/api/anomalies/{overlap['id']}")
+    assert shown["evidence_submitted"][0]["note"] == body["note"]
+    p.call("pa2", "GET", f"/api/anomalies/{overlap['id']}", expect=404)
+    p.post(
+        "ca",
+        f"/api/anomalies/{overlap['id']}/decide",
+        {"decision": "dismissed", "note": "相邻住户，核实无误"},
+        expect=200,
+    )
+    late = p.call("pa1", "POST", path, body, expect=409)
+    assert "dismissed" in late.json()["detail"]

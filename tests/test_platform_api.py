@@ -199,6 +199,7 @@ def test_provider_users_cannot_reach_the_monitoring_desk(
     assert api.get("/api/work-orders", headers=w).json() == []
     with (
         pytest.raises(WebSocketDisconnect),
-        api.websocket_connect(f"/api/ws?token={w['Authorization'][7:]}") as ws,
+        api.websocket_connect("/api/ws") as ws,
     ):
+        ws.send_json({"type": "auth", "token": w["Authorization"][7:]})
         ws.receive_json()

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import json
 import secrets
+import threading
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import psycopg
@@ -101,7 +103,7 @@ def api(settings: Settings) -> Iterator[TestClient]:
         auth.create_user(conn, f"as-{TAG}", PASSWORD, "assessor")
         conn.commit()
     app = create_app(
-        settings.model_copy(update={"environment": "test"}),
+        settings.model_copy(update={"environment": "test", "revisit_sample_pct": 0}),
         publisher=RecordingPublisher(),
         background=False,
     )
@@ -713,3 +715,38 @@ def test_junk_bodies_and_ids_never_reach_a_500(
                     assert r.json()["detail"], (method, concrete, body)
         after = snapshot(conn)
     assert [t for t in TABLES if before[t] != after[t]] == []
+
+
+def test_of_concurrent_verifications_exactly_one_wins(
+    caller: Caller, settings: Settings, world: dict[str, Any]
+) -> None:
+    """Four supervisors verify one checked-out order at the same moment: one 200, three 409,
+    one ``verify`` event (design §2.4: of two concurrent actors only one wins)."""
+    # The day before the world's checked-in order, which is still open (no duplicate claim).
+    at = "2026-01-05T09:00:00+08:00"
+    order = caller.made(
+        "op",
+        "/api/work-orders",
+        {"resident_id": world["R"], "service_item_code": world["ITEM"], "source": "app"},
+        at,
+    )["id"]
+    path = f"/api/work-orders/{order}"
+    caller.made("op", path + "/dispatch", {"provider_id": world["P"]}, at)
+    caller.made("w", path + "/accept", {}, at)
+    caller.made("w", path + "/check-in", {**POINT, "client_time": at}, at)
+    out = {**POINT, "client_time": "2026-01-05T09:45:00+08:00", "record": {}}
+    caller.made("w", path + "/check-out", out, "2026-01-05T09:45:00+08:00")
+    caller.headers("ca")  # the token first, so the threads only verify
+    barrier = threading.Barrier(4)
+
+    def verify(_: int) -> int:
+        barrier.wait()
+        return int(
+            caller("ca", "POST", path + "/verify", {}, "2026-01-07T10:00:00+08:00").status_code
+        )
+
+    with ThreadPoolExecutor(4) as pool:
+        codes = sorted(pool.map(verify, range(4)))
+    assert codes == [200, 409, 409, 409]
+    events = caller("op", "GET", path + "/events").json()
+    assert [e["action"] for e in events].count("verify") == 1

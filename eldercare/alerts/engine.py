@@ -22,7 +22,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from eldercare.alerts import dispatch, events, health, notify, outbound, rules
-from eldercare.alerts.dispatch import OFFER_SQL
+from eldercare.alerts.dispatch import OFFER_SQL, shown
 from eldercare.alerts.lifecycle import SUMMARY_SQL, _finish
 from eldercare.config import Settings
 
@@ -264,4 +264,6 @@ class Engine:
         if offer_ids and event in ("dispatched", "escalated", "emergency"):
             cur = await query.execute(OFFER_SQL + " WHERE id = ANY(%s) ORDER BY id", (offer_ids,))
             for offer in await cur.fetchall():
-                self.feed.send({"type": "offer", "offer": offer, "alarm": alarm, "at": at}, fac)
+                self.feed.send(
+                    {"type": "offer", "offer": shown(offer), "alarm": alarm, "at": at}, fac
+                )

@@ -88,3 +88,36 @@ def anomalies(
     tz = request.app.state.settings.tz
     report = reports.anomalies(conn, month_start(month), district, provider, tz)
     return csv_or_json(report, format, "anomalies", f"anomalies-{district}-{month}")
+
+
+@router.get("/providers", tags=["reports"])
+def providers(
+    request: Request,
+    user: AnyUser,
+    conn: Conn,
+    month: str = Query(pattern=MONTH),
+    district: str = Query(pattern=DISTRICT_CODE),
+    provider: int | None = None,
+    format: Format = "json",
+) -> Any:
+    user.require(*READERS)
+    tz = request.app.state.settings.tz
+    report = reports.providers(conn, month_start(month), district, provider, tz)
+    return csv_or_json(report, format, "providers", f"providers-{district}-{month}")
+
+
+@router.get("/visits", tags=["reports"])
+def visits(
+    request: Request,
+    user: AnyUser,
+    conn: Conn,
+    month: str = Query(pattern=MONTH),
+    district: str = Query(pattern=DISTRICT_CODE),
+    groups: str = Query(default=",".join(reports.VISIT_GROUPS), max_length=100),
+    format: Format = "json",
+) -> Any:
+    user.require(*READERS)
+    tz = request.app.state.settings.tz
+    wanted = tuple(g.strip() for g in groups.split(",") if g.strip())
+    report = reports.visits(conn, month_start(month), district, wanted, tz)
+    return csv_or_json(report, format, "visits", f"visits-{district}-{month}")

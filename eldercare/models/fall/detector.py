@@ -40,6 +40,7 @@ def _spec_for(spec: M.TrainSpec, seed: int) -> M.TrainSpec:
     )
 
 
+# Not frozen: the Model protocol declares its attributes as plain (settable) ones.
 @dataclass(slots=True)
 class FallModel:
     name: str = "fall"

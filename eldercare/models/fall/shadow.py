@@ -203,7 +203,12 @@ def _pass(
         )
 
     t0 = perf()
-    stitched = [stitch(m, [h for h in history[m.device_id] if h.time <= m.time]) for m in targets]
+    # Only messages ending inside the window can contribute samples to it.
+    reach = WINDOW + timedelta(seconds=1 / synth.HZ)
+    stitched = [
+        stitch(m, [h for h in history[m.device_id] if m.time - reach < h.time <= m.time])
+        for m in targets
+    ]
     scores = scorer.score(np.stack([w for w, _ in stitched]))
     per_window_us = int((perf() - t0) * 1e6 / len(targets))
     out = []
@@ -296,6 +301,7 @@ def run(
     stop: Callable[[float], bool],
     *,
     interval_s: float = 5.0,
+    limit: int = 5000,
     log: Callable[[str], None] = print,
 ) -> None:
     """Score a pass every ``interval_s`` until ``stop(timeout)`` returns True (an
@@ -304,8 +310,9 @@ def run(
 
     with connect(conninfo, autocommit=True) as conn:
         while True:
-            n = run_once(conn, scorer, clock())
+            n = run_once(conn, scorer, clock(), limit=limit)
             if n:
                 log(f"fall shadow: scored {n} windows (model v{scorer.version})")
-            if stop(interval_s):
+            # A full pass means a backlog: go again at once (still honouring a stop).
+            if stop(0 if n >= limit else interval_s):
                 return

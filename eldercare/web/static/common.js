@@ -141,6 +141,11 @@ const EC = (() => {
     const r = await fetch("/api/auth/token", { method: "POST", body,
       headers: { "Content-Type": "application/x-www-form-urlencoded" } });
     if (r.status === 401) throw new ApiError(401, t("auth.bad_credentials"));
+    if (r.status === 429) {
+      const min = Math.max(1, Math.ceil(Number(r.headers.get("Retry-After") || 60) / 60));
+      throw new ApiError(429, t("auth.too_many", { min }));
+    }
+    if (r.status === 422) throw new ApiError(422, t("auth.password_too_long"));
     if (!r.ok) throw new ApiError(r.status, t("error.server", { status: r.status }));
     const tok = await r.json();
     session = { token: tok.access_token, username: tok.username, role: tok.role,
@@ -153,6 +158,12 @@ const EC = (() => {
     return session;
   }
   function logout(reasonKey) {
+    // Signing out ends the token on the server too (API and live socket); an expired
+    // or revoked one (reasonKey set) has nothing left to end.
+    if (session && !reasonKey) {
+      fetch("/api/auth/logout", { method: "POST", keepalive: true,
+        headers: { Authorization: `Bearer ${session.token}` } }).catch(() => {});
+    }
     session = null;
     sessionStorage.removeItem(KEY);
     authListeners.forEach((fn) => fn(reasonKey || null));
@@ -232,7 +243,8 @@ const EC = (() => {
     connect() {
       if (this.stopped || !session) return;
       const proto = location.protocol === "https:" ? "wss:" : "ws:";
-      const ws = new WebSocket(`${proto}//${location.host}/api/ws?token=${encodeURIComponent(session.token)}`);
+      // The token goes in the first message, never in the URL (access logs keep URLs).
+      const ws = new WebSocket(`${proto}//${location.host}/api/ws`);
       this.ws = ws;
       this.greeted = false;
       this.onState(this.attempt ? "reconnecting" : "connecting");
@@ -240,6 +252,8 @@ const EC = (() => {
       // app behind it is down, and a socket that never greets must not hide the banner.
       ws.onopen = () => {
         if (ws !== this.ws) return;
+        if (!session) { ws.close(1000); return; }
+        ws.send(JSON.stringify({ type: "auth", token: session.token }));
         clearTimeout(this.helloTimer);
         this.helloTimer = setTimeout(() => { if (ws === this.ws && !this.greeted) ws.close(4000); }, 5000);
       };

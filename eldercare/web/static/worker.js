@@ -32,6 +32,20 @@
     ["unsupported", "worker.gps_unsupported"],
     ["insecure", "worker.gps_insecure"],
   ];
+  // Why a worker gives a visit back; the words go to the desk in the worker's language.
+  const DECLINE = [
+    ["ill", "worker.decline_ill"],
+    ["clash", "worker.decline_clash"],
+    ["too_far", "worker.decline_too_far"],
+    ["other", "worker.decline_other"],
+  ];
+  // The same reasons, short, for a visit's record line.
+  const NO_FIX_SHORT = [
+    ["denied", "worker.nofix_denied"],
+    ["unavailable", "worker.nofix_unavailable"],
+    ["timeout", "worker.nofix_timeout"],
+    ["unsupported", "worker.nofix_unsupported"],
+  ];
   const SEVERITY = [
     ["hard", "worker.sev_hard"],
     ["soft", "worker.sev_soft"],
@@ -47,6 +61,8 @@
     noFix: new Map(), // order id -> {action, reason}: the last position attempt failed
     drafts: new Map(), // order id -> {tasks: Set, notes}: the record being written
     busy: new Set(),
+    declining: new Set(), // order ids whose decline form is open
+    locating: new Set(), // order ids waiting for the phone's position
     timer: null,
     stale: false, // new data arrived while the worker was typing
   };
@@ -103,7 +119,7 @@
    * they leave the field (a redraw would take the cursor away mid-word). */
   function typing() {
     const el = document.activeElement;
-    return !!(el && el.closest && el.closest("form.record"));
+    return !!(el && el.closest && el.closest("form.record, form.decline"));
   }
   function draw() {
     if (typing()) { state.stale = true; return; }
@@ -142,7 +158,7 @@
     return "upcoming";
   }
 
-  function sortKey(o) { return whenOf(o) || o.created_at; }
+  function sortKey(o) { return Date.parse(whenOf(o) || o.created_at); }
 
   /* ------------------------------------------------------------ rendering */
   function render() {
@@ -152,7 +168,7 @@
       if (g) groups[g].push(o);
     }
     for (const g of GROUPS) {
-      groups[g].sort((a, b) => (sortKey(a) < sortKey(b) ? -1 : 1));
+      groups[g].sort((a, b) => sortKey(a) - sortKey(b));
       $(`group-${g}`).replaceChildren(...groups[g].map(card));
       const empty = $(`empty-${g}`);
       if (empty) empty.hidden = groups[g].length > 0;
@@ -171,7 +187,7 @@
   function actionsOf(o) {
     const d = state.details.get(o.id);
     if (d && Array.isArray(d.allowed_actions)) return d.allowed_actions;
-    return { dispatched: ["accept"], accepted: ["check-in"], checked_in: ["check-out"] }[o.status] || [];
+    return { dispatched: ["accept"], accepted: ["check-in", "reject"], checked_in: ["check-out"] }[o.status] || [];
   }
 
   function card(o) {
@@ -199,7 +215,7 @@
       if (!p || !at) continue;
       let where;
       if (p.lat === null || p.lat === undefined) {
-        where = t("worker.no_position", { reason: t(keyOf(NO_FIX, p.no_fix) || "worker.gps_unavailable") });
+        where = t("worker.no_position", { reason: t(keyOf(NO_FIX_SHORT, p.no_fix) || "worker.nofix_unavailable") });
       } else if (p.distance_m !== null && p.distance_m !== undefined) {
         where = t("worker.distance", { m: Math.round(p.distance_m) });
       } else {
@@ -215,6 +231,7 @@
     const acts = actionsOf(o);
     const busy = state.busy.has(o.id);
     const out = h("div", { class: "wcard-actions" });
+    if (state.locating.has(o.id)) out.append(h("p", { class: "locating", role: "status" }, t("worker.locating")));
     if (acts.includes("accept")) {
       out.append(h("button", { class: "primary big", "data-act": "accept", disabled: busy,
         onclick: () => accept(o) }, t("worker.accept")));
@@ -224,14 +241,56 @@
         onclick: () => checkIn(o) }, t("worker.check_in")));
     }
     if (acts.includes("check-out")) out.append(recordForm(o, busy));
+    // Giving back a visit I accepted (待改派: the desk dispatches it again). An offer not yet
+    // mine is simply left for a colleague: rejecting it would take it from the provider.
+    if (acts.includes("reject") && o.worker_id === EC.session.worker_id && o.status === "accepted") {
+      out.append(state.declining.has(o.id) ? declineForm(o, busy)
+        : h("button", { class: "ghost", "data-act": "decline", disabled: busy,
+          onclick: () => { state.declining.add(o.id); render(); } }, t("worker.decline")));
+    }
     const nf = state.noFix.get(o.id);
     if (nf) out.append(noFixPanel(o, nf, busy));
     return out.childNodes.length ? out : null;
   }
 
+  function declineForm(o, busy) {
+    const why = h("select", { name: "why" },
+      DECLINE.map(([code, key]) => h("option", { value: code }, t(key))));
+    const note = h("input", { name: "note", maxlength: "200", placeholder: t("worker.decline_note") });
+    return h("form", { class: "decline", "data-decline": o.id,
+      onsubmit: (ev) => {
+        ev.preventDefault();
+        const label = t(keyOf(DECLINE, why.value));
+        decline(o, note.value.trim() ? `${label}: ${note.value.trim()}` : label);
+      } },
+      h("label", {}, h("span", { class: "small muted" }, t("worker.decline_why")), why),
+      note,
+      h("div", { class: "row" },
+        h("button", { type: "submit", class: "danger", "data-act": "decline-confirm", disabled: busy },
+          t("worker.decline_confirm")),
+        h("button", { type: "button", class: "ghost",
+          onclick: () => { state.declining.delete(o.id); render(); } }, t("worker.decline_back"))));
+  }
+
+  /* The record being written survives a reload (phones discard background tabs) in this
+   * tab's session storage, never in local storage: notes about a resident must not stay on
+   * a shared phone once the tab is closed. */
+  const draftSlot = (id) => `eldercare.worker.draft.${id}`;
   function draftOf(o) {
-    if (!state.drafts.has(o.id)) state.drafts.set(o.id, { tasks: new Set(), notes: "" });
+    if (!state.drafts.has(o.id)) {
+      let saved = null;
+      try { saved = JSON.parse(sessionStorage.getItem(draftSlot(o.id)) || "null"); } catch (e) { saved = null; }
+      state.drafts.set(o.id, { tasks: new Set((saved && saved.tasks) || []), notes: (saved && saved.notes) || "" });
+    }
     return state.drafts.get(o.id);
+  }
+  function keepDraft(o) {
+    const d = draftOf(o);
+    sessionStorage.setItem(draftSlot(o.id), JSON.stringify({ tasks: [...d.tasks], notes: d.notes }));
+  }
+  function dropDraft(id) {
+    state.drafts.delete(id);
+    sessionStorage.removeItem(draftSlot(id));
   }
 
   function recordForm(o, busy) {
@@ -241,13 +300,14 @@
         checked: draft.tasks.has(code) });
       box.addEventListener("change", () => {
         if (box.checked) draft.tasks.add(code); else draft.tasks.delete(code);
+        keepDraft(o);
       });
       return h("label", { class: "task" }, box, " ", t(key));
     });
     const notes = h("textarea", { name: "notes", rows: "3", maxlength: "2000",
       placeholder: t("worker.notes_hint") });
     notes.value = draft.notes;
-    notes.addEventListener("input", () => { draft.notes = notes.value; });
+    notes.addEventListener("input", () => { draft.notes = notes.value; keepDraft(o); });
     return h("form", { class: "record", "data-record": o.id,
       onsubmit: (ev) => { ev.preventDefault(); checkOut(o); } },
       h("h3", {}, t("worker.record")),
@@ -297,6 +357,10 @@
       if (e.accuracy_m !== null && e.accuracy_m !== undefined) {
         return h("div", { class: "small" }, t("worker.ev_accuracy", { m: Math.round(e.accuracy_m) }));
       }
+    }
+    if (a.rule_code === "alarm_open_at_check_in") {
+      // The worker is at the door of someone whose alarm nobody has closed: say it plainly.
+      return h("div", { class: "bad" }, t("worker.ev_alarm_open"));
     }
     if (a.rule_code === "duration_out_of_range" && e.duration_min !== undefined) {
       return h("div", { class: "small" }, t("worker.ev_duration", { min: Math.round(e.duration_min) }));
@@ -373,6 +437,10 @@
     } catch (e) {
       if (e instanceof NoFix) {
         render();
+      } else if (e.status === 409 || e.status === 404) {
+        // The shared texts speak of alarms; here it is the order that moved on meanwhile
+        // (taken by a colleague, cancelled by the desk). The server's reason goes with it.
+        EC.toast(t(e.status === 409 ? "worker.conflict" : "worker.gone"), "error", e.detail);
       } else {
         EC.showError(e);
       }
@@ -389,11 +457,22 @@
     });
   }
 
+  function decline(o, reason) {
+    return run(o, async () => {
+      await api("POST", `/api/work-orders/${o.id}/reject`, { reason });
+      state.declining.delete(o.id);
+      EC.toast(t("worker.declined"), "ok");
+    });
+  }
+
   /* The body of a check-in or check-out: a fresh fix, or (after the worker chose to go on
    * without one) the reason there is none. */
   async function pointBody(o, action, withoutReason) {
     const base = { client_time: new Date().toISOString() };
     if (withoutReason) return { ...base, no_fix: withoutReason === "insecure" ? "unsupported" : withoutReason };
+    // A fix can take many seconds indoors: say what the page is waiting for.
+    state.locating.add(o.id);
+    render();
     try {
       const fix = await locate();
       state.noFix.delete(o.id);
@@ -401,6 +480,8 @@
     } catch (e) {
       if (e instanceof NoFix) state.noFix.set(o.id, { action, reason: e.reason });
       throw e;
+    } finally {
+      state.locating.delete(o.id);
     }
   }
 
@@ -428,7 +509,7 @@
         return { ...body, record };
       });
       state.noFix.delete(o.id);
-      state.drafts.delete(o.id);
+      dropDraft(o.id);
       EC.toast(t("worker.checked_out"), "ok");
       reportFindings(out);
     });
@@ -469,7 +550,13 @@
     state.orders = [];
     state.details.clear();
     state.drafts.clear();
+    if (!reasonKey) {
+      // Signed out on purpose (not expired): nothing of the visits stays in this tab.
+      Object.keys(sessionStorage).filter((k) => k.startsWith("eldercare.worker."))
+        .forEach((k) => sessionStorage.removeItem(k));
+    }
     state.noFix.clear();
+    state.declining.clear();
     $("app").hidden = true;
     $("login").hidden = false;
     $("login-form").querySelector(".login-error").textContent = reasonKey ? t(reasonKey) : "";
