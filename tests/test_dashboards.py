@@ -471,11 +471,15 @@ def insert_sample_alarms(conn: psycopg.Connection, now: datetime, fac: list[int]
 
 
 @pytest.fixture
-def as_grafana(db: psycopg.Connection) -> Iterator[tuple[psycopg.Connection, dict[str, Any]]]:
+def as_grafana(
+    owner_db: psycopg.Connection,
+) -> Iterator[tuple[psycopg.Connection, dict[str, Any]]]:
     """The session database with sample rows, seen through Grafana's read-only role.
 
-    Everything (the role included: CREATE ROLE is transactional) is rolled back.
+    Everything (the role included: CREATE ROLE is transactional) is rolled back. As the
+    owner, as in compose's init: the app's role may not create roles.
     """
+    db = owner_db
     role = "grafana_reader_t_" + secrets.token_hex(4)
     with db.transaction(force_rollback=True):
         now = datetime.now(UTC)
