@@ -10,6 +10,7 @@ import secrets
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
@@ -181,8 +182,12 @@ def test_demo_refuses_production(
 ) -> None:
     env = _env(settings, tmp_path / "demo", secrets.token_hex(8), **secret_env)
     # A database URL whose password is not a default one, so only the demo itself refuses.
-    env["ELDERCARE_DATABASE_URL"] = settings.database_url.replace(
-        "eldercare:eldercare@", "eldercare:not-a-default-password@"
+    env.pop("ELDERCARE_OWNER_DATABASE_URL", None)  # the test cluster's owner is a default
+    parts = urlsplit(settings.database_url)
+    env["ELDERCARE_DATABASE_URL"] = urlunsplit(
+        parts._replace(
+            netloc=f"{parts.username}:not-a-default-password@{parts.hostname}:{parts.port}"
+        )
     )
     before = db.execute("SELECT count(*) FROM users").fetchone()
     out = _run(env, "--duration", "1", timeout=30)

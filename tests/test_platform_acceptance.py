@@ -2151,7 +2151,8 @@ def test_3_12_audit_and_immutability(platform: Platform) -> None:
     p, ids = platform, platform.ids
     events = p.get("op", f"/api/work-orders/{ids['WO1']}/events")
     assert [e["action"] for e in events][:2] == ["created", "dispatch"]
-    with psycopg.connect(p.settings.database_url) as conn:
+    # Even the owner cannot rewrite it (the app's role may not even try: test_db_roles.py).
+    with psycopg.connect(p.settings.migration_url) as conn:
         with pytest.raises(psycopg.errors.RaiseException, match="append-only"):
             conn.execute(
                 "UPDATE work_order_events SET actor = 'someone' WHERE work_order_id = %s",

@@ -202,7 +202,7 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
     check_port_free(settings.api_host, settings.api_port)
     # Before the server starts, so provisioning can overlap its start-up safely
     # (migrate holds an advisory lock; serve's own migrate then finds nothing to do).
-    migrate(settings.database_url)
+    migrate(settings.migration_url, settings.database_url)
 
     server = Server(state_dir / "serve.log")
     fleet: DemoFleet | None = None
