@@ -259,11 +259,17 @@ def test_call_intake_dispatch_live_worker_and_revisit(
 
     # The worker's phone accepts, checks in and out through the API: each change reaches
     # the open page over the websocket, with no reload (the marker survives).
+    # First on the list, then on the order's detail.
     op.evaluate("window.__sameDocument = true")
+    op.click("[data-action=orders-back]")
+    op.wait_for_selector(f'#orders-body tr[data-id="{order_id}"][data-status=dispatched]')
+    assert desk.provider_name in op.inner_text(f'#orders-body tr[data-id="{order_id}"]')
     worker = _api(base_url, desk.worker_login)
     point = {"lat": desk.lat, "lon": desk.lon, "accuracy_m": 8}
     r = worker.post(f"/api/work-orders/{order_id}/accept", json={})
     assert r.status_code == 200, r.text
+    op.wait_for_selector(f'#orders-body tr[data-id="{order_id}"][data-status=accepted]')
+    op.click(f'#orders-body tr[data-id="{order_id}"]')
     op.wait_for_selector("#orders .wo-head .wo-accepted")
     now = datetime.now(UTC).isoformat()
     r = worker.post(f"/api/work-orders/{order_id}/check-in", json={**point, "client_time": now})

@@ -40,6 +40,7 @@ TABLES = (
     "report_settlement",
     "report_revisits",
     "report_service_coverage",
+    "report_provider_visits",
     # Issue 9B: the shadow fall model's scores (device ids, scores; no personal data).
     "fall_shadow_scores",
 )

@@ -40,6 +40,9 @@ const ECOrders = (() => {
       api("GET", "/api/districts"),
     ]);
     state.meta = meta;
+    // Only the hotline desk takes calls (POST /api/hotline/calls would refuse the rest).
+    const callTab = document.querySelector("[data-tab=call]");
+    if (callTab) callTab.hidden = !meta.may_take_calls;
     state.providers = provs;
     state.items = items;
     state.districts = dists;
@@ -100,6 +103,12 @@ const ECOrders = (() => {
     return h("span", { class: "badge" }, tr("source", o.source));
   }
 
+  // The time that matters most: the deadline, else the appointment, else when it came in.
+  function whenNode(o) {
+    const [key, at] = o.due_by ? ["wo.t_due", o.due_by] : o.scheduled_start ? ["wo.t_scheduled", o.scheduled_start] : ["wo.t_created", o.created_at];
+    return [h("span", { class: "muted" }, t(key)), " ", when(at)];
+  }
+
   function renderList() {
     const box = $("orders");
     if (!box || !state.meta) return;
@@ -121,7 +130,7 @@ const ECOrders = (() => {
       o.worker_name ? h("span", { class: "muted small" }, " · ", raw(o.worker_name)) : null),
     h("td", {}, woStatus(o.status)),
     h("td", {}, sourceNode(o)),
-    h("td", { class: "small" }, when(o.due_by || o.scheduled_start || o.created_at))));
+    h("td", { class: "small nowrap" }, whenNode(o))));
     box.replaceChildren(f, rows.length ? h("table", { class: "queue orders" },
       h("thead", {}, h("tr", {}, ["wo.number", "wo.item", "wo.resident", "wo.provider", "wo.status", "wo.source", "wo.when"].map((k) => h("th", {}, t(k))))),
       h("tbody", { id: "orders-body" }, rows)) : h("p", { class: "empty" }, t("wo.none")));
@@ -135,11 +144,10 @@ const ECOrders = (() => {
     else await hooks.showTab("orders"); // which loads the detail
   }
 
-  function back() {
+  async function back() {
     state.selected = null;
     state.detail = null;
-    renderList();
-    loadList();
+    await loadList(); // the list as it is now, not as it was when the detail opened
   }
 
   async function loadDetail() {
@@ -398,7 +406,14 @@ const ECOrders = (() => {
     const o = msg.work_order;
     // The row changes at once; names and filters follow from the API a moment later.
     const row = state.orders.find((x) => x.id === o.id);
-    if (row) Object.assign(row, o);
+    if (row) {
+      if (row.provider_id !== o.provider_id) {
+        const p = state.providers.find((x) => x.id === o.provider_id);
+        row.provider_name = p ? p.name : null;
+      }
+      if (row.worker_id !== o.worker_id) row.worker_name = null;
+      Object.assign(row, o);
+    }
     if (hooks.isShown("orders")) {
       if (!state.selected) renderList();
       scheduleList();
@@ -434,6 +449,7 @@ const ECOrders = (() => {
   function renderCall() {
     const box = $("call");
     if (!box || !state.meta) return;
+    if (!state.meta.may_take_calls) { box.replaceChildren(h("p", { class: "muted" }, t("error.forbidden"))); return; }
     if (!state.call) newCall();
     const c = state.call;
     const kept = keepCall(box);
@@ -582,6 +598,7 @@ const ECOrders = (() => {
   }
 
   async function loadRecentCalls() {
+    if (!state.meta.may_take_calls) return;
     try {
       const since = new Date(EC.now() - 24 * 3600 * 1000).toISOString();
       state.recentCalls = await api("GET", `/api/hotline/calls?from=${encodeURIComponent(since)}`);
