@@ -26,8 +26,11 @@ def serve(settings: Settings, *, workers: int | None = None) -> int:
     from eldercare.registry.service import sync_broker
     from eldercare.storage.db import connect
     from eldercare.storage.migrate import migrate
+    from eldercare.storage.roles import require_least_privilege
 
-    migrate(settings.database_url)
+    # Without an owner URL (compose's platform) this only checks the schema is current.
+    migrate(settings.migration_url, settings.database_url)
+    require_least_privilege(settings)
     with connect(settings.database_url) as conn:
         # The gateway's own broker credentials must be in place before it connects.
         sync_broker(conn, settings)
