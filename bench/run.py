@@ -37,8 +37,16 @@ from eldercare.config import Settings
 from eldercare.registry import service as registry
 from eldercare.registry.schemas import DeviceCreate, FacilityCreate
 from eldercare.simulators.device import SimDevice
-from eldercare.storage.migrate import migrate
-from harness.services import ADMIN_URL, Broker, Proc, add_user, free_port, make_settings, wait_for
+from harness.services import (
+    ADMIN_URL,
+    Broker,
+    Proc,
+    add_user,
+    free_port,
+    make_settings,
+    migrate_database,
+    wait_for,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -81,7 +89,7 @@ def fresh_database() -> str:
     with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{name}"')
-    migrate(url)
+    migrate_database(url)
     return url
 
 

@@ -927,7 +927,7 @@ def subsidies() -> Json:
     """Subsidy spend, funding split, settlement, verification findings, service coverage and
     revisit satisfaction (design §2.13).
 
-    Panels read only the report views of migrations 0054 and 0045, so the read-only role sees
+    Panels read only the report views of migrations 0054, 0045 and 0046, so the read-only role sees
     aggregates per month, district, programme and provider, never a resident.
     """
     lay = Layout()
@@ -1098,6 +1098,35 @@ def subsidies() -> Json:
                 WHERE {months_in_range("c.month")}
                 GROUP BY c.month, c.district_code, d.name, c.programme_code
                 ORDER BY c.month DESC, c.district_code, c.programme_code
+                """,
+            ),
+            24,
+            8,
+        )
+    )
+    panels.append(
+        lay.place(
+            table(
+                "Providers: on time, findings, EVV completeness (target 90 %)",
+                "Visits checked in during the month: on time = within ±2 h of the scheduled "
+                "start; flagged = a soft or hard verification finding; EVV = verified visits "
+                "with all six elements (service, resident, worker, start and end times, both "
+                "points). Same definitions as GET /api/reports/providers.",
+                f"""
+                SELECT to_char(v.month, 'YYYY-MM') AS "month", p.name AS "provider",
+                       sum(v.visits) AS "visits",
+                       round(100.0 * sum(v.on_time) / nullif(sum(v.scheduled), 0), 1)
+                           AS "on time %",
+                       round(100.0 * sum(v.flagged) / nullif(sum(v.visits), 0), 1)
+                           AS "flagged %",
+                       sum(v.verified) AS "verified",
+                       round(100.0 * sum(v.evv_complete) / nullif(sum(v.verified), 0), 1)
+                           AS "EVV %"
+                FROM report_provider_visits v
+                LEFT JOIN providers p ON p.id = v.provider_id
+                WHERE {months_in_range("v.month")}
+                GROUP BY v.month, p.name
+                ORDER BY v.month DESC, p.name
                 """,
             ),
             24,

@@ -20,10 +20,20 @@ from eldercare.errors import ConfigError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
-DEFAULT_DB_URL = "postgresql://eldercare:eldercare@127.0.0.1:55432/eldercare"
+# The app's role owns nothing and cannot alter the audit (audit H11); the owner role runs
+# migrations and creates the app role with the password in the app's URL.
+DEFAULT_DB_URL = "postgresql://eldercare_app:eldercare-app-dev@127.0.0.1:55432/eldercare"
+DEFAULT_OWNER_DB_URL = "postgresql://eldercare:eldercare@127.0.0.1:55432/eldercare"
 DEFAULT_MQTT_PASSWORD = "eldercare-gateway-dev"
 DEFAULT_SECRET_KEY = "development-only-secret-change-me"
-_DEFAULT_SECRETS = {"eldercare", DEFAULT_MQTT_PASSWORD, DEFAULT_SECRET_KEY, "changeme", ""}
+_DEFAULT_SECRETS = {
+    "eldercare",
+    "eldercare-app-dev",
+    DEFAULT_MQTT_PASSWORD,
+    DEFAULT_SECRET_KEY,
+    "changeme",
+    "",
+}
 
 
 class Settings(BaseSettings):
@@ -41,7 +51,12 @@ class Settings(BaseSettings):
     # Share of orders without anomalies that still get a revisit call (回访), design §2.10.
     revisit_sample_pct: int = Field(10, ge=0, le=100)
 
+    # What the platform connects as: a role that owns nothing (storage/roles.py).
     database_url: str = DEFAULT_DB_URL
+    # The owner: migrations, retention, creating the app role. Unset: the local owner when
+    # database_url is the local default, else database_url itself (then nothing can be
+    # migrated, only checked). Only `eldercare db ...` and compose's init need it.
+    owner_database_url: str | None = None
     db_pool_max: int = Field(20, ge=2, le=200)
 
     mqtt_host: str = "127.0.0.1"
@@ -140,6 +155,14 @@ class Settings(BaseSettings):
         db_password = urlsplit(self.database_url).password or ""
         if db_password in _DEFAULT_SECRETS:
             weak.append("ELDERCARE_DATABASE_URL password")
+        if self.owner_database_url is not None:
+            if (urlsplit(self.owner_database_url).password or "") in _DEFAULT_SECRETS:
+                weak.append("ELDERCARE_OWNER_DATABASE_URL password")
+            if urlsplit(self.owner_database_url).username == urlsplit(self.database_url).username:
+                weak.append(
+                    "ELDERCARE_DATABASE_URL user (the app must not connect as the owner of"
+                    " ELDERCARE_OWNER_DATABASE_URL)"
+                )
         if self.mqtt_password in _DEFAULT_SECRETS:
             weak.append("ELDERCARE_MQTT_PASSWORD")
         if self.secret_key in _DEFAULT_SECRETS or len(self.secret_key) < 32:
@@ -181,6 +204,15 @@ class Settings(BaseSettings):
     def gateway_subscription_shared(self, workers: int) -> bool:
         """Whether this process's gateway workers subscribe through ``$share/<group>/``."""
         return self.gateway_shared or workers > 1
+
+    @property
+    def migration_url(self) -> str:
+        """Where migrations and retention connect (see ``owner_database_url``)."""
+        if self.owner_database_url:
+            return self.owner_database_url
+        if self.database_url == DEFAULT_DB_URL and self.environment != "production":
+            return DEFAULT_OWNER_DB_URL
+        return self.database_url
 
     @property
     def tz(self) -> ZoneInfo:

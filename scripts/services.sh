@@ -132,6 +132,8 @@ HBA
   local psql=("$PG_BIN/psql" -h "$PGRUN" -p "$PG_PORT" -U postgres -v ON_ERROR_STOP=1 -qAt)
   as_postgres "${psql[@]}" -d postgres <<SQL >/dev/null
 DO \$\$ BEGIN
+  -- The owner: migrations, test databases. The platform connects as eldercare_app, which
+  -- `eldercare db migrate` creates and grants (eldercare/storage/roles.py, audit H11).
   IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '$DB_USER') THEN
     CREATE ROLE "$DB_USER" LOGIN SUPERUSER PASSWORD '$DB_PASSWORD';
   ELSE
@@ -175,7 +177,8 @@ stop_all() {
 
 print_env() {
   cat <<ENV
-ELDERCARE_DATABASE_URL=postgresql://$DB_USER:$DB_PASSWORD@127.0.0.1:$PG_PORT/$DB_NAME
+ELDERCARE_DATABASE_URL=postgresql://eldercare_app:eldercare-app-dev@127.0.0.1:$PG_PORT/$DB_NAME
+ELDERCARE_OWNER_DATABASE_URL=postgresql://$DB_USER:$DB_PASSWORD@127.0.0.1:$PG_PORT/$DB_NAME
 ELDERCARE_MQTT_HOST=127.0.0.1
 ELDERCARE_MQTT_PORT=$MQTT_PORT
 ELDERCARE_MQTT_PUBLIC_PORT=$MQTT_DEVICE_PORT

@@ -98,7 +98,7 @@ def test_cancel_is_recorded_but_never_closes(world: World, db: psycopg.Connectio
 
 
 def test_full_lifecycle_clocks_audit_and_device_told(
-    world: World, db: psycopg.Connection, settings: Settings
+    world: World, db: psycopg.Connection, owner_db: psycopg.Connection, settings: Settings
 ) -> None:
     aid = world.send(world.sos, "sos").alarm_id
     t0 = world.clock()
@@ -141,11 +141,16 @@ def test_full_lifecycle_clocks_audit_and_device_told(
         ("closed", "op1"),
     ]
     assert trail[1]["detail"] == {"note": "called the room"}
-    # The audit trail is append-only, enforced by the database.
-    with pytest.raises(psycopg.errors.RaiseException):
+    # The audit trail is append-only, enforced by the database: the app's role has no
+    # right to change it, and the trigger refuses even the owner.
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
         db.execute("UPDATE alarm_events SET actor = 'x' WHERE alarm_id = %s", (aid,))
-    with pytest.raises(psycopg.errors.RaiseException):
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
         db.execute("DELETE FROM alarm_events WHERE alarm_id = %s", (aid,))
+    with pytest.raises(psycopg.errors.RaiseException):
+        owner_db.execute("UPDATE alarm_events SET actor = 'x' WHERE alarm_id = %s", (aid,))
+    with pytest.raises(psycopg.errors.RaiseException):
+        owner_db.execute("DELETE FROM alarm_events WHERE alarm_id = %s", (aid,))
     pub = RecordingPublisher()
     notify.deliver_due(db, world.clock(), "device", publisher=pub)
     assert pub.statuses(world.sos) == ["acknowledged", "dispatched", "on_site", "resolved"]

@@ -11,7 +11,7 @@ import secrets
 from collections.abc import Iterator
 from datetime import timedelta
 from importlib import resources
-from typing import Any
+from typing import Any, get_args
 
 import psycopg
 import pytest
@@ -21,6 +21,7 @@ from eldercare.alerts import rules
 from eldercare.app import create_app
 from eldercare.config import Settings
 from eldercare.platform import lifecycle
+from eldercare.platform.schemas import HotlineCallCreate, RevisitCreate, WorkOrderCreate
 from eldercare.protocol import EVENT_TYPES
 from eldercare.registry import auth
 from tests.alarm_support import FrozenClock, RecordingPublisher, World
@@ -77,6 +78,7 @@ def test_every_key_the_pages_use_is_translated() -> None:
         "console.html",
         "staff.html",
         "console.js",
+        "orders.js",
         "staff.js",
         "common.js",
         "worker.html",
@@ -124,6 +126,14 @@ def test_every_value_the_api_sends_is_translated() -> None:
             "correlated",
         },
     }
+    # The work-order tab and the call form (eldercare.platform): statuses, timeline actions,
+    # sources, call types, revisit channels and the satisfaction scale.
+    enums["wostatus"] = set(lifecycle.STATUSES)
+    enums["woaction"] = {*lifecycle.MOVES, "created", "revisit"}
+    enums["source"] = {*get_args(WorkOrderCreate.model_fields["source"].annotation), "alarm"}
+    enums["reqtype"] = set(get_args(HotlineCallCreate.model_fields["request_type"].annotation))
+    enums["channel"] = set(get_args(RevisitCreate.model_fields["channel"].annotation))
+    enums["sat"] = {"1", "2", "3", "4"}
     # The worker page's: work-order statuses, the visit checks' rules (design §2.8 R01-R16)
     # and the decisions on their findings.
     enums["wstatus"] = set(lifecycle.STATUSES)

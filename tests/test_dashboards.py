@@ -471,11 +471,15 @@ def insert_sample_alarms(conn: psycopg.Connection, now: datetime, fac: list[int]
 
 
 @pytest.fixture
-def as_grafana(db: psycopg.Connection) -> Iterator[tuple[psycopg.Connection, dict[str, Any]]]:
+def as_grafana(
+    owner_db: psycopg.Connection,
+) -> Iterator[tuple[psycopg.Connection, dict[str, Any]]]:
     """The session database with sample rows, seen through Grafana's read-only role.
 
-    Everything (the role included: CREATE ROLE is transactional) is rolled back.
+    Everything (the role included: CREATE ROLE is transactional) is rolled back. As the
+    owner, as in compose's init: the app's role may not create roles.
     """
+    db = owner_db
     role = "grafana_reader_t_" + secrets.token_hex(4)
     with db.transaction(force_rollback=True):
         now = datetime.now(UTC)
@@ -1003,3 +1007,26 @@ def test_coverage_and_revisit_panels_agree_with_the_api(
     assert (mine["1"], mine["2"], mine["3"], mine["4"]) == tuple(
         rev["distribution"][k] for k in "1234"
     )
+
+
+def test_provider_panel_agrees_with_the_api(
+    as_grafana: tuple[psycopg.Connection, dict[str, Any]],
+) -> None:
+    """The providers panel (a view restating the EVV rule in SQL) and the API's provider
+    report (lifecycle.evv_missing in Python) agree on the sample's settled order, which has
+    a soft finding and no check-in points (so it is not EVV-complete)."""
+    conn, sample = as_grafana
+    sub = sample["subsidy"]
+    tz = ZoneInfo("Asia/Shanghai")
+    since = datetime.combine(sub["month"], datetime.min.time(), tz)
+    db_now = conn.execute("SELECT now()").fetchone()[0]
+    with _as_owner(conn):
+        (api,) = reports.providers(conn, sub["month"], sub["district"], sub["provider"], tz)[
+            "providers"
+        ]
+    title = "Providers: on time, findings, EVV completeness (target 90 %)"
+    (row,) = [r for r in _subsidy_panel(conn, title, since, db_now) if r["provider"] == api["name"]]
+    assert (row["visits"], row["verified"]) == (api["visits"], api["verified"]) == (1, 1)
+    assert float(row["flagged %"]) == pytest.approx(100 * api["anomaly_rate"]) == 100.0
+    assert float(row["EVV %"]) == pytest.approx(100 * api["evv_rate"]) == 0.0
+    assert row["on time %"] is None  # no scheduled start

@@ -932,6 +932,7 @@ def test_3_4_entitlement_runs_level_changes_death(platform: Platform) -> None:
         "ca", "/api/entitlement-runs", {**run, "month": "2022-09"}, at="2022-10-02T09:00:00+08:00"
     )
     assert rerun["stats"]["voided"] >= 4
+    assert p.get("ca", f"/api/entitlement-runs/{rerun['id']}")["stats"] == rerun["stats"]
     assert amounts(p, "R2", "2022-09") == {"tekun_living": 138300, "tekun_care": 82800}
     for resident in ("R1", "R2"):
         every = p.get(
@@ -2151,7 +2152,8 @@ def test_3_12_audit_and_immutability(platform: Platform) -> None:
     p, ids = platform, platform.ids
     events = p.get("op", f"/api/work-orders/{ids['WO1']}/events")
     assert [e["action"] for e in events][:2] == ["created", "dispatch"]
-    with psycopg.connect(p.settings.database_url) as conn:
+    # Even the owner cannot rewrite it (the app's role may not even try: test_db_roles.py).
+    with psycopg.connect(p.settings.migration_url) as conn:
         with pytest.raises(psycopg.errors.RaiseException, match="append-only"):
             conn.execute(
                 "UPDATE work_order_events SET actor = 'someone' WHERE work_order_id = %s",

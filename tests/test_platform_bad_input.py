@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import json
 import secrets
+import threading
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import psycopg
@@ -101,7 +103,7 @@ def api(settings: Settings) -> Iterator[TestClient]:
         auth.create_user(conn, f"as-{TAG}", PASSWORD, "assessor")
         conn.commit()
     app = create_app(
-        settings.model_copy(update={"environment": "test"}),
+        settings.model_copy(update={"environment": "test", "revisit_sample_pct": 0}),
         publisher=RecordingPublisher(),
         background=False,
     )
@@ -713,3 +715,75 @@ def test_junk_bodies_and_ids_never_reach_a_500(
                     assert r.json()["detail"], (method, concrete, body)
         after = snapshot(conn)
     assert [t for t in TABLES if before[t] != after[t]] == []
+
+
+def test_of_concurrent_verifications_exactly_one_wins(
+    caller: Caller, settings: Settings, world: dict[str, Any]
+) -> None:
+    """Four supervisors verify one checked-out order at the same moment: one 200, three 409,
+    one ``verify`` event (design §2.4: of two concurrent actors only one wins)."""
+    # The day before the world's checked-in order, which is still open (no duplicate claim).
+    at = "2026-01-05T09:00:00+08:00"
+    order = caller.made(
+        "op",
+        "/api/work-orders",
+        {"resident_id": world["R"], "service_item_code": world["ITEM"], "source": "app"},
+        at,
+    )["id"]
+    path = f"/api/work-orders/{order}"
+    caller.made("op", path + "/dispatch", {"provider_id": world["P"]}, at)
+    caller.made("w", path + "/accept", {}, at)
+    caller.made("w", path + "/check-in", {**POINT, "client_time": at}, at)
+    out = {**POINT, "client_time": "2026-01-05T09:45:00+08:00", "record": {}}
+    caller.made("w", path + "/check-out", out, "2026-01-05T09:45:00+08:00")
+    caller.headers("ca")  # the token first, so the threads only verify
+    barrier = threading.Barrier(4)
+
+    def verify(_: int) -> int:
+        barrier.wait()
+        return int(
+            caller("ca", "POST", path + "/verify", {}, "2026-01-07T10:00:00+08:00").status_code
+        )
+
+    with ThreadPoolExecutor(4) as pool:
+        codes = sorted(pool.map(verify, range(4)))
+    assert codes == [200, 409, 409, 409]
+    events = caller("op", "GET", path + "/events").json()
+    assert [e["action"] for e in events].count("verify") == 1
+
+
+READS: list[tuple[str, dict[str, Any], int]] = [
+    ("/api/reports/subsidy-spend", {"month": "2026-13", "district": "{D}"}, 422),
+    ("/api/reports/subsidy-spend", {"month": "2026-01", "district": "999999999"}, 404),
+    ("/api/reports/subsidy-spend", {"month": "2026-01", "district": "{D}", "group_by": "x"}, 422),
+    ("/api/reports/coverage", {"programme": "nope", "month": "2026-01", "district": "{D}"}, 404),
+    ("/api/reports/tekun", {"on": "2026-02-30", "district": "{D}"}, 422),
+    ("/api/reports/tekun", {"on": "2026-01-01", "district": "{D}", "unable_self_care_levels": "x"},
+     422),
+    ("/api/reports/anomalies", {"month": "2026-01", "district": "{D}", "provider": "x"}, 422),
+    ("/api/reports/providers", {"month": "January", "district": "{D}"}, 422),
+    ("/api/reports/visits", {"month": "2026-01", "district": "{D}", "groups": ""}, 422),
+    ("/api/reports/revisits", {"from": "2026-02-01", "to": "2026-01-01"}, 422),
+    ("/api/reports/revisits", {"from": "2026-01-01", "to": "2026-02-01", "district": "1"}, 422),
+    ("/api/reports/assessments", {"district": "{D}", "due": "maybe"}, 422),
+    ("/api/work-orders", {"alarm_id": "not-a-uuid"}, 404),
+    ("/api/work-orders", {"status": "lost"}, 422),
+    ("/api/work-orders", {"from": "yesterday"}, 422),
+    ("/api/anomalies", {"severity": "huge"}, 422),
+    ("/api/residents/{R}/ability", {"on": "2026-13-01"}, 422),
+    ("/api/residents/{R}/subsidy-account", {"programme": "nope", "month": "2026-01"}, 404),
+    ("/api/residents/{R}/entitlements", {"month": "26-01"}, 422),
+    ("/api/policy-versions", {"on": "someday"}, 422),
+    ("/api/settlement-batches", {"month": "2026-1"}, 422),
+    ("/api/facility-awards", {"year": "MMXXI", "district": "{D}"}, 422),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("path,params,status", READS, ids=[f"{p} {q}" for p, q, _ in READS])
+def test_bad_queries_get_a_clear_4xx(
+    caller: Caller, world: dict[str, Any], path: str, params: dict[str, Any], status: int
+) -> None:
+    h = caller.headers("ca")
+    r = caller.api.get(fill(path, world), params=fill(params, world), headers=h)
+    assert r.status_code == status, r.text
+    assert r.json()["detail"]

@@ -23,8 +23,15 @@ from eldercare.config import Settings
 from eldercare.registry import service as registry
 from eldercare.registry.schemas import DeviceCreate, FacilityCreate
 from eldercare.simulators.device import SimDevice
-from eldercare.storage.migrate import migrate
-from harness.services import Broker, PrivatePostgres, Proc, free_port, make_settings, wait_for
+from harness.services import (
+    Broker,
+    PrivatePostgres,
+    Proc,
+    free_port,
+    make_settings,
+    migrate_database,
+    wait_for,
+)
 
 DEVICES = 4
 PER_DEVICE = 1500
@@ -197,7 +204,7 @@ def test_kill_9_mid_burst_loses_nothing_and_stores_once(settings, private_broker
 def test_database_crash_restart_during_ingest_loses_nothing(private_broker, tmp_path):
     pg = PrivatePostgres().start()
     try:
-        migrate(pg.url)
+        migrate_database(pg.url)
         s = make_settings(pg.url, private_broker, batch_max_ms=20)
         gw, _ = run_burst_with(s, tmp_path, lambda gw: pg.crash_restart())
         assert "database unavailable" in gw.output()
@@ -239,7 +246,7 @@ def test_h4_a_database_outage_holds_the_backlog_at_the_broker(private_broker, tm
     gw = None
     devs: list[SimDevice] = []
     try:
-        migrate(pg.url)
+        migrate_database(pg.url)
         port = free_port()
         s = make_settings(
             pg.url, private_broker, metrics_port=port, device_rate_per_s=1e9, device_burst=10**9

@@ -4,12 +4,14 @@ lifecycle (revocation, websocket) and M9 browser headers. Real database, real ap
 
 from __future__ import annotations
 
+import json
 import secrets
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import bcrypt
@@ -19,12 +21,22 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect as ws_connect
 
 from eldercare.app import create_app
 from eldercare.config import DEFAULT_SECRET_KEY, Settings, load_settings
 from eldercare.errors import ConfigError, InvalidInput
 from eldercare.registry import auth
-from harness.services import free_port, serve_in_thread, settings_env, wait_for
+from harness.services import (
+    Proc,
+    free_port,
+    make_settings,
+    running_broker,
+    serve_in_thread,
+    settings_env,
+    wait_for,
+)
 from tests.alarm_support import FrozenClock, RecordingPublisher, World
 
 PASSWORD = "correct-horse-battery"
@@ -219,11 +231,18 @@ def test_h5_bcrypt_does_not_hold_a_database_connection(
             )
             finished.append(time.monotonic())
 
+        pool = app.state.pool
+
+        def asked() -> int:
+            return int(pool.get_stats().get("requests_num", 0))
+
+        before = asked()
         threads = [threading.Thread(target=attempt) for _ in range(4)]
         for t in threads:
             t.start()
-        slots = app.state.login_slots
-        wait_for(lambda: slots.borrowed_tokens == 2, timeout=10, what="sign-ins hashing")
+        # All four sign-ins have asked the pool for a connection (to hold it through bcrypt
+        # before the fix, to read the hash and give it back after).
+        wait_for(lambda: asked() >= before + 4, timeout=10, what="sign-ins at the pool")
         r = httpx.get(f"{base}/api/facilities", headers=headers, timeout=30)
         served = time.monotonic()
         for t in threads:
@@ -405,7 +424,8 @@ def test_m2_family_contacts_only_through_the_reveal(
         client.app.state.engine.tick()
         while True:
             msg = ws.receive_json()
-            if msg["type"] == "offer" and msg["offer"]["responder_kind"] == "family":
+            ours = msg["type"] == "offer" and msg["alarm"]["id"] == aid
+            if ours and msg["offer"]["responder_kind"] == "family":
                 break
     assert msg["offer"]["phone"] == "139****0003" and "Niece" not in str(msg)
     offers = client.get(f"/api/alarms/{aid}", headers=op).json()["offers"]
@@ -468,3 +488,45 @@ def test_m7_staff_answer_only_their_own_offers_and_resolve_what_they_hold(
     assert client.post(f"/api/alarms/{cid}/acknowledge", headers=unlinked).status_code == 200
     assert client.post(f"/api/alarms/{cid}/resolve", headers=nurse).status_code == 403
     assert client.post(f"/api/alarms/{cid}/resolve", headers=unlinked).status_code == 200
+
+
+# ---------------------------------------------------------------- the real server
+
+
+@pytest.mark.slow
+def test_m5_serve_never_logs_a_token(settings: Settings, tmp_path: Path, tag: str) -> None:
+    """``eldercare serve`` as deployed: a client still putting its token in the websocket
+    URL is refused, and the access log keeps no token; the first-message auth works."""
+    with running_broker(tmp_path / "mosquitto") as broker:
+        port = free_port()
+        s = make_settings(settings.database_url, broker, api_port=port)
+        name = _user(s, f"srv-{tag}")
+        serve = Proc(["serve", "--workers", "1"], s, tmp_path / "serve.log").start()
+        base = f"http://127.0.0.1:{port}"
+        try:
+            wait_for(lambda: _up(base), timeout=60, interval=0.2, what="serve up")
+            assert (
+                "frame-ancestors 'none'"
+                in httpx.get(f"{base}/console").headers["content-security-policy"]
+            )
+            tok = httpx.post(
+                f"{base}/api/auth/token", data={"username": name, "password": PASSWORD}
+            ).json()["access_token"]
+            with pytest.raises(InvalidStatus):
+                ws_connect(f"ws://127.0.0.1:{port}/api/ws?token={tok}").close()
+            with ws_connect(f"ws://127.0.0.1:{port}/api/ws") as ws:
+                ws.send(json.dumps({"type": "auth", "token": tok}))
+                assert json.loads(ws.recv(timeout=10))["type"] == "hello"
+            wait_for(lambda: "WebSocket /api/ws" in serve.output(), what="the access log")
+            log = serve.output()
+            assert tok not in log and tok.split(".")[1] not in log
+            assert "token=[redacted]" in log
+        finally:
+            serve.stop()
+
+
+def _up(base: str) -> bool:
+    try:
+        return httpx.get(f"{base}/healthz", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False

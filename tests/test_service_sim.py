@@ -16,18 +16,17 @@ from eldercare.platform import settlement
 from eldercare.registry.auth import Actor
 from eldercare.simulators import services
 from eldercare.storage.db import connect
-from eldercare.storage.migrate import migrate
+from harness.services import create_database, drop_database, migrate_database
 from tests.alarm_support import FrozenClock, RecordingPublisher
-from tests.support import create_database, drop_database
 
 
 @pytest.fixture
 def private_db(settings: Settings) -> Iterator[tuple[Settings, psycopg.Connection]]:
     url = create_database()
     try:
-        migrate(url)
-        with connect(url, autocommit=True) as conn:
-            yield settings.model_copy(update={"database_url": url}), conn
+        app = migrate_database(url)  # the simulator runs as the app's role, as in production
+        with connect(app, autocommit=True) as conn:
+            yield settings.model_copy(update={"database_url": app, "owner_database_url": url}), conn
     finally:
         drop_database(url)
 

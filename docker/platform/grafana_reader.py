@@ -40,6 +40,7 @@ TABLES = (
     "report_settlement",
     "report_revisits",
     "report_service_coverage",
+    "report_provider_visits",
     # Issue 9B: the shadow fall model's scores (device ids, scores; no personal data).
     "fall_shadow_scores",
 )
@@ -127,7 +128,8 @@ def ensure_role(conn: psycopg.Connection, role: str, password: str) -> None:
 
 
 def main() -> int:
-    url = os.environ["ELDERCARE_DATABASE_URL"]
+    # Creating roles is the owner's job; the app's own role may not (audit H11).
+    url = os.environ.get("ELDERCARE_OWNER_DATABASE_URL") or os.environ["ELDERCARE_DATABASE_URL"]
     role = os.environ.get("ELDERCARE_GRAFANA_DB_USER", "grafana_reader")
     password = os.environ.get("ELDERCARE_GRAFANA_DB_PASSWORD", "")
     if len(password) < 16:

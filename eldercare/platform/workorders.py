@@ -174,10 +174,18 @@ def events(conn: psycopg.Connection, actor: Actor, order_id: str) -> list[Row]:
 
 
 def detail(conn: psycopg.Connection, actor: Actor, order_id: str) -> Row:
-    """The order with its timeline, anomalies, revisits and EVV completeness (design §2.11)."""
+    """The order with its timeline, anomalies, revisits and EVV completeness (design §2.11),
+    what the caller may do now (``allowed_actions``) and what still blocks verification."""
     order = _load(conn, actor, order_id)
+    blockers = (
+        lifecycle.verify_blocker_codes(gate(conn, order_id, order["revisit_required"]))
+        if order["status"] == "checked_out"
+        else []
+    )
     return {
         **order,
+        "allowed_actions": lifecycle.allowed_actions(order["status"], _role(actor)),
+        "verify_blockers": blockers,
         "evv_complete": lifecycle.evv_complete(order),
         "evv_missing": lifecycle.evv_missing(order),
         "timeline": db.rows(
@@ -220,6 +228,7 @@ def search(
     worker: int | None = None,
     district: str | None = None,
     alarm_id: str | None = None,
+    item: str | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
     limit: int = 500,
@@ -235,6 +244,7 @@ def search(
         " AND (%(district)s::text IS NULL OR w.district_code IN"
         "      (SELECT district_subtree(%(district)s)))"
         " AND (%(alarm)s::uuid IS NULL OR w.alarm_id = %(alarm)s)"
+        " AND (%(item)s::text IS NULL OR w.service_item_code = %(item)s)"
         " AND (%(since)s::timestamptz IS NULL"
         "      OR COALESCE(w.checked_in_at, w.scheduled_start, w.created_at) >= %(since)s)"
         " AND (%(until)s::timestamptz IS NULL"
@@ -248,6 +258,7 @@ def search(
             "worker": worker,
             "district": district,
             "alarm": _uuid(alarm_id, "alarm") if alarm_id else None,
+            "item": item,
             "since": since,
             "until": until,
             "limit": limit,
@@ -632,10 +643,10 @@ def add_revisit(
     """Record a revisit call. It completes the oldest pending revisit of the order, or is a new
     one (a manual revisit, or the retry of an unreached one). A resident who denies the service
     makes a hard ``revisit_denied`` anomaly (design §2.8 R13)."""
-    if actor.role not in ("operator", "supervisor", "admin", "civil_affairs"):
+    if actor.role not in lifecycle.REVISIT_ROLES:
         raise PermissionDenied(f"role {actor.role} may not record revisits")
     order = _load(conn, actor, order_id, lock=True)
-    if order["status"] not in ("checked_out", "verified", "settled"):
+    if order["status"] not in lifecycle.REVISIT_AFTER:
         raise ConflictError(
             f"a revisit follows a delivered service; the order is {order['status']}"
         )

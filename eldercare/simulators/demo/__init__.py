@@ -48,7 +48,13 @@ from eldercare.simulators.demo.provision import (
     ensure_logins,
     provision_fleet,
 )
-from eldercare.simulators.demo.status import Status, StatusLine, format_status, read_status
+from eldercare.simulators.demo.status import (
+    Status,
+    StatusLine,
+    format_status,
+    order_counts,
+    read_status,
+)
 
 log = logging.getLogger("eldercare.demo")
 
@@ -108,10 +114,16 @@ if TYPE_CHECKING:
     from eldercare.simulators import services
 
 
-def _services_banner(settings: Settings, r: services.ServiceReport) -> str:
+def _services_banner(settings: Settings, r: services.ServiceReport, orders: dict[str, int]) -> str:
+    """Where the service side shows: the console's work-order tab (operator), the reports
+    (supervisor), and the month's entitlement run."""
     from eldercare.simulators import services
+    from eldercare.simulators.demo.provision import OPERATOR, SUPERVISOR
 
     base = f"http://{display_host(settings.api_host)}:{settings.api_port}"
+    by_status = ", ".join(f"{n} {s}" for s, n in sorted(orders.items())) or "none"
+    operator = f"{OPERATOR[0]} / {OPERATOR[1]}"
+    supervisor = f"{SUPERVISOR[0]} / {SUPERVISOR[1]}"
     if r.reused:
         done = "reused from an earlier run"
     else:
@@ -131,16 +143,26 @@ def _services_banner(settings: Settings, r: services.ServiceReport) -> str:
         [
             f"  Services  {services.PROVIDER_NAME}: {done}",
             f"            verification findings: {found}",
-            f"            {base}/api/work-orders   {base}/api/reports/anomalies?{q}",
+            f"  Orders    {base}/console#orders   work-order tab ({operator}): "
+            f"{sum(orders.values())} orders ({by_status})",
+            f"            {base}/console#call   12349 call intake (a call creates an order)",
             f"  Worker    {base}/worker   {worker}   (the care worker's phone page: today's"
             " visits to accept, check in and check out)",
             f"  Subsidies entitlement run {r.month} for {services.DISTRICT}: {money or 'nothing'}",
-            f"            {base}/api/reports/subsidy-spend?{q}&group_by=district,programme,"
-            "funding (supervisor login; add &format=csv for CSV)",
+            f"  Reports   ({supervisor}; add &format=csv for CSV)",
+            f"            {base}/api/reports/subsidy-spend?{q}&group_by=district,programme,funding",
+            f"            {base}/api/reports/anomalies?{q}",
+            f"            {base}/api/reports/revisits?from={r.month}-01&to={_next_month(r.month)}"
+            f"-01&district={services.DISTRICT}",
             "            Grafana: dashboards/subsidies.json",
             "",
         ]
     )
+
+
+def _next_month(month: str) -> str:
+    year, mon = (int(x) for x in month.split("-"))
+    return f"{year + mon // 12}-{mon % 12 + 1:02d}"
 
 
 def _n(count: int, noun: str) -> str:
@@ -180,7 +202,7 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
     check_port_free(settings.api_host, settings.api_port)
     # Before the server starts, so provisioning can overlap its start-up safely
     # (migrate holds an advisory lock; serve's own migrate then finds nothing to do).
-    migrate(settings.database_url)
+    migrate(settings.migration_url, settings.database_url)
 
     server = Server(state_dir / "serve.log")
     fleet: DemoFleet | None = None
@@ -203,6 +225,7 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         # entitlement run; in autocommit so each visit's transactions stand on their own.
         with connect(settings.database_url, autocommit=True) as conn:
             service_report = services.simulate(conn, settings, datetime.now(UTC), args.seed)
+            orders = order_counts(conn, services.DISTRICT)
         if not fleet.devices:
             raise DemoError(
                 "the demo fleet has no active devices (revoked?); "
@@ -224,7 +247,7 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         )
         fleet_procs.start()
         print(_banner(settings, fleet, logins, args.alarm_every, state_dir), file=out, flush=True)
-        print(_services_banner(settings, service_report), file=out, flush=True)
+        print(_services_banner(settings, service_report, orders), file=out, flush=True)
         log.info("demo running: %d devices, incident rate %.2f", len(fleet.devices), incident_rate)
 
         started = time.monotonic()
