@@ -932,6 +932,7 @@ def test_3_4_entitlement_runs_level_changes_death(platform: Platform) -> None:
         "ca", "/api/entitlement-runs", {**run, "month": "2022-09"}, at="2022-10-02T09:00:00+08:00"
     )
     assert rerun["stats"]["voided"] >= 4
+    assert p.get("ca", f"/api/entitlement-runs/{rerun['id']}")["stats"] == rerun["stats"]
     assert amounts(p, "R2", "2022-09") == {"tekun_living": 138300, "tekun_care": 82800}
     for resident in ("R1", "R2"):
         every = p.get(

@@ -750,3 +750,40 @@ def test_of_concurrent_verifications_exactly_one_wins(
     assert codes == [200, 409, 409, 409]
     events = caller("op", "GET", path + "/events").json()
     assert [e["action"] for e in events].count("verify") == 1
+
+
+READS: list[tuple[str, dict[str, Any], int]] = [
+    ("/api/reports/subsidy-spend", {"month": "2026-13", "district": "{D}"}, 422),
+    ("/api/reports/subsidy-spend", {"month": "2026-01", "district": "999999999"}, 404),
+    ("/api/reports/subsidy-spend", {"month": "2026-01", "district": "{D}", "group_by": "x"}, 422),
+    ("/api/reports/coverage", {"programme": "nope", "month": "2026-01", "district": "{D}"}, 404),
+    ("/api/reports/tekun", {"on": "2026-02-30", "district": "{D}"}, 422),
+    ("/api/reports/tekun", {"on": "2026-01-01", "district": "{D}", "unable_self_care_levels": "x"},
+     422),
+    ("/api/reports/anomalies", {"month": "2026-01", "district": "{D}", "provider": "x"}, 422),
+    ("/api/reports/providers", {"month": "January", "district": "{D}"}, 422),
+    ("/api/reports/visits", {"month": "2026-01", "district": "{D}", "groups": ""}, 422),
+    ("/api/reports/revisits", {"from": "2026-02-01", "to": "2026-01-01"}, 422),
+    ("/api/reports/revisits", {"from": "2026-01-01", "to": "2026-02-01", "district": "1"}, 422),
+    ("/api/reports/assessments", {"district": "{D}", "due": "maybe"}, 422),
+    ("/api/work-orders", {"alarm_id": "not-a-uuid"}, 404),
+    ("/api/work-orders", {"status": "lost"}, 422),
+    ("/api/work-orders", {"from": "yesterday"}, 422),
+    ("/api/anomalies", {"severity": "huge"}, 422),
+    ("/api/residents/{R}/ability", {"on": "2026-13-01"}, 422),
+    ("/api/residents/{R}/subsidy-account", {"programme": "nope", "month": "2026-01"}, 404),
+    ("/api/residents/{R}/entitlements", {"month": "26-01"}, 422),
+    ("/api/policy-versions", {"on": "someday"}, 422),
+    ("/api/settlement-batches", {"month": "2026-1"}, 422),
+    ("/api/facility-awards", {"year": "MMXXI", "district": "{D}"}, 422),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("path,params,status", READS, ids=[f"{p} {q}" for p, q, _ in READS])
+def test_bad_queries_get_a_clear_4xx(
+    caller: Caller, world: dict[str, Any], path: str, params: dict[str, Any], status: int
+) -> None:
+    h = caller.headers("ca")
+    r = caller.api.get(fill(path, world), params=fill(params, world), headers=h)
+    assert r.status_code == status, r.text
+    assert r.json()["detail"]

@@ -8,6 +8,7 @@ refused at registration and at delivery.
 
 from __future__ import annotations
 
+import json
 import secrets
 import socket
 import socketserver
@@ -20,8 +21,8 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
+from eldercare.alerts import events, notify, outbound, rules
 from eldercare.alerts import lifecycle as alarms
-from eldercare.alerts import notify, outbound, rules
 from eldercare.alerts.engine import Engine
 from eldercare.app import create_app
 from eldercare.config import Settings
@@ -372,9 +373,11 @@ def test_a_failing_endpoint_backs_off_then_is_listed_as_failed(
 ) -> None:
     failing = receivers(server_error)
     hook = add_hook(db, failing.url, world.facility_id)
-    world.send(world.sos, "sos")
+    n_alarm = world.send(world.sos, "sos").alarm_id
     w = worker(settings, world.clock, ["127.0.0.1"])
     delays = []
+    listener = psycopg.connect(settings.database_url, autocommit=True)
+    listener.execute(f"LISTEN {events.ALARM_CHANNEL}")
     try:
         for attempt in range(1, rules.WEBHOOK_MAX_ATTEMPTS + 1):
             w.run_once(db)
@@ -386,10 +389,20 @@ def test_a_failing_endpoint_backs_off_then_is_listed_as_failed(
                 ).fetchone()[0]  # type: ignore[index]
                 delays.append((due - world.clock()).total_seconds())
                 world.clock.advance(delays[-1])
+        (n,) = hook_rows(db, hook)
+        # The consoles are told (websocket) that this alarm's notification gave up.
+        told = None
+        for m in listener.notifies(timeout=5):  # ends after 5 s without a notification
+            body = json.loads(m.payload)
+            if body.get("notification_id") == n["id"]:
+                told = body
+                break
+        assert told is not None and told["event"] == "notification_failed"
+        assert told["channel"] == "webhook" and told["alarm_id"] == str(n_alarm)
     finally:
         w.close()
+        listener.close()
     assert delays[:4] == [2, 4, 8, 16] and max(delays) == 300  # exponential, capped
-    (n,) = hook_rows(db, hook)
     assert n["status"] == "failed" and len(failing.bodies) == rules.WEBHOOK_MAX_ATTEMPTS
     with _client(settings, world.clock) as c:
         r = c.get("/api/notifications/failed?channel=webhook", headers=_token(c, admin))

@@ -28,7 +28,7 @@ import orjson
 import psycopg
 
 from eldercare import mqtt
-from eldercare.alerts import rules
+from eldercare.alerts import events, rules
 from eldercare.config import Settings
 from eldercare.errors import BrokerError
 from eldercare.protocol import Channel, topic
@@ -150,6 +150,18 @@ def _record(
         log.warning(
             "notification %s (%s) failed after %s attempts", n["id"], n["channel"], attempts
         )
+        if n.get("alarm_id") is not None:
+            # Consoles are told at once (websocket "alarm" message, event
+            # notification_failed): somebody who should have been messaged was not (M8).
+            events.emit(
+                conn,
+                n["alarm_id"],
+                "notification_failed",
+                "system",
+                notification_id=n["id"],
+                channel=n["channel"],
+                target=n["target"],
+            )
     else:
         status, nxt = "pending", now + timedelta(seconds=rules.retry_delay(attempts))
     conn.execute(
@@ -252,7 +264,7 @@ class WebhookWorker:
         with conn.transaction():
             rows = db.rows(
                 conn,
-                "SELECT id, channel, target, event, payload, attempts FROM notifications"
+                "SELECT id, alarm_id, channel, target, event, payload, attempts FROM notifications"
                 " WHERE status = 'pending' AND channel = 'webhook' AND target = %s"
                 " AND next_attempt_at <= %s ORDER BY next_attempt_at, id LIMIT 1"
                 " FOR UPDATE SKIP LOCKED",

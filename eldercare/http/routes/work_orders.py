@@ -21,6 +21,7 @@ from pydantic import BaseModel
 
 from eldercare.errors import ConflictError, InvalidInput
 from eldercare.http.deps import AnyUser, Conn, Now, platform_env
+from eldercare.platform import lifecycle
 from eldercare.platform import workorders as wo
 from eldercare.platform.schemas import (
     AcceptRequest,
@@ -120,6 +121,9 @@ def work_orders(
     to: datetime | None = None,
     limit: int = 500,
 ) -> list[dict[str, Any]]:
+    if status is not None and status not in lifecycle.STATUSES:
+        # An empty list would read as "none in that state" for a typo.
+        raise InvalidInput(f"status: one of {', '.join(lifecycle.STATUSES)}")
     return wo.search(
         conn,
         user,
