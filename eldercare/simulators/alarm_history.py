@@ -151,7 +151,7 @@ def plan_history(
         for p in people:
             for _ in range(poisson(p.accidental_per_day)):
                 cancel = rng.uniform(3, 15) if rng.random() < 0.55 else None
-                repeats = (rng.uniform(2, 20),) if rng.random() < 0.05 else ()
+                repeats: tuple[float, ...] = (rng.uniform(2, 20),) if rng.random() < 0.05 else ()
                 out.append(
                     Incident(
                         at(day, "day"),
@@ -358,8 +358,8 @@ def _provision(
             cred = registry.provision_device(
                 conn,
                 settings,
-                DeviceCreate(kind=kind, resident_id=res["id"]),
-                sync=False,  # type: ignore[arg-type]
+                DeviceCreate.model_validate({"kind": kind, "resident_id": res["id"]}),
+                sync=False,
             )
             devices[(p.index, key)] = cred.device_id
     conn.commit()
