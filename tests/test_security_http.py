@@ -231,11 +231,18 @@ def test_h5_bcrypt_does_not_hold_a_database_connection(
             )
             finished.append(time.monotonic())
 
+        pool = app.state.pool
+
+        def asked() -> int:
+            return int(pool.get_stats().get("requests_num", 0))
+
+        before = asked()
         threads = [threading.Thread(target=attempt) for _ in range(4)]
         for t in threads:
             t.start()
-        slots = app.state.login_slots
-        wait_for(lambda: slots.borrowed_tokens == 2, timeout=10, what="sign-ins hashing")
+        # All four sign-ins have asked the pool for a connection (to hold it through bcrypt
+        # before the fix, to read the hash and give it back after).
+        wait_for(lambda: asked() >= before + 4, timeout=10, what="sign-ins at the pool")
         r = httpx.get(f"{base}/api/facilities", headers=headers, timeout=30)
         served = time.monotonic()
         for t in threads:
