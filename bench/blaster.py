@@ -24,6 +24,7 @@ class BlastResult:
     sent: int
     acked: int
     seconds: float
+    cpu_s: float = 0.0  # the publisher process's own CPU (all threads), for the budget
 
 
 class _Conn:
@@ -97,6 +98,7 @@ def blast(
 ) -> BlastResult:
     """Publish ``vitals`` round-robin over ``devices`` at ``rate`` msgs/s (0: as fast as the
     broker acknowledges, within a window per connection) for ``duration`` seconds."""
+    cpu0 = time.process_time()
     conns = [_Conn(d, pw, host, port) for d, pw in devices]
     window, chunk = 2000, 100
     sent = 0
@@ -131,7 +133,7 @@ def blast(
     acked = sum(c.acked for c in conns)
     for c in conns:
         c.close()
-    return BlastResult(sent, acked, elapsed)
+    return BlastResult(sent, acked, elapsed, time.process_time() - cpu0)
 
 
 def blast_process(args: tuple) -> BlastResult:

@@ -19,12 +19,12 @@ import time
 from pathlib import Path
 
 from bench.run import _metrics_up, count_rows, provision, start_blasters, tree_rss_mib
-from eldercare.storage.migrate import migrate
 from harness.services import (
     PrivatePostgres,
     Proc,
     free_port,
     make_settings,
+    migrate_database,
     running_broker,
     wait_for,
 )
@@ -33,7 +33,7 @@ from harness.services import (
 def run(minutes: float, rate: float, devices: int, work: Path) -> dict:
     pg = PrivatePostgres().start()
     try:
-        migrate(pg.url)
+        migrate_database(pg.url)
         with running_broker(work / "mosquitto") as broker:
             port = free_port()
             s = make_settings(

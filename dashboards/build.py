@@ -924,9 +924,10 @@ def months_in_range(col: str = "month") -> str:
 
 
 def subsidies() -> Json:
-    """Subsidy spend, funding split, settlement and verification findings (design §2.13).
+    """Subsidy spend, funding split, settlement, verification findings, service coverage and
+    revisit satisfaction (design §2.13).
 
-    Panels read only the report views of migration 0054, so the read-only role sees
+    Panels read only the report views of migrations 0054, 0045 and 0046, so the read-only role sees
     aggregates per month, district, programme and provider, never a resident.
     """
     lay = Layout()
@@ -1031,16 +1032,305 @@ def subsidies() -> Json:
             8,
         )
     )
+    panels.append(lay.row("Service coverage and revisit satisfaction"))
+    panels.append(
+        lay.place(
+            stat(
+                "Revisit satisfaction (满意 of reached)",
+                "Share of reached revisits answered 1 非常满意 or 2 满意 on the 4-level "
+                "scale, revisits done in the months in range. Same definition as "
+                "GET /api/reports/revisits.",
+                f"""
+                SELECT coalesce(round(100.0 * sum(s1 + s2) / nullif(sum(reached), 0), 1), 0)
+                       AS "satisfied %"
+                FROM report_revisits
+                WHERE {months_in_range()}
+                """,
+                unit="percent",
+                decimals=1,
+            ),
+            6,
+            6,
+        )
+    )
+    panels.append(
+        lay.place(
+            table(
+                "Revisits by provider",
+                "回访 per provider and month: reach, confirmation of the service and the "
+                "satisfaction distribution (1 非常满意 .. 4 不满意).",
+                f"""
+                SELECT to_char(r.month, 'YYYY-MM') AS "month", p.name AS "provider",
+                       sum(r.revisits) AS "revisits", sum(r.reached) AS "reached",
+                       round(100.0 * sum(r.reached) / nullif(sum(r.revisits), 0), 1)
+                           AS "reach %",
+                       round(100.0 * sum(r.confirmed) / nullif(sum(r.reached), 0), 1)
+                           AS "confirmed %",
+                       round(100.0 * sum(r.s1 + r.s2) / nullif(sum(r.reached), 0), 1)
+                           AS "satisfied %",
+                       sum(r.s1) AS "1", sum(r.s2) AS "2", sum(r.s3) AS "3", sum(r.s4) AS "4"
+                FROM report_revisits r
+                LEFT JOIN providers p ON p.id = r.provider_id
+                WHERE {months_in_range("r.month")}
+                GROUP BY r.month, p.name
+                ORDER BY r.month DESC, p.name
+                """,
+            ),
+            18,
+            6,
+        )
+    )
+    panels.append(
+        lay.place(
+            table(
+                "Service coverage by district and programme",
+                "Residents with a positive entitlement of the month's run (eligible) and "
+                "those of them with a verified service that month (served). Same "
+                "definition as GET /api/reports/coverage, which also sums sub-districts.",
+                f"""
+                SELECT to_char(c.month, 'YYYY-MM') AS "month", c.district_code AS "district",
+                       d.name AS "name", c.programme_code AS "programme",
+                       sum(c.eligible) AS "eligible", sum(c.served) AS "served",
+                       round(100.0 * sum(c.served) / nullif(sum(c.eligible), 0), 1)
+                           AS "coverage %"
+                FROM report_service_coverage c
+                LEFT JOIN districts d ON d.code = c.district_code
+                WHERE {months_in_range("c.month")}
+                GROUP BY c.month, c.district_code, d.name, c.programme_code
+                ORDER BY c.month DESC, c.district_code, c.programme_code
+                """,
+            ),
+            24,
+            8,
+        )
+    )
+    panels.append(
+        lay.place(
+            table(
+                "Providers: on time, findings, EVV completeness (target 90 %)",
+                "Visits checked in during the month: on time = within ±2 h of the scheduled "
+                "start; flagged = a soft or hard verification finding; EVV = verified visits "
+                "with all six elements (service, resident, worker, start and end times, both "
+                "points). Same definitions as GET /api/reports/providers.",
+                f"""
+                SELECT to_char(v.month, 'YYYY-MM') AS "month", p.name AS "provider",
+                       sum(v.visits) AS "visits",
+                       round(100.0 * sum(v.on_time) / nullif(sum(v.scheduled), 0), 1)
+                           AS "on time %",
+                       round(100.0 * sum(v.flagged) / nullif(sum(v.visits), 0), 1)
+                           AS "flagged %",
+                       sum(v.verified) AS "verified",
+                       round(100.0 * sum(v.evv_complete) / nullif(sum(v.verified), 0), 1)
+                           AS "EVV %"
+                FROM report_provider_visits v
+                LEFT JOIN providers p ON p.id = v.provider_id
+                WHERE {months_in_range("v.month")}
+                GROUP BY v.month, p.name
+                ORDER BY v.month DESC, p.name
+                """,
+            ),
+            24,
+            8,
+        )
+    )
     return dashboard(
         "eldercare-subsidies",
         "Subsidies and settlement",
         "Monthly subsidy spend by district, programme and funding source, settlement batches "
-        "per provider and verification findings. Same definitions as the /api/reports "
-        "endpoints; money in yuan (stored as fen).",
+        "per provider, verification findings, service coverage and revisit satisfaction. "
+        "Same definitions as the /api/reports endpoints; money in yuan (stored as fen).",
         panels,
         variables=[],
         tags=["eldercare", "platform", "subsidies"],
         time_from="now-90d",
+    )
+
+
+# The shadow fall model (issue 9B, docs/models/fall-detection.md): scores next to the
+# device's own decision. "Real" is how operators closed the alarm.
+FALL_REAL = "('genuine_emergency', 'fall_without_injury')"
+FALL_FALSE = "('false_sensor_alarm', 'accidental_press')"
+DEVICE_FALL_CUT = 0.75  # the simulator's split (real falls 0.75-0.99); tune on real data
+
+
+def fall_shadow() -> Json:
+    """The fall model in shadow mode against device-raised falls and operators' dispositions.
+
+    It never raises or changes an alarm; these panels are how a supervisor judges whether
+    it ever should (the promotion gates in docs/models/fall-detection.md).
+    """
+    lay = Layout()
+    fac = facility_filter("s.facility_id")
+    per_fall = f"""
+        WITH per_fall AS (
+            SELECT s.device_alarm_id, bool_or(s.suspected) AS model,
+                   max(s.device_confidence) AS confidence
+            FROM fall_shadow_scores s
+            WHERE s.device_alarm_id IS NOT NULL AND $__timeFilter(s.time) AND {fac}
+            GROUP BY s.device_alarm_id
+        )"""
+    panels: list[Json] = [lay.row("Shadow only: synthetic-trained, not clinically validated")]
+    panels.append(
+        lay.place(
+            stat(
+                "Windows scored",
+                "imu windows the shadow model scored (eldercare models shadow fall).",
+                f'SELECT count(*) AS "windows" FROM fall_shadow_scores s '
+                f"WHERE $__timeFilter(s.time) AND {fac}",
+            ),
+            6,
+            5,
+        )
+    )
+    panels.append(
+        lay.place(
+            stat(
+                "Device-raised falls with a scored window",
+                "Fall alarms whose device streamed imu from 4 s before to 30 s after.",
+                per_fall + ' SELECT count(*) AS "falls" FROM per_fall',
+            ),
+            6,
+            5,
+        )
+    )
+    panels.append(
+        lay.place(
+            stat(
+                "Model agrees with device falls",
+                "Share of device-raised falls where any scored window was a model-suspected "
+                "fall (score >= threshold).",
+                per_fall
+                + """
+                SELECT coalesce(round(100.0 * count(*) FILTER (WHERE model)
+                                      / nullif(count(*), 0), 1), 0) AS "agree %"
+                FROM per_fall""",
+                unit="percent",
+                decimals=1,
+            ),
+            6,
+            5,
+        )
+    )
+    panels.append(
+        lay.place(
+            stat(
+                "Model-only suspected falls per wearable-day",
+                "Suspected windows with no device fall, merged per device within 30 s, per "
+                "day a wearable was scored. Promotion gate: at most 0.1.",
+                f"""
+                WITH s AS (
+                    SELECT s.device_id, s.time,
+                           s.suspected AND s.device_alarm_id IS NULL AS model_only
+                    FROM fall_shadow_scores s
+                    WHERE $__timeFilter(s.time) AND {fac}
+                ), o AS (
+                    SELECT time - lag(time) OVER (PARTITION BY device_id ORDER BY time) AS gap
+                    FROM s WHERE model_only
+                )
+                SELECT coalesce(round(
+                    (SELECT count(*) FROM o WHERE gap IS NULL OR gap > interval '30 seconds')
+                    / nullif((SELECT count(DISTINCT (device_id, date_trunc('day', time)))
+                              FROM s), 0)::numeric, 3), 0) AS "per wearable-day"
+                """,
+                thresholds=[(None, "green"), (0.1, "red")],
+                decimals=3,
+            ),
+            6,
+            5,
+        )
+    )
+    panels.append(
+        lay.place(
+            table(
+                "Agreement by how operators closed the device's fall",
+                "Device-raised falls with a scored window, by disposition: how often the "
+                "model also suspected a fall.",
+                per_fall
+                + f"""
+                SELECT CASE WHEN a.disposition IN {FALL_REAL} THEN 'real fall'
+                            WHEN a.disposition IN {FALL_FALSE} THEN 'false alarm'
+                            WHEN a.disposition IS NULL THEN 'not closed yet'
+                            ELSE 'other' END AS "closed as",
+                       count(*) AS "device falls",
+                       count(*) FILTER (WHERE p.model) AS "model agrees",
+                       round(100.0 * count(*) FILTER (WHERE p.model) / count(*), 1)
+                           AS "agree %"
+                FROM per_fall p JOIN alarms a ON a.id = p.device_alarm_id
+                GROUP BY 1 ORDER BY 1
+                """,
+            ),
+            12,
+            7,
+        )
+    )
+    panels.append(
+        lay.place(
+            table(
+                "Precision and recall on closed falls: model vs the device's confidence",
+                f"Closed device falls with a scored window. Device baseline: confidence >= "
+                f"{DEVICE_FALL_CUT} (the simulator's split; tune on real data). The model "
+                "may only be promoted if its precision beats the device's.",
+                per_fall
+                + f""",
+                closed AS (
+                    SELECT p.model, p.confidence >= {DEVICE_FALL_CUT} AS device,
+                           a.disposition IN {FALL_REAL} AS real
+                    FROM per_fall p JOIN alarms a ON a.id = p.device_alarm_id
+                    WHERE a.disposition IN {FALL_REAL} OR a.disposition IN {FALL_FALSE}
+                )
+                SELECT 'model (shadow)' AS "detector",
+                       count(*) FILTER (WHERE model) AS "flagged",
+                       count(*) FILTER (WHERE model AND real) AS "real among flagged",
+                       round(100.0 * count(*) FILTER (WHERE model AND real)
+                             / nullif(count(*) FILTER (WHERE model), 0), 1) AS "precision %",
+                       round(100.0 * count(*) FILTER (WHERE model AND real)
+                             / nullif(count(*) FILTER (WHERE real), 0), 1) AS "recall %"
+                FROM closed
+                UNION ALL
+                SELECT 'device confidence >= {DEVICE_FALL_CUT}',
+                       count(*) FILTER (WHERE device),
+                       count(*) FILTER (WHERE device AND real),
+                       round(100.0 * count(*) FILTER (WHERE device AND real)
+                             / nullif(count(*) FILTER (WHERE device), 0), 1),
+                       round(100.0 * count(*) FILTER (WHERE device AND real)
+                             / nullif(count(*) FILTER (WHERE real), 0), 1)
+                FROM closed
+                """,
+            ),
+            12,
+            7,
+        )
+    )
+    panels.append(
+        lay.place(
+            timeseries(
+                "Scored windows and model-only suspected windows",
+                "Per interval. Model-only: suspected with no device fall linked.",
+                f"""
+                SELECT time_bucket('$__interval', s.time) AS "time",
+                       count(*) AS "scored",
+                       count(*) FILTER (WHERE s.suspected AND s.device_alarm_id IS NULL)
+                           AS "model-only suspected"
+                FROM fall_shadow_scores s
+                WHERE $__timeFilter(s.time) AND {fac}
+                GROUP BY 1 ORDER BY 1
+                """,
+                interval="1m",
+            ),
+            24,
+            7,
+        )
+    )
+    return dashboard(
+        "eldercare-fall-shadow",
+        "Fall model (shadow)",
+        "The wearable fall model scores imu windows next to the device's own fall decision. "
+        "Synthetic falls; not clinically validated; shadow only: it never raises, suppresses "
+        "or reorders an alarm.",
+        panels,
+        variables=[facility_variable()],
+        tags=["eldercare", "models"],
+        time_from="now-7d",
     )
 
 
@@ -1049,6 +1339,7 @@ DASHBOARDS: dict[str, Callable[[], Json]] = {
     "device-ingest-health": device_ingest_health,
     "response-times": response_times,
     "subsidies": subsidies,
+    "fall-shadow": fall_shadow,
 }
 
 

@@ -6,23 +6,34 @@ build their own. Outside development, default secrets are refused.
 
 from __future__ import annotations
 
+import ipaddress
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, ValidationError, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from eldercare.errors import ConfigError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
-DEFAULT_DB_URL = "postgresql://eldercare:eldercare@127.0.0.1:55432/eldercare"
+# The app's role owns nothing and cannot alter the audit (audit H11); the owner role runs
+# migrations and creates the app role with the password in the app's URL.
+DEFAULT_DB_URL = "postgresql://eldercare_app:eldercare-app-dev@127.0.0.1:55432/eldercare"
+DEFAULT_OWNER_DB_URL = "postgresql://eldercare:eldercare@127.0.0.1:55432/eldercare"
 DEFAULT_MQTT_PASSWORD = "eldercare-gateway-dev"
 DEFAULT_SECRET_KEY = "development-only-secret-change-me"
-_DEFAULT_SECRETS = {"eldercare", DEFAULT_MQTT_PASSWORD, DEFAULT_SECRET_KEY, "changeme", ""}
+_DEFAULT_SECRETS = {
+    "eldercare",
+    "eldercare-app-dev",
+    DEFAULT_MQTT_PASSWORD,
+    DEFAULT_SECRET_KEY,
+    "changeme",
+    "",
+}
 
 
 class Settings(BaseSettings):
@@ -40,7 +51,12 @@ class Settings(BaseSettings):
     # Share of orders without anomalies that still get a revisit call (回访), design §2.10.
     revisit_sample_pct: int = Field(10, ge=0, le=100)
 
+    # What the platform connects as: a role that owns nothing (storage/roles.py).
     database_url: str = DEFAULT_DB_URL
+    # The owner: migrations, retention, creating the app role. Unset: the local owner when
+    # database_url is the local default, else database_url itself (then nothing can be
+    # migrated, only checked). Only `eldercare db ...` and compose's init need it.
+    owner_database_url: str | None = None
     db_pool_max: int = Field(20, ge=2, le=200)
 
     mqtt_host: str = "127.0.0.1"
@@ -61,6 +77,18 @@ class Settings(BaseSettings):
     api_port: int = Field(8000, ge=1, le=65535)
     secret_key: str = DEFAULT_SECRET_KEY
     token_minutes: int = Field(60, ge=1, le=24 * 60)
+    # Sign-in throttling (audit H5): failed sign-ins per username and per client address
+    # within login_window_s before 429; bcrypt checks at once, and how many may wait.
+    login_failures_per_user: int = Field(10, ge=1)
+    login_failures_per_address: int = Field(50, ge=1)
+    login_window_s: int = Field(900, ge=1)
+    login_concurrency: int = Field(4, ge=1, le=64)
+    login_queue: int = Field(64, ge=1)
+    # How often open websockets are checked against expiry, logout and disabled users (M5).
+    ws_recheck_s: float = Field(15.0, gt=0)
+    # Reveals of personal data per user per hour (audit M1); without a live alarm, fewer.
+    reveals_per_hour: int = Field(60, ge=1)
+    reveals_without_alarm_per_hour: int = Field(10, ge=1)
 
     gateway_workers: int = Field(1, ge=1, le=64)
     # Scale-out (compose profile "scale-out"): gateways on several hosts join one shared
@@ -79,6 +107,17 @@ class Settings(BaseSettings):
     device_rate_per_s: float = Field(50.0, gt=0)
     device_burst: int = Field(2000, ge=1)
 
+    # Webhooks (audit H8/M8): https to public addresses only, except the hosts listed here
+    # (names, IPs or networks such as 10.0.0.0/8, comma-separated), which may also be
+    # plain http: an SMS gateway on the internal network, a test receiver on 127.0.0.1.
+    webhook_allow_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # One attempt's whole budget: connect, TLS, request, status line, headers and body.
+    webhook_timeout_s: float = Field(10.0, gt=0, le=120)
+    webhook_connect_timeout_s: float = Field(3.0, gt=0, le=120)
+    webhook_max_response_bytes: int = Field(64 * 1024, ge=0, le=16 * 1024 * 1024)
+    # Endpoints delivered to at once; each endpoint has at most one attempt in flight.
+    webhook_lanes: int = Field(8, ge=1, le=256)
+
     retention_days: int = Field(365, ge=1)
     dedup_days: int = Field(
         8, ge=8, description="message ids kept for dedup; > the 7-day ts window"
@@ -93,6 +132,21 @@ class Settings(BaseSettings):
     # version. Git-ignored by default; deployments point it at a persistent volume.
     models_dir: Path = PROJECT_ROOT / "var" / "models"
 
+    @field_validator("webhook_allow_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [h.strip() for h in value.split(",") if h.strip()]
+        return value
+
+    @field_validator("webhook_allow_hosts")
+    @classmethod
+    def _valid_hosts(cls, value: list[str]) -> list[str]:
+        # The same parser the delivery worker uses, so a typo fails at startup, not later.
+        for entry in value:
+            parse_allow_entry(entry)
+        return value
+
     @model_validator(mode="after")
     def _refuse_default_secrets(self) -> Settings:
         if self.environment in ("development", "test"):
@@ -101,6 +155,14 @@ class Settings(BaseSettings):
         db_password = urlsplit(self.database_url).password or ""
         if db_password in _DEFAULT_SECRETS:
             weak.append("ELDERCARE_DATABASE_URL password")
+        if self.owner_database_url is not None:
+            if (urlsplit(self.owner_database_url).password or "") in _DEFAULT_SECRETS:
+                weak.append("ELDERCARE_OWNER_DATABASE_URL password")
+            if urlsplit(self.owner_database_url).username == urlsplit(self.database_url).username:
+                weak.append(
+                    "ELDERCARE_DATABASE_URL user (the app must not connect as the owner of"
+                    " ELDERCARE_OWNER_DATABASE_URL)"
+                )
         if self.mqtt_password in _DEFAULT_SECRETS:
             weak.append("ELDERCARE_MQTT_PASSWORD")
         if self.secret_key in _DEFAULT_SECRETS or len(self.secret_key) < 32:
@@ -119,6 +181,19 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _default_key_only_on_loopback(self) -> Settings:
+        # Development and test accept the published key (audit H9), but only where nobody
+        # else can reach the API: with it anyone could sign an admin token.
+        if self.secret_key == DEFAULT_SECRET_KEY and not is_loopback(self.api_host):
+            raise ValueError(
+                f"ELDERCARE_API_HOST={self.api_host} is not a loopback address and"
+                " ELDERCARE_SECRET_KEY is the published development key, so anyone could"
+                " forge an admin token: set ELDERCARE_SECRET_KEY (32+ random characters) or"
+                " bind to 127.0.0.1"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _known_time_zone(self) -> Settings:
         try:
             ZoneInfo(self.local_tz)
@@ -131,6 +206,15 @@ class Settings(BaseSettings):
         return self.gateway_shared or workers > 1
 
     @property
+    def migration_url(self) -> str:
+        """Where migrations and retention connect (see ``owner_database_url``)."""
+        if self.owner_database_url:
+            return self.owner_database_url
+        if self.database_url == DEFAULT_DB_URL and self.environment != "production":
+            return DEFAULT_OWNER_DB_URL
+        return self.database_url
+
+    @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.local_tz)
 
@@ -141,6 +225,29 @@ class Settings(BaseSettings):
     @property
     def device_mqtt_port(self) -> int:
         return self.mqtt_public_port or self.mqtt_port
+
+
+def is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 or ``localhost``; a name or a wildcard (0.0.0.0) is not."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[] ")).is_loopback
+    except ValueError:
+        return False
+
+
+def parse_allow_entry(entry: str) -> str | ipaddress.IPv4Network | ipaddress.IPv6Network:
+    """A webhook allow-list entry: an IP address or network (``10.0.0.0/8``), or a host
+    name (lower case)."""
+    text = entry.strip().lower()
+    try:
+        return ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        pass
+    if not text or not all(c.isalnum() or c in "-._" for c in text):
+        raise ValueError(f"webhook allow-list entry {entry!r} is neither a host name nor an IP")
+    return text
 
 
 def load_settings(**overrides: object) -> Settings:

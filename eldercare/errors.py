@@ -15,6 +15,7 @@ that talks to them, with ``raise ... from exc`` so the cause stays visible::
     ├── InvalidInput         well-formed input the rules refuse (HTTP 422)
     ├── AuthError            bad credentials (HTTP 401)
     │   └── PermissionDenied a role that may not do this (HTTP 403)
+    ├── RateLimited          too many attempts for now (HTTP 429 with Retry-After)
     ├── ModelError           an ML model cannot be trained, evaluated or loaded
     │   ├── UnknownModel     no model (or model version) by that name
     │   ├── NotEnoughData    too few labelled rows to train or evaluate honestly
@@ -80,6 +81,14 @@ class InvalidInput(EldercareError):
 
 class PermissionDenied(AuthError):
     """Authenticated, but the role may not do this (HTTP 403)."""
+
+
+class RateLimited(EldercareError):
+    """Too many attempts (sign-ins, reveals) for now; ``retry_after`` is in seconds."""
+
+    def __init__(self, detail: str, retry_after: int) -> None:
+        super().__init__(detail)
+        self.retry_after = max(1, int(retry_after))
 
 
 class ModelError(EldercareError):

@@ -23,11 +23,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 
-from eldercare.config import Settings, load_settings
+from eldercare.config import DEFAULT_DB_URL, Settings, load_settings
 from eldercare.registry.broker_files import render_mosquitto_conf
+from eldercare.storage.migrate import migrate
 
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN_URL = os.environ.get(
@@ -61,6 +63,31 @@ def wait_for(predicate, timeout: float = 10.0, interval: float = 0.02, what: str
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out waiting for {what}")
         time.sleep(interval)
+
+
+def app_url(owner_url: str) -> str:
+    """The same database as the app's least-privilege role (audit H11). The role is
+    cluster-wide, so every session uses the development credentials: one session's
+    ``migrate(owner, app)`` never changes the password another session logs in with."""
+    app = urlsplit(DEFAULT_DB_URL)
+    owner = urlsplit(owner_url)
+    netloc = f"{app.username}:{app.password}@{owner.hostname}:{owner.port}"
+    return urlunsplit(owner._replace(netloc=netloc))
+
+
+def owner_url(url: str) -> str:
+    """The owner's URL of the database ``url`` names: ``url`` itself, unless it is the
+    app role's, which on the project cluster means the owner of ADMIN_URL."""
+    if urlsplit(url).username != urlsplit(DEFAULT_DB_URL).username:
+        return url
+    return urlunsplit(urlsplit(url)._replace(netloc=urlsplit(ADMIN_URL).netloc))
+
+
+def migrate_database(owner_url: str) -> str:
+    """Migrate as the owner and set up the app's role; returns the app's URL."""
+    url = app_url(owner_url)
+    migrate(owner_url, url)
+    return url
 
 
 def create_database() -> str:
@@ -123,7 +150,9 @@ def running_broker(directory: Path) -> Iterator[Broker]:
 
 def make_settings(database_url: str, broker: Broker, **extra: object) -> Settings:
     values: dict[str, object] = {
-        "database_url": database_url,
+        # Everything the platform does runs as the app's role; the owner only migrates.
+        "database_url": app_url(database_url),
+        "owner_database_url": owner_url(database_url),
         "mqtt_port": broker.port,
         "mqtt_public_port": broker.device_port,
         "broker_dir": broker.directory,
@@ -139,6 +168,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
         ELDERCARE_DATABASE_URL=settings.database_url,
+        ELDERCARE_OWNER_DATABASE_URL=settings.migration_url,
         ELDERCARE_MQTT_PORT=str(settings.mqtt_port),
         ELDERCARE_BROKER_DIR=str(settings.broker_dir),
         ELDERCARE_METRICS_PORT=str(settings.metrics_port),

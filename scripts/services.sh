@@ -113,7 +113,7 @@ timescaledb.telemetry_level = off
 max_connections = 200
 shared_buffers = 512MB
 synchronous_commit = on
-wal_compression = on
+wal_compression = lz4
 max_wal_size = 2GB
 checkpoint_timeout = 15min
 log_min_messages = warning
@@ -132,6 +132,8 @@ HBA
   local psql=("$PG_BIN/psql" -h "$PGRUN" -p "$PG_PORT" -U postgres -v ON_ERROR_STOP=1 -qAt)
   as_postgres "${psql[@]}" -d postgres <<SQL >/dev/null
 DO \$\$ BEGIN
+  -- The owner: migrations, test databases. The platform connects as eldercare_app, which
+  -- `eldercare db migrate` creates and grants (eldercare/storage/roles.py, audit H11).
   IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '$DB_USER') THEN
     CREATE ROLE "$DB_USER" LOGIN SUPERUSER PASSWORD '$DB_PASSWORD';
   ELSE
@@ -139,6 +141,12 @@ DO \$\$ BEGIN
   END IF;
 END \$\$;
 SQL
+  # Full-page images in the WAL compressed with lz4, not pglz ("on"): pglz took a third of
+  # the database's CPU per heartbeat of a 10,000-device fleet after each checkpoint (random
+  # index pages); lz4 -30 % CPU per message (BENCHMARKS.md). Applied to existing clusters too.
+  if [ "$(as_postgres "${psql[@]}" -d postgres -c "SHOW wal_compression")" != lz4 ]; then
+    as_postgres "${psql[@]}" -d postgres -c "ALTER SYSTEM SET wal_compression = 'lz4'" -c "SELECT pg_reload_conf()" >/dev/null
+  fi
   if [ "$(as_postgres "${psql[@]}" -d postgres -c "SELECT 1 FROM pg_database WHERE datname='$DB_NAME'")" != 1 ]; then
     as_postgres "${psql[@]}" -d postgres -c "CREATE DATABASE \"$DB_NAME\" OWNER \"$DB_USER\"" >/dev/null
   fi
@@ -169,7 +177,8 @@ stop_all() {
 
 print_env() {
   cat <<ENV
-ELDERCARE_DATABASE_URL=postgresql://$DB_USER:$DB_PASSWORD@127.0.0.1:$PG_PORT/$DB_NAME
+ELDERCARE_DATABASE_URL=postgresql://eldercare_app:eldercare-app-dev@127.0.0.1:$PG_PORT/$DB_NAME
+ELDERCARE_OWNER_DATABASE_URL=postgresql://$DB_USER:$DB_PASSWORD@127.0.0.1:$PG_PORT/$DB_NAME
 ELDERCARE_MQTT_HOST=127.0.0.1
 ELDERCARE_MQTT_PORT=$MQTT_PORT
 ELDERCARE_MQTT_PUBLIC_PORT=$MQTT_DEVICE_PORT

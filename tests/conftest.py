@@ -7,15 +7,21 @@ import psycopg
 import pytest
 
 from eldercare.config import Settings
-from eldercare.storage.migrate import migrate
-from harness.services import Broker, create_database, drop_database, make_settings
+from harness.services import (
+    Broker,
+    create_database,
+    drop_database,
+    make_settings,
+    migrate_database,
+)
 from tests.alarm_support import FrozenClock, World, build_world
 
 
 @pytest.fixture(scope="session")
 def database_url() -> Iterator[str]:
+    """The session database's owner URL; ``settings.database_url`` is the app's role."""
     url = create_database()
-    migrate(url)
+    migrate_database(url)
     yield url
     drop_database(url)
 
@@ -58,6 +64,13 @@ def world(settings: Settings, clock: FrozenClock) -> Iterator[World]:
 @pytest.fixture
 def db(settings: Settings) -> Iterator[psycopg.Connection]:
     with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        yield conn
+
+
+@pytest.fixture
+def owner_db(settings: Settings) -> Iterator[psycopg.Connection]:
+    """The owner's connection, for what the app's role may not do (roles, DDL)."""
+    with psycopg.connect(settings.migration_url, autocommit=True) as conn:
         yield conn
 
 

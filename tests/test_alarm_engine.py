@@ -13,7 +13,7 @@ from typing import ClassVar
 import psycopg
 import pytest
 
-from eldercare.alerts import dispatch, health, notify, rules
+from eldercare.alerts import dispatch, health, notify, outbound, rules
 from eldercare.alerts import lifecycle as alarms
 from eldercare.alerts.engine import Engine
 from eldercare.config import Settings
@@ -98,7 +98,7 @@ def test_cancel_is_recorded_but_never_closes(world: World, db: psycopg.Connectio
 
 
 def test_full_lifecycle_clocks_audit_and_device_told(
-    world: World, db: psycopg.Connection, settings: Settings
+    world: World, db: psycopg.Connection, owner_db: psycopg.Connection, settings: Settings
 ) -> None:
     aid = world.send(world.sos, "sos").alarm_id
     t0 = world.clock()
@@ -141,11 +141,16 @@ def test_full_lifecycle_clocks_audit_and_device_told(
         ("closed", "op1"),
     ]
     assert trail[1]["detail"] == {"note": "called the room"}
-    # The audit trail is append-only, enforced by the database.
-    with pytest.raises(psycopg.errors.RaiseException):
+    # The audit trail is append-only, enforced by the database: the app's role has no
+    # right to change it, and the trigger refuses even the owner.
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
         db.execute("UPDATE alarm_events SET actor = 'x' WHERE alarm_id = %s", (aid,))
-    with pytest.raises(psycopg.errors.RaiseException):
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
         db.execute("DELETE FROM alarm_events WHERE alarm_id = %s", (aid,))
+    with pytest.raises(psycopg.errors.RaiseException):
+        owner_db.execute("UPDATE alarm_events SET actor = 'x' WHERE alarm_id = %s", (aid,))
+    with pytest.raises(psycopg.errors.RaiseException):
+        owner_db.execute("DELETE FROM alarm_events WHERE alarm_id = %s", (aid,))
     pub = RecordingPublisher()
     notify.deliver_due(db, world.clock(), "device", publisher=pub)
     assert pub.statuses(world.sos) == ["acknowledged", "dispatched", "on_site", "resolved"]
@@ -431,7 +436,7 @@ class _Hook(BaseHTTPRequestHandler):
 
 
 def test_webhook_signed_retried_with_backoff_every_attempt_recorded(
-    world: World, db: psycopg.Connection
+    world: World, settings: Settings, db: psycopg.Connection
 ) -> None:
     server = HTTPServer(("127.0.0.1", 0), _Hook)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -443,18 +448,19 @@ def test_webhook_signed_retried_with_backoff_every_attempt_recorded(
             (f"http://127.0.0.1:{server.server_port}/hook", world.facility_id),
         )
         aid = world.send(world.sos, "sos").alarm_id
-        assert notify.deliver_due(db, world.clock(), "webhook")["retry"] == 1
-        assert notify.deliver_due(db, world.clock(), "webhook")["delivered"] == 0  # not due
+        poster = outbound.WebhookPoster(outbound.OutboundPolicy.of(["127.0.0.1"]))
+        worker = notify.WebhookWorker(
+            lambda: psycopg.connect(settings.database_url, autocommit=True), world.clock, poster
+        )
+        assert worker.run_once(db)["retry"] == 1
+        assert worker.run_once(db)["delivered"] == 0  # not due
         world.clock.advance(2)
-        assert notify.deliver_due(db, world.clock(), "webhook")["retry"] == 1
+        assert worker.run_once(db)["retry"] == 1
         world.clock.advance(3)
-        assert notify.deliver_due(db, world.clock(), "webhook") == {
-            "delivered": 0,
-            "retry": 0,
-            "failed": 0,
-        }
+        assert worker.run_once(db) == {"delivered": 0, "retry": 0, "failed": 0}
         world.clock.advance(1)  # 2nd backoff is 4 s
-        assert notify.deliver_due(db, world.clock(), "webhook")["delivered"] == 1
+        assert worker.run_once(db)["delivered"] == 1
+        worker.close()
         (n,) = notify.history(db, str(aid))
         assert n["status"] == "delivered" and n["attempts"] == 3
         assert [x["ok"] for x in n["attempt_log"]] == [False, False, True]

@@ -289,7 +289,8 @@ def test_websocket_pushes_alarm_events(
     client: TestClient, world: World, tokens: dict[str, Any], users: dict[str, str]
 ) -> None:
     token = tokens["staff"]["Authorization"].split()[1]
-    with client.websocket_connect(f"/api/ws?token={token}") as ws:
+    with client.websocket_connect("/api/ws") as ws:
+        ws.send_json({"type": "auth", "token": token})
         hello = ws.receive_json()
         assert hello["type"] == "hello" and hello["role"] == "facility_staff"
         # Another facility's alarm is not pushed to this staff member; ours is.
@@ -304,8 +305,9 @@ def test_websocket_pushes_alarm_events(
 
     with (
         pytest.raises(WebSocketDisconnect) as closed,
-        client.websocket_connect("/api/ws?token=bad") as ws,
+        client.websocket_connect("/api/ws") as ws,
     ):
+        ws.send_json({"type": "auth", "token": "bad"})
         ws.receive_json()
     assert closed.value.code == 4401
 

@@ -199,6 +199,10 @@ def browser() -> Iterator[Any]:
         b.close()
 
 
+def _csp(message: Any) -> bool:
+    return message.type == "error" and "Content Security Policy" in message.text
+
+
 class Pages:
     """Opens pages that record uncaught script errors, so any test fails on one."""
 
@@ -221,6 +225,8 @@ class Pages:
         page = ctx.new_page()
         page.set_default_timeout(10_000)
         page.on("pageerror", lambda e: self.errors.append(str(e)))
+        # Whatever the Content-Security-Policy blocks (inline script or style) fails too.
+        page.on("console", lambda m: self.errors.append(m.text) if _csp(m) else None)
         if before:
             before(page)
         page.goto(self.base_url + path)
@@ -283,7 +289,7 @@ def row(page: Any, alarm_id: str) -> Any:
 def shoot(page: Any, name: str) -> None:
     if SHOTS is not None:
         # The new-alarm flash lasts 3 s; the picture shows the screen at rest.
-        page.wait_for_function("!document.body.classList.contains('flash')", timeout=5_000)
+        page.wait_for_function("() => !document.body.classList.contains('flash')", timeout=5_000)
         page.screenshot(path=str(SHOTS / name))
 
 
@@ -305,7 +311,7 @@ def test_operator_and_nurse_handle_an_sos(pages: Pages, place: Place, settings: 
     # The alert sounds (beeps counted by the page) and repeats until acknowledged.
     beeps = int(op.get_attribute("body", "data-beeps") or 0)
     op.wait_for_selector("body[data-alerting=true]")
-    op.wait_for_function(f"Number(document.body.dataset.beeps) > {beeps + 1}", timeout=5_000)
+    op.wait_for_function(f"() => Number(document.body.dataset.beeps) > {beeps + 1}", timeout=5_000)
     assert int(op.locator("#c-unack").inner_text()) >= 1
     assert "王秀英" in row(op, alarm_id).inner_text()
     assert "阳光颐养院" in row(op, alarm_id).inner_text()
@@ -357,7 +363,7 @@ def test_operator_and_nurse_handle_an_sos(pages: Pages, place: Place, settings: 
     # The nurse's phone rings and vibrates (where allowed); she accepts and gets there.
     card = nurse.locator(f'#mine article[data-id="{alarm_id}"]')
     card.wait_for()
-    nurse.wait_for_function("Number(document.body.dataset.dispatches) >= 1")
+    nurse.wait_for_function("() => Number(document.body.dataset.dispatches) >= 1")
     assert "王秀英" in card.inner_text()
     # The other facility's alarm is not on her page.
     assert nurse.locator(f'[data-id="{other_id}"]').count() == 0
@@ -409,6 +415,34 @@ def test_staff_never_sees_another_facilitys_alarm(pages: Pages, place: Place) ->
         "id => EC.api('GET', `/api/alarms/${id}`).then(() => 200, e => e.status)", theirs
     )
     assert status == 404
+
+
+# ---------------------------------------------------------------- sign-in and sign-out
+
+
+def test_sign_in_throttled_and_sign_out_ends_the_token(pages: Pages, place: Place) -> None:
+    """Audit H5/M5 as an operator meets them: repeated failures get "try again in N min",
+    not a server error; signing out revokes the token on the server, not just the page."""
+    op = pages.open("/console")
+    nobody = f"nobody-{secrets.token_hex(3)}"
+    texts = []
+    for attempt in range(11):  # ten failures per username are allowed (Settings)
+        op.fill("#username", nobody)
+        op.fill("#password", f"wrong-password-{attempt}")
+        op.click("#login-submit")
+        op.wait_for_selector(".login-error:not(:empty)")
+        texts.append(op.inner_text(".login-error"))
+        op.evaluate("() => { document.querySelector('.login-error').textContent = ''; }")
+    assert texts[0] == "用户名或密码错误"
+    assert re.fullmatch(r"登录失败次数过多，请 \d+ 分钟后再试", texts[-1]), texts[-1]
+
+    login(op, place.operator)
+    token = op.evaluate("() => EC.session.token")
+    me = "t => fetch('/api/me', {headers: {Authorization: 'Bearer ' + t}}).then(r => r.status)"
+    assert op.evaluate(me, token) == 200
+    op.click("#logout")
+    op.wait_for_selector("#login:not([hidden])")
+    op.wait_for_function(f"t => ({me})(t).then(s => s === 401)", arg=token, polling=100)
 
 
 # ---------------------------------------------------------------- websocket drop and resync

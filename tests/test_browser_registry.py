@@ -81,6 +81,15 @@ def page(browser: Any, site: dict[str, Any]) -> Iterator[Any]:
     pg.set_default_timeout(10_000)
     errors: list[str] = []
     pg.on("pageerror", lambda e: errors.append(str(e)))
+    # Whatever the Content-Security-Policy blocks (inline script or style) fails too.
+    pg.on(
+        "console",
+        lambda m: (
+            errors.append(m.text)
+            if m.type == "error" and "Content Security Policy" in m.text
+            else None
+        ),
+    )
     pg.goto(site["base"] + "/registry")
     pg.wait_for_selector("body[data-ready=true]")
     yield pg
@@ -147,7 +156,7 @@ def test_admin_creates_district_bed_and_resident(page: Any, site: dict[str, Any]
                 (address,),
             ).fetchone()
 
-        page.wait_for_function("document.querySelectorAll('#beds tbody tr').length > 0")
+        page.wait_for_function("() => document.querySelectorAll('#beds tbody tr').length > 0")
         page.wait_for_selector(".toast.ok")
         bed_row = made()
     assert bed_row is not None and bed_row[1] == code and bed_row[2] is True
@@ -181,7 +190,7 @@ def test_admin_creates_district_bed_and_resident(page: Any, site: dict[str, Any]
     hh.locator("[name=lat]").fill("29.59")
     hh.locator("[name=lon]").fill("120.83")
     hh.locator("button[type=submit]").click()
-    page.wait_for_function("document.querySelectorAll('#households tbody tr').length > 0")
+    page.wait_for_function("() => document.querySelectorAll('#households tbody tr').length > 0")
     with psycopg.connect(db) as conn:
         hh_id = conn.execute(
             "SELECT id FROM households WHERE address = %s", (hh_address,)

@@ -33,6 +33,7 @@ MOSQUITTO_TEMPLATE = ROOT / "eldercare" / "registry" / "mosquitto.conf.in"
 PRODUCTION_SETTINGS = ("database_url", "mqtt_password", "secret_key", "mqtt_host", "broker_dir")
 SECRETS = (
     "ELDERCARE_DB_PASSWORD",
+    "ELDERCARE_DB_APP_PASSWORD",
     "ELDERCARE_MQTT_PASSWORD",
     "ELDERCARE_SECRET_KEY",
     "ELDERCARE_GRAFANA_DB_PASSWORD",
@@ -58,6 +59,7 @@ EXPECTED_PORTS = {"mosquitto": {8883}, "platform": {8000}, "grafana": {3000}}
 # Strong sample values for the required variables: a valid production configuration.
 SAMPLE_ENV = {
     "ELDERCARE_DB_PASSWORD": "d" * 40,
+    "ELDERCARE_DB_APP_PASSWORD": "p" * 40,
     "ELDERCARE_MQTT_PASSWORD": "m" * 40,
     "ELDERCARE_SECRET_KEY": "s" * 48,
     "ELDERCARE_GRAFANA_DB_PASSWORD": "g" * 24,
@@ -289,6 +291,34 @@ def check_platform_settings(c: dict[str, Any]) -> list[str]:
     return problems
 
 
+def _db_user(url: str) -> str:
+    return url.split("://", 1)[1].split("@", 1)[0].split(":", 1)[0]
+
+
+def check_database_roles(c: dict[str, Any]) -> list[str]:
+    """Audit H11: only init has the owner (the image's superuser); everything that runs
+    the platform connects as the app's role, which init creates."""
+    problems = []
+    superuser = env_of(c["services"]["timescaledb"]).get("POSTGRES_USER")
+    init = env_of(c["services"]["init"])
+    owner = init.get("ELDERCARE_OWNER_DATABASE_URL", "")
+    if not owner or _db_user(owner) != superuser:
+        problems.append("init: ELDERCARE_OWNER_DATABASE_URL must be the owner " + str(superuser))
+    if _db_user(init.get("ELDERCARE_DATABASE_URL", "x://")) in ("", superuser):
+        problems.append("init: ELDERCARE_DATABASE_URL must name the app's role to create")
+    for name in ("platform", "gateway"):
+        env = env_of(c["services"][name])
+        if "ELDERCARE_OWNER_DATABASE_URL" in env:
+            problems.append(f"{name}: must not get the owner's database URL")
+        if _db_user(env.get("ELDERCARE_DATABASE_URL", "x://")) in ("", superuser):
+            problems.append(f"{name}: must connect as the app's role, not {superuser}")
+        if env.get("ELDERCARE_DATABASE_URL") != init.get("ELDERCARE_DATABASE_URL"):
+            problems.append(f"{name}: connects as another role than the one init creates")
+    if "eldercare db migrate" not in json.dumps(c["services"]["init"].get("command")):
+        problems.append("init: must run `eldercare db migrate` (it creates the app's role)")
+    return problems
+
+
 def check_secrets_required(c: dict[str, Any]) -> list[str]:
     """Every secret comes from ${VAR:?...}: no default, no literal value."""
     problems = []
@@ -451,6 +481,10 @@ def test_platform_gets_every_production_setting(compose: dict[str, Any]) -> None
     assert check_platform_settings(compose) == []
 
 
+def test_database_roles(compose: dict[str, Any]) -> None:
+    assert check_database_roles(compose) == []
+
+
 def test_secrets_are_required_variables(compose: dict[str, Any]) -> None:
     assert check_secrets_required(compose) == []
 
@@ -607,6 +641,21 @@ _DELETE = object()
             check_platform_settings,
             ["services", "platform", "environment", "ELDERCARE_MQTT_PASWORD"],
             "typo",
+        ),
+        (
+            check_database_roles,
+            ["services", "platform", "environment", "ELDERCARE_DATABASE_URL"],
+            "postgresql://eldercare:${ELDERCARE_DB_PASSWORD:?x}@timescaledb:5432/eldercare",
+        ),
+        (
+            check_database_roles,
+            ["services", "gateway", "environment", "ELDERCARE_OWNER_DATABASE_URL"],
+            "postgresql://eldercare:${ELDERCARE_DB_PASSWORD:?x}@timescaledb:5432/eldercare",
+        ),
+        (
+            check_database_roles,
+            ["services", "init", "environment", "ELDERCARE_OWNER_DATABASE_URL"],
+            _DELETE,
         ),
         (
             check_secrets_required,

@@ -11,7 +11,7 @@ import secrets
 from collections.abc import Iterator
 from datetime import timedelta
 from importlib import resources
-from typing import Any
+from typing import Any, get_args
 
 import psycopg
 import pytest
@@ -20,12 +20,35 @@ from fastapi.testclient import TestClient
 from eldercare.alerts import rules
 from eldercare.app import create_app
 from eldercare.config import Settings
+from eldercare.platform import lifecycle
+from eldercare.platform.schemas import HotlineCallCreate, RevisitCreate, WorkOrderCreate
 from eldercare.protocol import EVENT_TYPES
 from eldercare.registry import auth
 from tests.alarm_support import FrozenClock, RecordingPublisher, World
 
 PASSWORD = "correct-horse-battery"
 STATIC = resources.files("eldercare.web").joinpath("static")
+# Every rule code of the visit checks (design §2.8), as the anomalies table stores them.
+WORKER_RULES = (
+    "dup_claim",
+    "resident_inactive",
+    "no_presence_evidence",
+    "alarm_unanswered_during_visit",
+    "alarm_open_at_check_in",
+    "gps_far",
+    "worker_overlap",
+    "impossible_travel",
+    "duration_out_of_range",
+    "clock_skew",
+    "unverifiable",
+    "not_contracted",
+    "unqualified",
+    "assessment_lapsed",
+    "revisit_denied",
+    "photo_reuse",
+    "long_absence_claims",
+    "off_schedule",
+)
 
 
 def _dict(lang: str) -> dict[str, str]:
@@ -51,7 +74,16 @@ def test_both_languages_have_the_same_keys_and_no_empty_text() -> None:
 def test_every_key_the_pages_use_is_translated() -> None:
     zh = _dict("zh-CN")
     used: set[str] = set()
-    for name in ("console.html", "staff.html", "console.js", "staff.js", "common.js"):
+    for name in (
+        "console.html",
+        "staff.html",
+        "console.js",
+        "orders.js",
+        "staff.js",
+        "common.js",
+        "worker.html",
+        "worker.js",
+    ):
         text = STATIC.joinpath(name).read_text("utf-8")
         used |= set(re.findall(r"\bt\(\s*\"([a-z_.0-9]+)\"", text))
         used |= set(re.findall(r"data-i18n(?:-[a-z-]+)?=\"([a-z_.0-9]+)\"", text))
@@ -92,8 +124,23 @@ def test_every_value_the_api_sends_is_translated() -> None:
             "supervisor_notified",
             "joined",
             "correlated",
+            "work_order_created",
+            "work_order_not_created",
         },
     }
+    # The work-order tab and the call form (eldercare.platform): statuses, timeline actions,
+    # sources, call types, revisit channels and the satisfaction scale.
+    enums["wostatus"] = set(lifecycle.STATUSES)
+    enums["woaction"] = {*lifecycle.MOVES, "created", "revisit"}
+    enums["source"] = {*get_args(WorkOrderCreate.model_fields["source"].annotation), "alarm"}
+    enums["reqtype"] = set(get_args(HotlineCallCreate.model_fields["request_type"].annotation))
+    enums["channel"] = set(get_args(RevisitCreate.model_fields["channel"].annotation))
+    enums["sat"] = {"1", "2", "3", "4"}
+    # The worker page's: work-order statuses, the visit checks' rules (design §2.8 R01-R16)
+    # and the decisions on their findings.
+    enums["wstatus"] = set(lifecycle.STATUSES)
+    enums["wrule"] = set(WORKER_RULES)
+    enums["wdecision"] = {"open", "confirmed", "dismissed"}
     missing = [f"{p}.{v}" for p, values in enums.items() for v in values if f"{p}.{v}" not in zh]
     assert missing == []
 
@@ -125,12 +172,12 @@ def headers(client: TestClient, settings: Settings, world: World) -> dict[str, d
 
 
 def test_pages_and_assets_are_served_from_the_package(client: TestClient) -> None:
-    for path in ("/console", "/staff"):
+    for path in ("/console", "/staff", "/worker"):
         r = client.get(path)
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
-        # Nothing from outside: every script and stylesheet is ours.
+        # Nothing from outside: every script and stylesheet is ours, every link one of ours.
         for ref in re.findall(r'(?:src|href)="([^"]+)"', r.text):
-            assert ref.startswith("/static/"), ref
+            assert ref.startswith("/static/") or ref in ("/console", "/staff"), ref
             assert client.get(ref).status_code == 200, ref
     r = client.get("/static/console.js")
     assert r.headers["content-type"].startswith("text/javascript")
@@ -215,3 +262,35 @@ def test_open_extras_place_holder_and_scope(
         a["id"] for a in client.get("/api/console/open", headers=headers["home"]).json()["alarms"]
     }
     assert home_aid in theirs and aid not in theirs
+
+
+def test_a_planned_follow_up_that_cannot_be_made_never_blocks_the_close(
+    client: TestClient, headers: dict[str, Any], world: World, settings: Settings
+) -> None:
+    """The home-bed resident lives where no district is set (and the catalogue may lack the
+    visit): closing a fall as fall_without_injury still closes the alarm, and the timeline
+    says which order was not created and why. Asking for a service the platform cannot
+    order (service_request) is refused, and the alarm stays open."""
+    op = headers["op"]
+    aid = str(world.send(world.home_sos, "sos").alarm_id)
+    for action in ("acknowledge", "resolve"):
+        assert client.post(f"/api/alarms/{aid}/{action}", json={}, headers=op).status_code == 200
+    r = client.post(
+        f"/api/alarms/{aid}/close",
+        json={"disposition": "service_request", "follow_up": {"service_item_code": "meal"}},
+        headers=op,
+    )
+    assert r.status_code in (404, 409), r.text
+    assert client.get(f"/api/alarms/{aid}", headers=op).json()["alarm"]["status"] == "resolved"
+    r = client.post(
+        f"/api/alarms/{aid}/close", json={"disposition": "fall_without_injury"}, headers=op
+    )
+    assert r.status_code == 200, r.text
+    d = client.get(f"/api/alarms/{aid}", headers=op).json()
+    assert d["alarm"]["status"] == "closed"
+    missed = [e for e in d["timeline"] if e["action"] == "work_order_not_created"]
+    assert len(missed) == 1 and missed[0]["detail"]["service_item_code"] == "post_fall_visit"
+    assert missed[0]["detail"]["reason"]
+    with psycopg.connect(settings.database_url) as conn:
+        n = conn.execute("SELECT count(*) FROM work_orders WHERE alarm_id = %s", (aid,)).fetchone()
+    assert n is not None and n[0] == 0

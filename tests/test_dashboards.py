@@ -30,6 +30,7 @@ from psycopg.types.json import Jsonb
 
 from eldercare.alerts import metrics as clocks
 from eldercare.alerts import rules
+from eldercare.platform import hotline, reports
 
 ROOT = Path(__file__).resolve().parent.parent
 DASHBOARD_DIR = ROOT / "dashboards"
@@ -235,19 +236,68 @@ def insert_sample_rows(conn: psycopg.Connection, now: datetime) -> dict[str, Any
             ),
         )
     alarms = insert_sample_alarms(conn, now, fac)
-    insert_subsidy_rows(conn, now, fac[0], tag)
-    return {"facilities": fac, "alarms": alarms}
+    insert_fall_shadow_rows(conn, now, fac, alarms, f"wear-{tag}")
+    subsidy = insert_subsidy_rows(conn, now, fac[0], tag)
+    return {"facilities": fac, "alarms": alarms, "subsidy": subsidy}
 
 
-def insert_subsidy_rows(conn: psycopg.Connection, now: datetime, facility: int, tag: str) -> None:
-    """One resident's entitlement, one settled voucher order and its finding (issue 8)."""
+def insert_fall_shadow_rows(
+    conn: psycopg.Connection, now: datetime, fac: list[int], alarms: dict[str, str], dev: str
+) -> None:
+    """Shadow fall scores in both facilities: windows linked to the device falls t-fall (not
+    closed) and r-fall (closed as a real fall), and two model-only suspected windows."""
+    conn.execute(
+        "UPDATE alarms SET disposition = 'genuine_emergency' WHERE id = %s", (alarms["r-fall"],)
+    )
+    for k, (minutes_ago, f, score, alarm, conf) in enumerate(
+        (
+            (150, 0, 0.82, "t-fall", 0.9),
+            (150.02, 0, 0.31, "t-fall", 0.9),
+            (160, 1, 0.12, "r-fall", 0.8),
+            (100, 1, 0.71, None, None),
+            (99, 1, 0.66, None, None),  # a minute later: a second model-only event
+            (30, 0, 0.02, None, None),
+        )
+    ):
+        conn.execute(
+            "INSERT INTO fall_shadow_scores (time, scored_at, device_id, msg_id, facility_id,"
+            " model_version, model_sha256, score, threshold, suspected, coverage_s,"
+            " device_alarm_id, device_confidence, latency_us)"
+            " VALUES (%s, %s, %s, %s, %s, 1, 'sha', %s, 0.5, %s, 4.0, %s, %s, 300)",
+            (
+                now - timedelta(minutes=minutes_ago),
+                now,
+                dev,
+                f"imu-{k}",
+                fac[f],
+                score,
+                score >= 0.5,
+                alarms[alarm] if alarm else None,
+                conf,
+            ),
+        )
+
+
+def insert_subsidy_rows(
+    conn: psycopg.Connection, now: datetime, facility: int, tag: str
+) -> dict[str, Any]:
+    """One resident's entitlement, one settled voucher order, its finding and two revisits
+    (issue 8)."""
     month = now.astimezone(ZoneInfo("Asia/Shanghai")).date().replace(day=1)
-    for code, parent, level in (("000000", None, "country"), ("330683", "000000", "county")):
+    # The resident's own street under 330683, so the API's reports (which sum a district's
+    # residents) see only this sample in the shared session database.
+    dist = "9" + str(secrets.randbelow(10**8)).zfill(8)
+    for code, parent, level in (
+        ("000000", None, "country"),
+        ("330683", "000000", "county"),
+        (dist, "330683", "street"),
+    ):
         conn.execute(
             "INSERT INTO districts (code, name, parent_code, level, fiscal_region)"
             " VALUES (%s, %s, %s, %s, 'east') ON CONFLICT (code) DO NOTHING",
             (code, code, parent, level),
         )
+    conn.execute("UPDATE facilities SET district_code = %s WHERE id = %s", (dist, facility))
     resident = conn.execute(
         "INSERT INTO residents (name, facility_id) VALUES ('sample', %s) RETURNING id",
         (facility,),
@@ -274,8 +324,8 @@ def insert_subsidy_rows(conn: psycopg.Connection, now: datetime, facility: int, 
     conn.execute(
         "INSERT INTO entitlements (run_id, resident_id, programme_code, month, amount_fen,"
         " policy_version_id, district_code, basis, created_at)"
-        " VALUES (%s, %s, %s, %s, 165600, %s, '330683', '{}', %s)",
-        (run, resident, prog, month, pv, now),
+        " VALUES (%s, %s, %s, %s, 165600, %s, %s, '{}', %s)",
+        (run, resident, prog, month, pv, dist, now),
     )
     item = f"bath_{tag}"
     conn.execute(
@@ -294,11 +344,12 @@ def insert_subsidy_rows(conn: psycopg.Connection, now: datetime, facility: int, 
     order = conn.execute(
         "INSERT INTO work_orders (number, resident_id, district_code, service_item_code, source,"
         " status, provider_id, worker_id, price_fen, checked_in_at, checked_out_at,"
-        " created_by, created_at) VALUES (%s, %s, '330683', %s, 'app', 'settled', %s, %s,"
+        " created_by, created_at) VALUES (%s, %s, %s, %s, 'app', 'settled', %s, %s,"
         " 12000, %s, %s, 'op', %s) RETURNING id",
         (
             f"WO-330683-{month:%Y%m%d}-{secrets.randbelow(10**6):06d}",
             resident,
+            dist,
             item,
             provider,
             worker,
@@ -307,6 +358,14 @@ def insert_subsidy_rows(conn: psycopg.Connection, now: datetime, facility: int, 
             now - timedelta(hours=3),
         ),
     ).fetchone()[0]
+    # Two revisits of the order (回访): one reached (满意, confirmed), one not reached.
+    for reached, confirmed, satisfaction in ((True, True, 2), (False, None, None)):
+        conn.execute(
+            "INSERT INTO revisits (work_order_id, due_at, done_at, channel, reached,"
+            " service_confirmed, satisfaction, created_at) VALUES (%s, %s, %s, 'phone', %s,"
+            " %s, %s, %s)",
+            (order, now, now - timedelta(minutes=30), reached, confirmed, satisfaction, now),
+        )
     conn.execute(
         "INSERT INTO anomalies (rule_code, severity, work_order_id, provider_id, detected_at,"
         " evidence) VALUES ('gps_far', 'soft', %s, %s, %s, '{}')",
@@ -321,10 +380,11 @@ def insert_subsidy_rows(conn: psycopg.Connection, now: datetime, facility: int, 
     conn.execute(
         "INSERT INTO settlement_lines (batch_id, work_order_id, kind, service_month,"
         " district_code, price_fen, ltc_fen, copay_fen, subsidy, funding)"
-        " VALUES (%s, %s, 'service', %s, '330683', 12000, 0, 6000,"
+        " VALUES (%s, %s, 'service', %s, %s, 12000, 0, 6000,"
         ' \'{"elderly_care_voucher": 6000}\', \'{"central": 5100, "local": 900}\')',
-        (batch, order, month),
+        (batch, order, month, dist),
     )
+    return {"district": dist, "programme": prog, "provider": provider, "month": month}
 
 
 # Alarms for the response-time panels: name -> (minutes ago, kind, facility index, status,
@@ -411,11 +471,15 @@ def insert_sample_alarms(conn: psycopg.Connection, now: datetime, fac: list[int]
 
 
 @pytest.fixture
-def as_grafana(db: psycopg.Connection) -> Iterator[tuple[psycopg.Connection, dict[str, Any]]]:
+def as_grafana(
+    owner_db: psycopg.Connection,
+) -> Iterator[tuple[psycopg.Connection, dict[str, Any]]]:
     """The session database with sample rows, seen through Grafana's read-only role.
 
-    Everything (the role included: CREATE ROLE is transactional) is rolled back.
+    Everything (the role included: CREATE ROLE is transactional) is rolled back. As the
+    owner, as in compose's init: the app's role may not create roles.
     """
+    db = owner_db
     role = "grafana_reader_t_" + secrets.token_hex(4)
     with db.transaction(force_rollback=True):
         now = datetime.now(UTC)
@@ -886,3 +950,83 @@ def test_response_panels_leave_out_health_and_merged_alarms(
     for r in esc:
         totals[r["metric"]] = totals.get(r["metric"], 0) + r["events"]
     assert totals == {"escalated": 2, "escalation stalled": 1, "supervisor notified": 2}
+
+
+# ------------------------------------------------------------------ subsidies dashboard
+
+
+def _subsidy_panel(
+    conn: psycopg.Connection, title: str, start: datetime, end: datetime
+) -> list[dict[str, Any]]:
+    (dash,) = [d for _, d in _dashboards() if d["uid"] == "eldercare-subsidies"]
+    (p,) = [p for p in _panels(dash) if p["title"] == title]
+    query = expand(
+        p["targets"][0]["rawSql"],
+        start=start,
+        end=end,
+        interval="1h",
+        interval_ms=3_600_000,
+        variables=variable_values(dash, "-1"),
+    )
+    cols, rows = _run(conn, query)
+    return [dict(zip(cols, r, strict=True)) for r in rows]
+
+
+def test_coverage_and_revisit_panels_agree_with_the_api(
+    as_grafana: tuple[psycopg.Connection, dict[str, Any]],
+) -> None:
+    """The dashboard's coverage and satisfaction (read through the views, as Grafana's role)
+    give the API's numbers (read from the tables, as the platform)."""
+    conn, sample = as_grafana
+    sub = sample["subsidy"]
+    tz = ZoneInfo("Asia/Shanghai")
+    since = datetime.combine(sub["month"], datetime.min.time(), tz)
+    until = (since + timedelta(days=32)).replace(day=1)
+    db_now = conn.execute("SELECT now()").fetchone()[0]
+    with _as_owner(conn):
+        cov = reports.coverage(conn, sub["programme"], sub["month"], sub["district"], tz)
+        rev = hotline.revisits_report(conn, since, until, None, sub["provider"])
+    (row,) = [
+        r
+        for r in _subsidy_panel(conn, "Service coverage by district and programme", since, db_now)
+        if r["programme"] == sub["programme"]
+    ]
+    assert cov["eligible"] == 1
+    assert (row["eligible"], row["served"]) == (cov["eligible"], cov["served"])
+    assert float(row["coverage %"]) == pytest.approx(100 * cov["rate"])
+    (mine,) = [
+        r
+        for r in _subsidy_panel(conn, "Revisits by provider", since, db_now)
+        if r["provider"] == f"provider {sub['programme'].removeprefix('care_')}"
+    ]
+    assert (rev["revisits"], rev["reached"]) == (2, 1)
+    assert (mine["revisits"], mine["reached"]) == (rev["revisits"], rev["reached"])
+    assert float(mine["reach %"]) == pytest.approx(100 * rev["reach_rate"])
+    assert float(mine["satisfied %"]) == pytest.approx(100 * rev["satisfaction_rate"])
+    assert float(mine["confirmed %"]) == pytest.approx(100 * rev["confirmed_rate"])
+    assert (mine["1"], mine["2"], mine["3"], mine["4"]) == tuple(
+        rev["distribution"][k] for k in "1234"
+    )
+
+
+def test_provider_panel_agrees_with_the_api(
+    as_grafana: tuple[psycopg.Connection, dict[str, Any]],
+) -> None:
+    """The providers panel (a view restating the EVV rule in SQL) and the API's provider
+    report (lifecycle.evv_missing in Python) agree on the sample's settled order, which has
+    a soft finding and no check-in points (so it is not EVV-complete)."""
+    conn, sample = as_grafana
+    sub = sample["subsidy"]
+    tz = ZoneInfo("Asia/Shanghai")
+    since = datetime.combine(sub["month"], datetime.min.time(), tz)
+    db_now = conn.execute("SELECT now()").fetchone()[0]
+    with _as_owner(conn):
+        (api,) = reports.providers(conn, sub["month"], sub["district"], sub["provider"], tz)[
+            "providers"
+        ]
+    title = "Providers: on time, findings, EVV completeness (target 90 %)"
+    (row,) = [r for r in _subsidy_panel(conn, title, since, db_now) if r["provider"] == api["name"]]
+    assert (row["visits"], row["verified"]) == (api["visits"], api["verified"]) == (1, 1)
+    assert float(row["flagged %"]) == pytest.approx(100 * api["anomaly_rate"]) == 100.0
+    assert float(row["EVV %"]) == pytest.approx(100 * api["evv_rate"]) == 0.0
+    assert row["on time %"] is None  # no scheduled start

@@ -10,6 +10,7 @@ import secrets
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
@@ -90,8 +91,50 @@ def test_demo_serves_runs_the_fleet_and_reuses_it(
     assert STATUS.search(first.stdout), first.stdout
     assert "\r" not in first.stdout  # not a TTY: plain lines
     assert "Fleet     created" in first.stdout
+    # The service side (issue 8): where to see the orders and the month's entitlement.
+    orders = re.search(
+        rf"Orders +http://127\.0\.0\.1:{port}/console#orders +work-order tab "
+        r"\(operator / demo-operator\): (\d+) orders \(([^)]*)\)",
+        first.stdout,
+    )
+    assert orders, first.stdout
+    assert f"http://127.0.0.1:{port}/console#call" in first.stdout
+    entitled = re.search(r"Subsidies entitlement run (\d{4}-\d\d) for 330683: (.+)", first.stdout)
+    assert entitled and "yuan" in entitled[2], first.stdout
+    month = entitled[1]
+    assert "Reports   (supervisor / demo-supervisor" in first.stdout
+    for report in ("subsidy-spend", "anomalies", "revisits"):
+        assert f"http://127.0.0.1:{port}/api/reports/{report}?" in first.stdout, report
+    assert f"subsidy-spend?month={month}&district=330683" in first.stdout
     assert re.search(r"demo finished after \d+ s; \d+/\d+ devices connected", first.stdout)
     assert not _processes_with(marker), "the demo left processes running"
+
+    # The count printed is what the console's tab lists for the district, by status.
+    listed = db.execute(
+        "SELECT count(*) FROM work_orders WHERE district_code IN"
+        " (SELECT district_subtree('330683'))"
+    ).fetchone()
+    assert listed is not None and int(orders[1]) == listed[0] > 0
+    assert "verified" in orders[2]
+    live = db.execute(
+        "SELECT count(*) FROM entitlements WHERE district_code LIKE '330683%%'"
+        " AND to_char(month, 'YYYY-MM') = %s AND status <> 'void' AND amount_fen > 0",
+        (month,),
+    ).fetchone()
+    assert live is not None and live[0] > 0
+
+    # The fleet sits in the service district, with the follow-up visits in the catalogue:
+    # a fall closed on the console as fall_without_injury gets its order in the tab.
+    placed = db.execute(
+        "SELECT count(*) FILTER (WHERE district_code = '330683001'), count(*) FROM facilities"
+        " WHERE code LIKE 'SIMdemo-%%'"
+    ).fetchone()
+    assert placed is not None and placed[0] == placed[1] > 0
+    items = db.execute(
+        "SELECT count(*) FROM service_items WHERE code IN"
+        " ('post_fall_visit', 'post_incident_visit', 'device_training_visit')"
+    ).fetchone()
+    assert items == (3,)
 
     facilities, devices, users = _counts(db)
     assert facilities >= 1 and devices > 0 and users == 2 + facilities
@@ -111,6 +154,9 @@ def test_demo_serves_runs_the_fleet_and_reuses_it(
         again = _run(env, "--duration", "3")
         assert again.returncode == 0, again.stdout + again.stderr
         assert "Fleet     reused" in again.stdout
+        assert f"/console#orders   work-order tab (operator / demo-operator): {orders[1]}" in (
+            again.stdout
+        )
         connected = re.search(r"(\d+)/(\d+) devices connected", again.stdout)
         assert connected and connected[1] == connected[2] == str(devices), again.stdout
         assert _counts(db) == (facilities, devices, users)
@@ -149,8 +195,12 @@ def test_demo_refuses_production(
 ) -> None:
     env = _env(settings, tmp_path / "demo", secrets.token_hex(8), **secret_env)
     # A database URL whose password is not a default one, so only the demo itself refuses.
-    env["ELDERCARE_DATABASE_URL"] = settings.database_url.replace(
-        "eldercare:eldercare@", "eldercare:not-a-default-password@"
+    env.pop("ELDERCARE_OWNER_DATABASE_URL", None)  # the test cluster's owner is a default
+    parts = urlsplit(settings.database_url)
+    env["ELDERCARE_DATABASE_URL"] = urlunsplit(
+        parts._replace(
+            netloc=f"{parts.username}:not-a-default-password@{parts.hostname}:{parts.port}"
+        )
     )
     before = db.execute("SELECT count(*) FROM users").fetchone()
     out = _run(env, "--duration", "1", timeout=30)

@@ -64,7 +64,9 @@ def test_genuine_sos_end_to_end(
     http = httpx.Client(base_url=f"http://{api}", timeout=10)
 
     device = make_device("sos_button")
-    with ws_connect(f"ws://{api}/api/ws?token={op['Authorization'].split()[1]}") as ws:
+    with ws_connect(f"ws://{api}/api/ws") as ws:
+        # The token in the first message, not the URL (audit M5).
+        ws.send(json.dumps({"type": "auth", "token": op["Authorization"].split()[1]}))
         assert json.loads(ws.recv(timeout=5))["type"] == "hello"
         sent = time.monotonic()
         mid = device.raise_alarm("sos", press="long")

@@ -76,7 +76,7 @@ def test_retention_drops_old_chunks_and_prunes_dedup_ids(settings, gateway, make
         ),
         what="recent event",
     )
-    report = apply_retention(settings.database_url, days=365, dedup_days=8)
+    report = apply_retention(settings.migration_url, days=365, dedup_days=8)  # an owner job
     assert report["dropped"]["device_events"] >= 1
     assert report["policy"] is (report["license"] == "timescale")
     assert report["dedup_ids_pruned"] >= 1

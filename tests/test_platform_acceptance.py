@@ -6,10 +6,56 @@ auto-verify job off and no random revisit sample. Users and devices are made wit
 as §3.0 says. The checks share state and run in the design's order: one test function per
 numbered group. The fixture helpers (F1-F5) and :class:`Platform` are shared by the three
 helpers' sections: add sections in the design's order.
+
+Coverage of design §3 (every numbered check, with the design's figures):
+
+====== ============================================== ==========================================
+§3     check                                          test (all over HTTP)
+====== ============================================== ==========================================
+3.0    F1 districts, F2 facilities/beds/households/   ``platform`` fixture: fixture_f1 .. f5
+       residents/categories/devices, F3 assessments,  (users and devices through the CLI)
+       F4 programmes + PV-a..e, F5 catalogue/P1-3/W1-4
+3.1    score table 0..91, adjustments, ability on     test_3_1_ability_levels
+       2022-08-14 / 08-15
+3.2    care-fee table x mode, 138300, 3039/2211,      test_3_2_shengzhou_tekun_fees
+       street inherits, no_policy, not_eligible
+3.3    1-6 (117900/138300, no_policy, 409 overlap,    test_3_3_policy_versions_dated_and_immutable
+       409 PATCH, 82800 street copy, withdraw)
+3.4    1-5 (runs Aug/Sep/Oct, death, void+supersede,  test_3_4_entitlement_runs_level_changes_death
+       spend 276600/207000/483600..., tekun KPIs)
+3.5    Q1-Q6, orders A-E cap, F, no carry-over,       test_3_5_voucher_ratio_cap_insurance_expiry_
+       next-month stop                                eligibility
+3.6    1-6 (WO1 number, 409 not contracted, scopes,   test_3_6_work_order_lifecycle_evv_permissions
+       idempotency k1, check-out 12000, EVV, payer)
+3.7    7.1-7.11 + anomalies report counts; 7.9's      test_3_7_anomaly_checks
+       R7 account (deceased, January unchanged)
+3.8    1-5 (24000/12000/10200/1800, excluded reasons, test_3_8_settlement_funding_split_clawback
+       Feb 15000/7500/6375/1125, clawback -6000,
+       spend 107000/92000/15000/90950/16050)
+3.9    1-5 (post_fall_visit due +24 h, 422 without    test_3_9_alarms_create_work_orders
+       follow_up, 3rd accidental press, risk events)
+3.10   1-3 (hotline order, SLA red/orange/yellow,     test_3_10_hotline_complaints_revisit_
+       revisits 12/10/0.8333/0.8/1.0)                 satisfaction
+3.10.4 coverage 5/3/0.6                               test_3_10_4_voucher_coverage
+3.11   1-3 (422 naming band + quote, ratings,         test_3_11_facility_awards_linyi_bands
+       5000000/3000000, unrated facility gets none)
+3.12   append-only events, no PII, audited reveal,    test_3_12_audit_and_immutability,
+       403 for w1 / pa1                               test_3_12_policy_and_settlement_permissions
+issue  home bed with contract, provider facility and  test_home_bed_detail_contract_provider_
+8.1    installed devices                              devices
+issue  CSV export of spend, findings, revisits,       csv_rows() in 3.4, 3.7, 3.10, 3.10.4
+8.6    coverage (exact figures)
+§2.13  provider KPIs (EVV 90 %), 探访 coverage         test_provider_and_visit_coverage_reports
+====== ============================================== ==========================================
+
+Bad input on every platform write endpoint (4xx, clear detail, no row written) is checked
+in tests/test_platform_bad_input.py.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import re
 import subprocess
@@ -190,6 +236,14 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
                     print(serve.output()[-4000:])
     finally:
         drop_database(url)
+
+
+def csv_rows(p: Platform, path: str, params: dict[str, Any]) -> list[dict[str, str]]:
+    """A report's ``?format=csv`` export (issue 8 item 6), parsed."""
+    r = p.call("ca", "GET", path, params={**params, "format": "csv"}, expect=200)
+    assert r.headers["content-type"].startswith("text/csv")
+    assert "attachment" in r.headers["content-disposition"]
+    return list(csv.DictReader(io.StringIO(r.text)))
 
 
 def _healthy(base: str) -> bool:
@@ -878,16 +932,17 @@ def test_3_4_entitlement_runs_level_changes_death(platform: Platform) -> None:
         "ca", "/api/entitlement-runs", {**run, "month": "2022-09"}, at="2022-10-02T09:00:00+08:00"
     )
     assert rerun["stats"]["voided"] >= 4
+    assert p.get("ca", f"/api/entitlement-runs/{rerun['id']}")["stats"] == rerun["stats"]
     assert amounts(p, "R2", "2022-09") == {"tekun_living": 138300, "tekun_care": 82800}
-    every = p.get(
-        "ca",
-        f"/api/residents/{ids['R2']}/entitlements",
-        params={"month": "2022-09", "include_void": 1},
-    )
-    for code in ("tekun_living", "tekun_care"):
-        mine = [r for r in every if r["programme_code"] == code]
-        assert [r["status"] for r in mine].count("computed") == 1
-        assert "void" in [r["status"] for r in mine]
+    for resident in ("R1", "R2"):
+        every = p.get(
+            "ca",
+            f"/api/residents/{ids[resident]}/entitlements",
+            params={"month": "2022-09", "include_void": 1},
+        )
+        for code in ("tekun_living", "tekun_care"):
+            mine = [r["status"] for r in every if r["programme_code"] == code]
+            assert (mine.count("computed"), "void" in mine) == (1, True), (resident, code, mine)
     p.post(
         "ca", "/api/entitlement-runs", {**run, "month": "2022-10"}, at="2022-11-01T09:00:00+08:00"
     )
@@ -907,15 +962,21 @@ def test_3_4_entitlement_runs_level_changes_death(platform: Platform) -> None:
         assert got["programmes"] == {"tekun_living": living, "tekun_care": care}, month
         assert got["total_fen"] == living + care
     assert spend(p, "2022-08")["total_fen"] == 483600
-    csv_text = p.call(
+    lines = csv_rows(p, "/api/reports/subsidy-spend", {"month": "2022-08", "district": "330683"})
+    by_programme: dict[str, int] = {}
+    for line in lines:
+        code = line["programme_code"]
+        by_programme[code] = by_programme.get(code, 0) + int(line["amount_fen"])
+    assert by_programme == {"tekun_living": 276600, "tekun_care": 207000}
+    # an empty month still exports its header
+    empty = p.call(
         "ca",
         "GET",
         "/api/reports/subsidy-spend",
+        params={"month": "2019-01", "district": "330683", "format": "csv"},
         expect=200,
-        params={"month": "2022-08", "district": "330683", "format": "csv"},
     ).text
-    assert csv_text.splitlines()[0].startswith("district_code,programme_code,amount_fen")
-    assert "tekun_care" in csv_text
+    assert empty == "district_code,programme_code,amount_fen,central_fen,local_fen\n"
     # 5. 特困 KPIs
     kpi = p.get("ca", "/api/reports/tekun", params={"on": "2022-08-31", "district": "330683"})
     assert {
@@ -949,6 +1010,35 @@ def test_3_4_entitlement_runs_level_changes_death(platform: Platform) -> None:
     )
     kpi = p.get("ca", "/api/reports/tekun", params={"on": "2022-08-31", "district": "330683"})
     assert kpi["agreement_rate_dispersed"] == 1.0
+    # design §2.6: a death reported late makes a re-run recover (追回) what a run already gave.
+    # November 2022 is run with R1 alive; the funeral registry then reports R1's death on
+    # 2022-10-05, so November is re-run at zero and the run says how much to recover.
+    nov = {**run, "month": "2022-11"}
+    first_nov = p.post("ca", "/api/entitlement-runs", nov, at="2022-11-01T09:00:00+08:00")
+    assert first_nov["stats"]["adjustments_fen"] == {}
+    assert amounts(p, "R1", "2022-11") == {"tekun_living": 138300, "tekun_care": 165600}
+    p.post(
+        "ca",
+        "/api/integrations/death-records",
+        {
+            "records": [
+                {
+                    "resident_id": ids["R1"],
+                    "died_at": "2022-10-05T08:00:00+08:00",
+                    "source_ref": "殡葬-TEST-2",
+                }
+            ]
+        },
+        at="2022-11-20T09:00:00+08:00",
+        expect=200,
+    )
+    again = p.post("ca", "/api/entitlement-runs", nov, at="2022-11-21T09:00:00+08:00")
+    assert again["stats"]["adjustments_fen"] == {"tekun_living": -138300, "tekun_care": -165600}
+    late = entitled(p, "R1", "2022-11")
+    assert {k: (v["amount_fen"], v["adjustment_fen"]) for k, v in late.items()} == {
+        "tekun_living": (0, -138300),
+        "tekun_care": (0, -165600),
+    }
     # bad input: a month that is not one
     p.call(
         "ca",
@@ -1051,7 +1141,9 @@ def test_3_5_voucher_ratio_cap_insurance_expiry_eligibility(platform: Platform) 
             quantity=qty,
         )
         p.act("ca", name, "verify", {}, at=f"2026-01-{day:02d}T20:00:00+08:00")
-        payer = p.get("op", f"/api/work-orders/{ids[name]}")["payer"]
+        shown = p.get("op", f"/api/work-orders/{ids[name]}")
+        payer = shown["payer"]
+        assert shown["price_fen"] == 5000 * qty, name  # 40000, 40000, 40000, 50000, 10000
         assert (payer["voucher_fen"], payer["copay_fen"]) == (voucher, 5000 * qty - voucher), name
     jan = account(p, "R3", "2026-01")
     assert (jan["credit_fen"], jan["used_fen"], jan["balance_fen"]) == (80000, 80000, 0)
@@ -1097,7 +1189,8 @@ def test_3_5_voucher_ratio_cap_insurance_expiry_eligibility(platform: Platform) 
 def test_3_6_work_order_lifecycle_evv_permissions(platform: Platform) -> None:
     p, ids = platform, platform.ids
     # 1. create; the consoles hear of it on the websocket (§2.11), without personal data
-    with ws_connect(p.base.replace("http", "ws", 1) + "/api/ws?token=" + p.login("op")) as live:
+    with ws_connect(p.base.replace("http", "ws", 1) + "/api/ws") as live:
+        live.send(json.dumps({"type": "auth", "token": p.login("op")}))
         assert json.loads(live.recv(timeout=10))["type"] == "hello"
         wo1 = p.post(
             "op",
@@ -1506,6 +1599,11 @@ def test_3_7_anomaly_checks(platform: Platform) -> None:
         expect=409,
     )
     assert "deceased" in r.json()["detail"]
+    # R7's voucher account: death (2026-01-20) outranks the lapsed assessment in February;
+    # January, decided on its 1st, is unchanged.
+    feb = account(p, "R7", "2026-02")
+    assert (feb["credit_fen"], feb["reason"]) == (0, "deceased")
+    assert account(p, "R7", "2026-01")["credit_fen"] == 80000
 
     # January, P1, district 330683: counts by rule
     report = p.get(
@@ -1522,6 +1620,14 @@ def test_3_7_anomaly_checks(platform: Platform) -> None:
         "resident_inactive": 2,
     }.items():
         assert report["by_rule"].get(rule) == n, (rule, report["by_rule"])
+    exported: dict[str, int] = {}
+    for line in csv_rows(
+        p,
+        "/api/reports/anomalies",
+        {"month": "2026-01", "district": "330683", "provider": ids["P1"]},
+    ):
+        exported[line["rule_code"]] = exported.get(line["rule_code"], 0) + int(line["n"])
+    assert exported == report["by_rule"]
 
     # 7.10 a fall raised before check-in, at the device's time T
     t = (datetime.now(UTC) - timedelta(hours=6)).replace(second=0, microsecond=0)
@@ -1543,6 +1649,18 @@ def test_3_7_anomaly_checks(platform: Platform) -> None:
         timeline = p.get("op", f"/api/alarms/{a1}")["timeline"]
         told = [e for e in timeline if e["action"] == "worker_checked_in"]
         assert len(told) == 1 and told[0]["detail"]["work_order_id"] == ids["WO13"]
+        # After acknowledge, the worker in the room is proposed first, at 0 m, although W1's
+        # registered position is ~12 km away.
+        p.post("op", f"/api/alarms/{a1}/acknowledge", {}, expect=200)
+        w1 = next(
+            w for w in p.get("op", f"/api/providers/{ids['P1']}/workers") if w["id"] == ids["W1"]
+        )
+        first = p.get("op", f"/api/alarms/{a1}")["proposal"]["responders"][0]
+        assert (first["responder_id"], first["on_site_worker"], first["distance_m"]) == (
+            w1["responder_id"],
+            True,
+            0.0,
+        )
         out = p.act(
             "w1",
             "WO13",
@@ -1557,7 +1675,8 @@ def test_3_7_anomaly_checks(platform: Platform) -> None:
             at=_iso(t + timedelta(minutes=50)),
         )
         assert _found(p, "WO13")["alarm_unanswered_during_visit"]["severity"] == "soft"
-        _settle_alarm(p, a1, "test")
+        p.post("op", f"/api/alarms/{a1}/resolve", {}, expect=200)
+        _close(p, a1, {"disposition": "test"})
         assert _orders_of_alarm(p, a1) == []
 
         # 7.11 inactivity from T+1h to T+3h covers the whole visit
@@ -1606,28 +1725,6 @@ def batch_act(p: Platform, user: str, batch_id: int, action: str, expect: int = 
 
 def test_3_8_settlement_funding_split_clawback(platform: Platform) -> None:
     p, ids = platform, platform.ids
-    periods = p.get("op", f"/api/residents/{ids['R7']}/status-periods")
-    if any(x["status"] == "deceased" for x in periods):  # §3.7 check 7.9 recorded it
-        # 7.9's account check: death (2026-01-20) outranks the lapsed assessment in February;
-        # January, decided on its 1st, is unchanged.
-        feb = account(p, "R7", "2026-02")
-        assert (feb["credit_fen"], feb["reason"]) == (0, "deceased")
-        assert account(p, "R7", "2026-01")["credit_fen"] == 80000
-    if "WO2" not in ids:
-        # §3.7 (platverify's section) normally creates WO2 with a GPS finding and a revisit;
-        # without it, the same bath at HB1 gives the same money.
-        p.done_order(
-            "WO2",
-            resident="R5",
-            item="bath_home",
-            provider="P1",
-            worker_user="w1",
-            worker="W1",
-            start="2026-01-06T14:00:00+08:00",
-            end="2026-01-06T14:45:00+08:00",
-            at=HB1,
-        )
-        p.act("ca", "WO2", "verify", {}, at="2026-01-07T09:00:00+08:00")
     # 1. P1's January batch: WO1 and WO2
     jan = batch(p, "pa1", "P1", "2026-01")
     assert [line["kind"] for line in jan["lines"]] == ["service", "service"]
@@ -1652,8 +1749,7 @@ def test_3_8_settlement_funding_split_clawback(platform: Platform) -> None:
         "WO7": "not_verified",
     }
     for name, reason in expected.items():
-        if name in ids:
-            assert reasons.get(ids[name]) == reason, (name, reasons.get(ids[name]))
+        assert reasons.get(ids[name]) == reason, (name, reasons.get(ids[name]))
     # 2. submit, approve: the orders are settled; one batch per provider and month
     batch_act(p, "pa1", jan["id"], "submit")
     batch_act(p, "pa1", jan["id"], "approve", expect=403)
@@ -1710,7 +1806,7 @@ def test_3_8_settlement_funding_split_clawback(platform: Platform) -> None:
         {"central": 6375, "local": 1125},
     )
     excluded = {x["work_order_id"]: x["reason"] for x in feb["excluded"]}
-    assert ids["S3"] in excluded and ids["S4"] in excluded
+    assert (excluded.get(ids["S3"]), excluded.get(ids["S4"])) == ("worker_overlap",) * 2
     # 5. (before 4, which needs the anomaly decisions of §3.7) the spend report for January
     for n in (1, 2, 3):
         name = f"CVJ{n}"
@@ -1756,8 +1852,6 @@ def test_3_8_settlement_funding_split_clawback(platform: Platform) -> None:
         {"decision": "confirmed", "note": "回访否认"},
         at="2026-02-10T11:00:00+08:00",
     )
-    if decided.status_code == 404 and "anomaly" not in decided.text:
-        pytest.skip("POST /api/anomalies/{id}/decide (platverify, §3.7) is not on main yet")
     assert decided.status_code == 200, decided.text
     p.act(
         "ca", "WO1", "reject-claim", {"anomaly_id": denied[0]["id"]}, at="2026-02-10T11:05:00+08:00"
@@ -1924,6 +2018,20 @@ def test_3_10_hotline_complaints_revisit_satisfaction(platform: Platform) -> Non
     assert datetime.fromisoformat(complaint["due_at"]) == datetime.fromisoformat(
         "2026-01-24T09:00:00+08:00"
     )
+    for severity, due in (("orange", "2026-01-28"), ("yellow", "2026-02-05")):
+        other = p.post(
+            "op",
+            "/api/complaints",
+            {
+                "hotline_call_id": complaint_call["id"],
+                "provider_id": ids["P2"],
+                "severity": severity,
+            },
+            at="2026-01-21T09:13:00+08:00",
+        )
+        assert datetime.fromisoformat(other["due_at"]) == datetime.fromisoformat(
+            f"{due}T09:00:00+08:00"
+        ), severity
 
     # 3. P3/W4: 12 verified meal deliveries in 2026-03 over CV1..CV5, one revisit each
     answers: list[dict[str, Any]] = [
@@ -1965,6 +2073,21 @@ def test_3_10_hotline_complaints_revisit_satisfaction(platform: Platform) -> Non
     assert report["distribution"] == {"1": 4, "2": 4, "3": 1, "4": 1}
     assert report["satisfaction_rate"] == 0.8
     assert report["confirmed_rate"] == 1.0
+    (line,) = csv_rows(
+        p,
+        "/api/reports/revisits",
+        {"from": "2026-03-01", "to": "2026-04-01", "provider": ids["P3"]},
+    )
+    assert {k: line[k] for k in ("provider_id", "revisits", "reached", "n1", "n2", "n3", "n4")} == {
+        "provider_id": str(ids["P3"]),
+        "revisits": "12",
+        "reached": "10",
+        "n1": "4",
+        "n2": "4",
+        "n3": "1",
+        "n4": "1",
+    }
+    assert (line["reach_rate"], line["satisfaction_rate"]) == ("0.8333", "0.8")
     # 4. (coverage report, §2.13) belongs with the subsidy module's reports.
 
 
@@ -1981,6 +2104,14 @@ def test_3_10_4_voucher_coverage(platform: Platform) -> None:
     assert (got["eligible"], got["served"], got["rate"]) == (5, 3, 0.6)
     served = {r["resident_id"] for r in got["rows"] if r["served"]}
     assert served == {p.ids[f"CV{n}"] for n in (1, 2, 3)}
+    lines = csv_rows(
+        p,
+        "/api/reports/coverage",
+        {"programme": "elderly_care_voucher", "month": "2026-01", "district": "330683002"},
+    )
+    assert sorted((int(x["resident_id"]), x["served"]) for x in lines) == sorted(
+        (p.ids[f"CV{n}"], str(n <= 3)) for n in range(1, 6)
+    )
 
 
 # ---------------------------------------------------------------- §3.11 facility awards
@@ -2020,7 +2151,18 @@ def test_3_11_facility_awards_linyi_bands(platform: Platform) -> None:
         },
         expect=422,
     )
-    # 3. the year's run: LNH grade 3 -> 50000 yuan, LDC grade 5 -> 30000 yuan
+    # 3. the year's run: LNH grade 3 -> 50000 yuan, LDC grade 5 -> 30000 yuan; a facility of
+    # the district without a rating gets none
+    ids["LNH2"] = p.post(
+        "adm",
+        "/api/facilities",
+        {
+            "code": "LY-NH2",
+            "name": "临沂未评级养老院",
+            "kind": "nursing_home",
+            "district_code": "371300",
+        },
+    )["id"]
     body = {"programme_code": "facility_grade_award", "year": 2021, "district_code": "371300"}
     run = p.post("ca", "/api/facility-awards/run", body, expect=200)
     got = {a["facility_id"]: a["amount_fen"] for a in run["awards"]}
@@ -2039,7 +2181,8 @@ def test_3_12_audit_and_immutability(platform: Platform) -> None:
     p, ids = platform, platform.ids
     events = p.get("op", f"/api/work-orders/{ids['WO1']}/events")
     assert [e["action"] for e in events][:2] == ["created", "dispatch"]
-    with psycopg.connect(p.settings.database_url) as conn:
+    # Even the owner cannot rewrite it (the app's role may not even try: test_db_roles.py).
+    with psycopg.connect(p.settings.migration_url) as conn:
         with pytest.raises(psycopg.errors.RaiseException, match="append-only"):
             conn.execute(
                 "UPDATE work_order_events SET actor = 'someone' WHERE work_order_id = %s",
@@ -2086,3 +2229,157 @@ def test_3_12_policy_and_settlement_permissions(platform: Platform) -> None:
         conn.execute("UPDATE policy_versions SET rules = '[]' WHERE id = %s", (p.ids["PV-b"],))
     with psycopg.connect(p.settings.database_url) as conn, pytest.raises(psycopg.Error):
         conn.execute("DELETE FROM subsidy_ledger")
+
+
+# ---------------------------------------------------------------- issue 8 item 1: home beds
+
+
+def test_home_bed_detail_contract_provider_devices(platform: Platform) -> None:
+    """A home care bed shows its facility and provider, its residents' home-bed agreement
+    (the contract and package) and the devices installed there; never its address."""
+    p, ids = platform, platform.ids
+    agreement = p.post(
+        "ca",
+        "/api/care-agreements",
+        {
+            "resident_id": ids["R5"],
+            "provider_id": ids["P1"],
+            "kind": "home_bed",
+            "package": {"visit": {"per": "month", "count": 4}},
+            "valid_from": "2025-12-01",
+            "signed_on": "2025-11-28",
+            "doc_ref": "床位协议-TEST-1",
+        },
+    )
+    bed = p.get("op", f"/api/home-beds/{ids['HB1']}")
+    assert (bed["facility"]["id"], bed["district_code"], bed["liability_insured"]) == (
+        ids["F1"],
+        "330683001",
+        True,
+    )
+    assert [x["id"] for x in bed["providers"]] == [ids["P1"]]
+    assert bed["residents"] == [ids["R5"]]
+    (contract,) = bed["agreements"]
+    assert (contract["id"], contract["provider_id"], contract["package"]) == (
+        agreement["id"],
+        ids["P1"],
+        {"visit": {"per": "month", "count": 4}},
+    )
+    assert contract["valid_from"] == "2025-12-01" and contract["valid_to"] is None
+    installed = {d["id"]: d["kind"] for d in bed["devices"]}
+    assert installed == {
+        ids["KIT5"]["device_id"]: "home_kit",
+        ids["SOS5"]["device_id"]: "sos_button",
+    }
+    assert "嵊州测试路1号" not in json.dumps(bed, ensure_ascii=False)
+    p.call("op", "GET", "/api/home-beds/999999999", expect=404)
+    p.call("w1", "GET", f"/api/home-beds/{ids['HB1']}", expect=403)
+
+
+# ---------------------------------------------------------------- §2.13 provider and 探访 reports
+
+
+def test_provider_and_visit_coverage_reports(platform: Platform) -> None:
+    """The supervisor's provider KPIs (§2.13: on time, rejects, findings, EVV against 90 %,
+    satisfaction, complaints) and 探访 coverage (seed rows E6-E7), on the data above."""
+    p, ids = platform, platform.ids
+    march = p.get(
+        "ca",
+        "/api/reports/providers",
+        params={"month": "2026-03", "district": "330683", "provider": ids["P3"]},
+    )
+    (p3,) = march["providers"]
+    assert {k: v for k, v in p3.items() if k != "name"} == {
+        "provider_id": ids["P3"],
+        "dispatched": 12,
+        "rejected": 0,
+        "reject_rate": 0.0,
+        "visits": 12,
+        "on_time": 12,
+        "on_time_rate": 1.0,
+        "flagged": 0,
+        "anomaly_rate": 0.0,
+        "verified": 12,
+        "evv_complete": 12,
+        "evv_rate": 1.0,
+        "evv_target_met": True,
+        "revisits_reached": 10,
+        "satisfaction_rate": 0.8,
+        "complaints": 0,
+    }
+    january = p.get(
+        "ca", "/api/reports/providers", params={"month": "2026-01", "district": "330683"}
+    )
+    by_id = {x["provider_id"]: x for x in january["providers"]}
+    assert by_id[ids["P2"]]["complaints"] == 3  # §3.10 step 2: red, orange, yellow
+    (line,) = csv_rows(
+        p,
+        "/api/reports/providers",
+        {"month": "2026-03", "district": "330683", "provider": ids["P3"]},
+    )
+    assert (line["visits"], line["evv_rate"], line["evv_target_met"]) == ("12", "1.0", "True")
+
+    # 探访: R5 and CV4 live alone from 2026; R5's verified `visit` on 2026-02-03 (S2, §3.8)
+    for key in ("R5", "CV4"):
+        p.post(
+            "ca",
+            f"/api/residents/{ids[key]}/categories",
+            {"category": "living_alone", "valid_from": "2026-01-01", "source": "staff"},
+        )
+    feb = p.get("ca", "/api/reports/visits", params={"month": "2026-02", "district": "330683"})
+    assert (feb["targets"], feb["visited"], feb["rate"]) == (2, 1, 0.5)
+    assert feb["by_group"]["living_alone"] == {"targets": 2, "visited": 1, "rate": 0.5}
+    visited = {r["resident_id"]: r["visited"] for r in feb["rows"]}
+    assert visited == {ids["R5"]: True, ids["CV4"]: False}
+    # R2, dispersed 特困, counts in September 2022 and not after her death on 2022-09-10
+    for month, targets in (("2022-09", 1), ("2022-10", 0)):
+        got = p.get(
+            "ca",
+            "/api/reports/visits",
+            params={"month": month, "district": "330683", "groups": "tekun_dispersed"},
+        )
+        assert (got["targets"], got["visited"]) == (targets, 0), month
+    r = p.call(
+        "ca",
+        "GET",
+        "/api/reports/visits",
+        params={"month": "2026-02", "district": "330683", "groups": "rich"},
+        expect=422,
+    )
+    assert "rich" in r.json()["detail"]
+
+
+# ---------------------------------------------------------------- §4 Q20 provider appeal
+
+
+def test_provider_appeal_evidence_before_the_decision(platform: Platform) -> None:
+    """A provider admin attaches evidence to an open finding of its own order; civil_affairs
+    sees it with the finding; after the decision no more evidence is taken."""
+    p, ids = platform, platform.ids
+    overlap = next(
+        a
+        for a in p.get("pa1", f"/api/work-orders/{ids['WO5']}")["anomalies"]
+        if a["rule_code"] == "worker_overlap"
+    )
+    body = {
+        "note": "两单为同一楼内相邻住户",
+        "files": [{"name": "排班表.pdf", "sha256": "ab" * 32}],
+    }
+    path = f"/api/anomalies/{overlap['id']}/evidence"
+    p.call("pa2", "POST", path, body, expect=404)  # another provider's finding
+    p.call("w2", "POST", path, body, expect=403)
+    p.call("pa1", "POST", path, {**body, "files": [{"name": "x", "sha256": "nope"}]}, expect=422)
+    added = p.post("pa1", path, body, at="2026-01-13T10:00:00+08:00")
+    (submitted,) = added["evidence_submitted"]
+    assert (submitted["by_user"], submitted["files"]) == ("pa1", body["files"])
+    shown = p.get("ca", f"/api/anomalies/{overlap['id']}")
+    assert shown["evidence_submitted"][0]["note"] == body["note"]
+    p.call("pa2", "GET", f"/api/anomalies/{overlap['id']}", expect=404)
+    p.post(
+        "ca",
+        f"/api/anomalies/{overlap['id']}/decide",
+        {"decision": "dismissed", "note": "相邻住户，核实无误"},
+        expect=200,
+    )
+    late = p.call("pa1", "POST", path, body, expect=409)
+    assert "dismissed" in late.json()["detail"]

@@ -199,6 +199,42 @@ def test_provider_users_cannot_reach_the_monitoring_desk(
     assert api.get("/api/work-orders", headers=w).json() == []
     with (
         pytest.raises(WebSocketDisconnect),
-        api.websocket_connect(f"/api/ws?token={w['Authorization'][7:]}") as ws,
+        api.websocket_connect("/api/ws") as ws,
     ):
+        ws.send_json({"type": "auth", "token": w["Authorization"][7:]})
         ws.receive_json()
+
+
+def test_funeral_registry_batches_are_all_or_nothing(
+    api: TestClient, tag: str, place: dict[str, Any]
+) -> None:
+    """POST /api/integrations/death-records (design §4 Q21): new deaths recorded, a re-sent
+    one skipped, and a batch contradicting a recorded death refused whole."""
+    adm = _h(api, "adm", tag)
+    a, b, c = (
+        api.post(
+            "/api/residents",
+            json={"name": f"殡葬{n}", "household_id": place["household"]},
+            headers=adm,
+        ).json()["id"]
+        for n in range(3)
+    )
+    t1, t2 = "2031-01-01T08:00:00+08:00", "2031-01-02T08:00:00+08:00"
+    path = "/api/integrations/death-records"
+
+    def batch(*records: tuple[int, str]) -> Any:
+        body = {
+            "records": [{"resident_id": r, "died_at": t, "source_ref": "殡葬"} for r, t in records]
+        }
+        return api.post(path, json=body, headers=adm)
+
+    first = batch((a, t1), (b, t2))
+    assert first.status_code == 200, first.text
+    assert first.json() == {"recorded": [a, b], "already_recorded": []}
+    assert batch((a, t1)).json() == {"recorded": [], "already_recorded": [a]}
+    refused = batch((c, t1), (b, t1))  # b died at t2, not t1
+    assert refused.status_code == 409 and "another time" in refused.json()["detail"]
+    periods = api.get(f"/api/residents/{c}/status-periods", headers=adm).json()
+    assert periods == []  # c's death, earlier in the refused batch, was not kept
+    (death,) = api.get(f"/api/residents/{a}/status-periods", headers=adm).json()
+    assert (death["status"], death["source"]) == ("deceased", "funeral_registry")

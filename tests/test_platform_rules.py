@@ -9,10 +9,12 @@ from zoneinfo import ZoneInfo
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from eldercare.errors import ConflictError, InvalidInput, PermissionDenied
 from eldercare.platform import ability, lifecycle
 from eldercare.platform.ability import Adjustments, Assessment
+from eldercare.platform.schemas import CheckOut, GeoPoint
 
 # ---------------------------------------------------------------- GB/T 42195 bands (§3.1)
 
@@ -201,6 +203,43 @@ def test_evv_needs_all_six_elements() -> None:
     assert lifecycle.evv_complete(order)
     assert lifecycle.evv_missing({**order, "check_out": None}) == ["check_out_location"]
     assert lifecycle.evv_missing({**order, "worker_id": None}) == ["worker"]
+
+
+def test_a_check_in_point_is_a_whole_fix_or_a_stated_reason_for_none() -> None:
+    t = datetime(2026, 1, 6, 2, tzinfo=UTC)
+    fix = GeoPoint(lat=29.588, lon=120.821, accuracy_m=8, client_time=t)
+    assert fix.no_fix is None
+    blind = GeoPoint(client_time=t, no_fix="denied")
+    assert (blind.lat, blind.lon, blind.accuracy_m) == (None, None, None)
+    # The worker's page sends one or the other; anything in between is refused (422).
+    for bad in (
+        {"lat": 29.588, "lon": 120.821},  # no accuracy
+        {"lat": 29.588, "accuracy_m": 8},  # no longitude
+        {},  # no point and no reason
+        {"lat": 29.588, "lon": 120.821, "accuracy_m": 8, "no_fix": "denied"},
+        {"no_fix": "lost"},
+    ):
+        with pytest.raises(ValidationError):
+            GeoPoint.model_validate({"client_time": t, **bad})
+
+
+def test_a_service_record_is_bounded() -> None:
+    t = datetime(2026, 1, 6, 2, tzinfo=UTC)
+    point = {"lat": 29.588, "lon": 120.821, "accuracy_m": 8, "client_time": t}
+    ok = CheckOut.model_validate(
+        {**point, "record": {"tasks": ["洗浴", "bathing"], "notes": "好", "photos": ["a" * 64]}}
+    )
+    assert ok.record.tasks == ["洗浴", "bathing"] and ok.record.photos == ["a" * 64]
+    assert CheckOut.model_validate(point).record.model_dump(exclude_defaults=True) == {}
+    for bad in (
+        {"tasks": ["x"] * 31},
+        {"tasks": [""]},
+        {"notes": "x" * 2001},
+        {"photos": ["not-a-hash"]},
+        {"vitals_and_more": 1},  # unknown fields are refused, not stored
+    ):
+        with pytest.raises(ValidationError):
+            CheckOut.model_validate({**point, "record": bad})
 
 
 def test_verification_gate() -> None:

@@ -18,6 +18,15 @@ def tx(settings):
         conn.rollback()
 
 
+@pytest.fixture
+def owner_tx(settings):
+    """As ``tx``, but the owner's: the append-only triggers hold even for the owner (the
+    app's role may not even try; tests/test_db_roles.py)."""
+    with psycopg.connect(settings.migration_url) as conn:
+        yield conn
+        conn.rollback()
+
+
 def _district(conn: psycopg.Connection) -> str:
     conn.execute(
         "INSERT INTO districts (code, name, level) VALUES ('000000', '全国', 'country')"
@@ -98,7 +107,8 @@ def test_assessments_are_corrected_by_new_rows(tx: psycopg.Connection) -> None:
     )
 
 
-def test_work_order_events_are_append_only(tx: psycopg.Connection) -> None:
+def test_work_order_events_are_append_only(owner_tx: psycopg.Connection) -> None:
+    tx = owner_tx
     rid = _household_resident(tx)
     tx.execute(
         "INSERT INTO service_items (code, name_zh, category, setting, unit)"

@@ -20,6 +20,7 @@ from eldercare.platform.schemas import (
     GeoPoint,
     HouseholdCreate,
     ProviderCreate,
+    ReasonRequest,
     ServiceItemCreate,
     WorkerCreate,
     WorkOrderCreate,
@@ -301,3 +302,44 @@ def test_a_worker_on_site_during_an_open_sos_is_proposed_first(world) -> None:
         True,
         0.0,
     )
+
+
+def test_a_provider_gives_an_order_back(world) -> None:
+    """reject (待改派) by the worker who accepted it, and by the provider's admin: the order
+    is back to created for the desk, though neither may see it any more."""
+    conn = world["conn"]
+    worker = Actor(
+        "w-wo", "provider_worker", provider_id=world["provider"], worker_id=world["worker"]
+    )
+    admin = Actor("pa-wo", "provider_admin", provider_id=world["provider"])
+    for who in (worker, admin):
+        with conn.transaction():
+            o = workorders.create(
+                conn,
+                OP,
+                WorkOrderCreate(resident_id=world["resident"], service_item_code=world["item"]),
+                T0,
+                ENV,
+            )
+            workorders.act(
+                conn,
+                OP,
+                o["id"],
+                "dispatch",
+                DispatchRequest(provider_id=world["provider"]),
+                T0,
+                ENV,
+            )
+            workorders.act(conn, worker, o["id"], "accept", AcceptRequest(), T0, ENV)
+            back = workorders.act(
+                conn, who, o["id"], "reject", ReasonRequest(reason="时间冲突"), T0, ENV
+            )
+        assert (back["status"], back["provider_id"], back["worker_id"]) == ("created", None, None)
+        with pytest.raises(NotFoundError):
+            workorders.get(conn, who, o["id"])
+        last = workorders.events(conn, OP, o["id"])[-1]
+        assert (last["action"], last["actor"], last["detail"]["reason"]) == (
+            "reject",
+            who.username,
+            "时间冲突",
+        )

@@ -8,23 +8,25 @@ from datetime import UTC, date, datetime
 
 import psycopg
 import pytest
+from fastapi.testclient import TestClient
 
+from eldercare.app import create_app
 from eldercare.config import Settings
 from eldercare.platform import settlement
 from eldercare.registry.auth import Actor
 from eldercare.simulators import services
 from eldercare.storage.db import connect
-from eldercare.storage.migrate import migrate
-from tests.support import create_database, drop_database
+from harness.services import create_database, drop_database, migrate_database
+from tests.alarm_support import FrozenClock, RecordingPublisher
 
 
 @pytest.fixture
 def private_db(settings: Settings) -> Iterator[tuple[Settings, psycopg.Connection]]:
     url = create_database()
     try:
-        migrate(url)
-        with connect(url, autocommit=True) as conn:
-            yield settings.model_copy(update={"database_url": url}), conn
+        app = migrate_database(url)  # the simulator runs as the app's role, as in production
+        with connect(app, autocommit=True) as conn:
+            yield settings.model_copy(update={"database_url": app, "owner_database_url": url}), conn
     finally:
         drop_database(url)
 
@@ -48,13 +50,16 @@ def test_simulated_month_of_services(private_db: tuple[Settings, psycopg.Connect
     # the second of the overlapping pair (hard). The first of the pair was verified before the
     # second checked in; its finding arrives afterwards, for the batch to exclude.
     assert report.blocked == 4
+    # and for the worker page, the rest of today: one accepted by the demo worker, two offered
+    assert report.today == 3 and report.worker_password == services.WORKER_LOGIN[1]
     counts = dict(
         conn.execute(
             "SELECT status, count(*) FROM work_orders GROUP BY status ORDER BY status"
         ).fetchall()
     )
     assert counts.get("verified") == report.verified
-    assert sum(counts.values()) == report.created
+    assert (counts.get("accepted"), counts.get("dispatched")) == (1, 2)
+    assert sum(counts.values()) == report.created + report.today
     # every verified order had its voucher allocated (a debit row, possibly zero)
     debits = conn.execute("SELECT count(*) FROM subsidy_ledger WHERE kind = 'debit'").fetchone()
     assert debits[0] == report.verified
@@ -64,9 +69,11 @@ def test_simulated_month_of_services(private_db: tuple[Settings, psycopg.Connect
     assert report.entitled_fen["tekun_care"] == 82800 // 2 + 165600 // 2
     # again: nothing new is created, the run is repeated with the same amounts
     again = services.simulate(conn, settings, now, seed=3)
-    assert again.reused and again.created == 0
+    assert again.reused and again.created == 0 and again.today == 0
     assert again.entitled_fen == report.entitled_fen
-    assert conn.execute("SELECT count(*) FROM work_orders").fetchone()[0] == report.created
+    assert again.worker_password == services.WORKER_LOGIN[1]
+    total = report.created + report.today
+    assert conn.execute("SELECT count(*) FROM work_orders").fetchone()[0] == total
     # The provider's batch leaves out every order with an open hard finding, also the one
     # verified before its finding arrived.
     provider = conn.execute(
@@ -83,3 +90,27 @@ def test_simulated_month_of_services(private_db: tuple[Settings, psycopg.Connect
     ).fetchone()[0]
     assert sum(x["reason"] == "worker_overlap" for x in batch["excluded"]) == overlapped
     assert len(batch["lines"]) == report.verified - 1
+
+    # The demo worker does today's visit through the API the /worker page uses.
+    app = create_app(
+        settings, clock=FrozenClock(now), publisher=RecordingPublisher(), background=False
+    )
+    with TestClient(app) as client:
+        user, password = services.WORKER_LOGIN
+        tok = client.post("/api/auth/token", data={"username": user, "password": password})
+        client.headers["Authorization"] = f"Bearer {tok.json()['access_token']}"
+        mine = client.get("/api/work-orders", params={"status": "accepted"}).json()
+        offers = client.get("/api/work-orders", params={"status": "dispatched"}).json()
+        assert len(mine) == 1 and len(offers) == 2
+        visit = mine[0]
+        at_home = {
+            "lat": visit["ref_lat"],
+            "lon": visit["ref_lon"],
+            "accuracy_m": 10,
+            "client_time": now.isoformat(),
+        }
+        r = client.post(f"/api/work-orders/{visit['id']}/check-in", json=at_home)
+        assert r.status_code == 200, r.text
+        assert r.json()["status"] == "checked_in" and r.json()["check_in"]["distance_m"] == 0
+        r = client.post(f"/api/work-orders/{offers[0]['id']}/accept", json={})
+        assert r.status_code == 200 and r.json()["status"] == "accepted"

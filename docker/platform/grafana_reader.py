@@ -38,6 +38,11 @@ TABLES = (
     "report_subsidy_spend",
     "report_anomalies",
     "report_settlement",
+    "report_revisits",
+    "report_service_coverage",
+    "report_provider_visits",
+    # Issue 9B: the shadow fall model's scores (device ids, scores; no personal data).
+    "fall_shadow_scores",
 )
 # Tables readable only in part: table -> the columns granted.
 COLUMNS: dict[str, tuple[str, ...]] = {
@@ -71,6 +76,8 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "resolved_at",
         "closed_at",
         "supervisor_notified_at",
+        # How operators closed it (a code, no notes): the fall-shadow dashboard's truth.
+        "disposition",
     ),
     # Which step happened when: not the actor (a username) or detail (responders asked).
     "alarm_events": ("alarm_id", "at", "action"),
@@ -121,7 +128,8 @@ def ensure_role(conn: psycopg.Connection, role: str, password: str) -> None:
 
 
 def main() -> int:
-    url = os.environ["ELDERCARE_DATABASE_URL"]
+    # Creating roles is the owner's job; the app's own role may not (audit H11).
+    url = os.environ.get("ELDERCARE_OWNER_DATABASE_URL") or os.environ["ELDERCARE_DATABASE_URL"]
     role = os.environ.get("ELDERCARE_GRAFANA_DB_USER", "grafana_reader")
     password = os.environ.get("ELDERCARE_GRAFANA_DB_PASSWORD", "")
     if len(password) < 16:

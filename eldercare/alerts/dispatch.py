@@ -42,6 +42,27 @@ class Candidate:
         return cls(r["id"], kind, r["name"], r["phone"], r["distance_m"])
 
 
+def masked_phone(phone: str | None) -> str | None:
+    """``139****0003``: enough to tell two numbers apart, not enough to call."""
+    if not phone:
+        return phone
+    digits = phone.strip()
+    if len(digits) < 8:
+        return "****"
+    return f"{digits[:3]}****{digits[-4:]}"
+
+
+def shown(offer: Mapping[str, Any]) -> dict[str, Any]:
+    """An offer or candidate as screens and the live feed show it: a family contact's name
+    and number are the resident's personal data, so they leave only through the audited
+    reveal (audit M2); responders and 120 are shown as they are."""
+    out = dict(offer)
+    if out.get("responder_kind") == "family":
+        out["name"] = None
+        out["phone"] = masked_phone(out.get("phone"))
+    return out
+
+
 def offers(conn: psycopg.Connection, alarm_id: uuid.UUID | str) -> list[dict[str, Any]]:
     return db.rows(conn, OFFER_SQL + " WHERE alarm_id = %s ORDER BY id", (alarm_id,))
 
@@ -170,7 +191,8 @@ def proposal(
                 "step": idx,
                 "kind": step.kind,
                 "timeout_s": step.timeout_s,
-                "responders": on_site + [asdict(c) for c in found if c.responder_id not in ids],
+                "responders": on_site
+                + [shown(asdict(c)) for c in found if c.responder_id not in ids],
             }
     return None
 
@@ -440,7 +462,11 @@ def _find_offer(
         if not rows:
             raise NotFoundError(f"offer {offer_id} not found on this alarm")
         o = rows[0]
-        if actor.role == "facility_staff" and o["responder_id"] != actor.responder_id:
+        # Staff answer only offers made to them: a login linked to no responder has none,
+        # so it cannot answer a family or 120 offer (None == None, audit M7).
+        if actor.role == "facility_staff" and (
+            actor.responder_id is None or o["responder_id"] != actor.responder_id
+        ):
             raise PermissionDenied("facility staff answer only their own offers")
     else:
         if actor.responder_id is None:

@@ -21,8 +21,8 @@ from typing import Any, Protocol
 import psycopg
 from psycopg.rows import dict_row
 
-from eldercare.alerts import dispatch, events, health, notify, rules
-from eldercare.alerts.dispatch import OFFER_SQL
+from eldercare.alerts import dispatch, events, health, notify, outbound, rules
+from eldercare.alerts.dispatch import OFFER_SQL, shown
 from eldercare.alerts.lifecycle import SUMMARY_SQL, _finish
 from eldercare.config import Settings
 
@@ -58,6 +58,15 @@ class NoFeed:
 # ---------------------------------------------------------------- engine
 
 
+def webhook_policy(settings: Settings) -> outbound.OutboundPolicy:
+    return outbound.OutboundPolicy.of(
+        settings.webhook_allow_hosts,
+        connect_timeout=min(settings.webhook_connect_timeout_s, settings.webhook_timeout_s),
+        total_timeout=settings.webhook_timeout_s,
+        max_response_bytes=settings.webhook_max_response_bytes,
+    )
+
+
 class Engine:
     def __init__(
         self,
@@ -65,7 +74,7 @@ class Engine:
         *,
         clock: rules.Clock,
         publisher: notify.Publisher | None,
-        poster: notify.Poster = notify.http_post,
+        poster: notify.Poster | None = None,
         feed: Feed | None = None,
         tick_s: float = 0.5,
         health_s: float = 5.0,
@@ -73,7 +82,14 @@ class Engine:
         self.settings = settings
         self.clock = clock
         self.publisher = publisher
-        self.poster = poster
+        self.poster = poster or outbound.WebhookPoster(webhook_policy(settings))
+        self.webhooks = notify.WebhookWorker(
+            self._connect,
+            clock,
+            self.poster,
+            lanes=settings.webhook_lanes,
+            lease_s=settings.webhook_timeout_s + 60,
+        )
         self.feed: Feed = feed or NoFeed()
         self.tick_s = tick_s
         self.health_s = health_s
@@ -97,7 +113,7 @@ class Engine:
                 "supervisor": dispatch.supervisor_due(conn, now),
                 "health": health.scan(conn, self.settings, now),
                 "device": notify.deliver_due(conn, now, "device", publisher=self.publisher),
-                "webhook": notify.deliver_due(conn, now, "webhook", poster=self.poster),
+                "webhook": self.webhooks.run_once(conn, wait=True),
             }
 
     def _connect(self) -> psycopg.Connection:
@@ -126,6 +142,7 @@ class Engine:
         for t in self._threads:
             t.join(timeout)
         self._threads.clear()
+        self.webhooks.close()
 
     def _loop(self, name: str, body: Callable[[psycopg.Connection], None]) -> None:
         while not self._stop.is_set():
@@ -167,8 +184,9 @@ class Engine:
         self._wake_device.clear()
 
     def _webhook_out(self, conn: psycopg.Connection) -> None:
-        notify.deliver_due(conn, self.clock(), "webhook", poster=self.poster)
-        self._wake_webhook.wait(2.0)
+        # Starts lanes and returns: a slow endpoint's lane never delays this loop.
+        self.webhooks.run_once(conn, wait=False)
+        self._wake_webhook.wait(1.0)
         self._wake_webhook.clear()
 
     # ---------------------------------------------------------------- LISTEN
@@ -246,4 +264,6 @@ class Engine:
         if offer_ids and event in ("dispatched", "escalated", "emergency"):
             cur = await query.execute(OFFER_SQL + " WHERE id = ANY(%s) ORDER BY id", (offer_ids,))
             for offer in await cur.fetchall():
-                self.feed.send({"type": "offer", "offer": offer, "alarm": alarm, "at": at}, fac)
+                self.feed.send(
+                    {"type": "offer", "offer": shown(offer), "alarm": alarm, "at": at}, fac
+                )

@@ -16,7 +16,7 @@ from typing import Any, Final
 import psycopg
 
 from eldercare.alerts import events, rules
-from eldercare.errors import NotFoundError
+from eldercare.errors import NotFoundError, PermissionDenied
 from eldercare.registry.auth import Actor
 from eldercare.storage import db
 
@@ -178,7 +178,7 @@ def detail(
         (a["devices"] or [], a["event_time"] - window, a["event_time"] + window),
     )
     out["timeline"] = timeline(conn, a["id"])
-    out["offers"] = dispatch.offers(conn, a["id"])
+    out["offers"] = [dispatch.shown(o) for o in dispatch.offers(conn, a["id"])]
     ref = Alarm.of(a)
     policy = dispatch.policy_for(conn, ref)
     out["policy"] = policy.as_dict()
@@ -251,6 +251,8 @@ def act(
     with conn.transaction():
         a = lock(conn, alarm_id, actor, action)
         to = rules.check_move(action, a.status, a.kind)
+        if action == "resolve" and actor.scoped:
+            _staff_may_resolve(conn, a, actor)
         move = rules.MOVES[action]
         sets = ["status = %s"]
         params: list[Any] = [to]
@@ -282,6 +284,28 @@ def act(
         events.audit(conn, a.id, now, actor.username, past, a.status, to, detail)
         announce(conn, a, past, to, actor, now)
     return summary(conn, alarm_id)
+
+
+def _staff_may_resolve(conn: psycopg.Connection, a: Alarm, actor: Actor) -> None:
+    """Resolving stops escalation and withdraws offers, so a member of staff may resolve
+    only an alarm they hold (audit M7): its accepted offer is theirs, or, with no offer
+    accepted, they acknowledged it themselves."""
+    held = db.rows(
+        conn,
+        "SELECT (SELECT responder_id FROM dispatch_offers WHERE alarm_id = a.id"
+        "        AND status = 'accepted' ORDER BY answered_at DESC NULLS LAST, id DESC"
+        "        LIMIT 1) AS accepted_by,"
+        " EXISTS (SELECT 1 FROM dispatch_offers WHERE alarm_id = a.id"
+        "         AND status = 'accepted') AS any_accepted,"
+        " a.acknowledged_by FROM alarms a WHERE a.id = %s",
+        (a.id,),
+    )[0]
+    if held["any_accepted"]:
+        mine = actor.responder_id is not None and held["accepted_by"] == actor.responder_id
+    else:
+        mine = held["acknowledged_by"] == actor.username and a.status == "acknowledged"
+    if not mine:
+        raise PermissionDenied("facility staff resolve only alarms they attend")
 
 
 def add_note(

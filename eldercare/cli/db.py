@@ -10,7 +10,10 @@ def _db_migrate(args: argparse.Namespace) -> int:
     from eldercare.config import get_settings
     from eldercare.storage.migrate import migrate
 
-    applied = migrate(get_settings().database_url)
+    settings = get_settings()
+    # As the owner; then the app's role (ELDERCARE_DATABASE_URL's user) is created or
+    # reset and granted exactly the app's rights (storage/roles.py, audit H11).
+    applied = migrate(settings.migration_url, settings.database_url)
     print("applied: " + (", ".join(f"{m.version:04d}_{m.name}" for m in applied) or "nothing"))
     return 0
 
@@ -21,7 +24,7 @@ def _db_retention(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     report = apply_retention(
-        settings.database_url,
+        settings.migration_url,  # drop_chunks needs the tables' owner
         days=args.days or settings.retention_days,
         dedup_days=settings.dedup_days,
     )

@@ -8,8 +8,10 @@ import argparse
 def _gateway(args: argparse.Namespace) -> int:
     from eldercare.config import get_settings
     from eldercare.gateway.runner import run_gateway
+    from eldercare.storage.roles import require_least_privilege
 
     settings = get_settings()
+    require_least_privilege(settings)  # a scale-out replica holds the app's DSN too
     return run_gateway(settings, args.workers or settings.gateway_workers)
 
 

@@ -4,11 +4,13 @@ eldercare models list [MODEL]
 eldercare models train MODEL [--seed N] [--promote]
 eldercare models evaluate MODEL [--seed N] [--out docs/models]
 eldercare models promote MODEL VERSION
+eldercare models shadow fall [--once] [--interval S] [--version N]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shlex
 from datetime import UTC, datetime
@@ -62,6 +64,7 @@ def _promote(args: argparse.Namespace) -> int:
     return 0
 
 
+<<<<<<< HEAD
 def _score(args: argparse.Namespace) -> int:
     from eldercare.alerts.rules import utc_now
     from eldercare.config import get_settings
@@ -95,6 +98,33 @@ def _history(args: argparse.Namespace) -> int:
         residents=args.residents,
     )
     print(json.dumps(report.__dict__))
+=======
+def _shadow(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from eldercare.models.fall import shadow
+
+    ctx = _context(args)
+    scorer = shadow.load_scorer(ctx, args.version)
+    print(f"fall shadow: model v{scorer.version} ({scorer.sha256[:12]}), shadow only")
+    if args.once:
+        from eldercare.storage.db import connect
+
+        with connect(ctx.settings.database_url, autocommit=True) as conn:
+            print(json.dumps({"scored": shadow.run_once(conn, scorer, datetime.now(UTC))}))
+        return 0
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with contextlib.suppress(KeyboardInterrupt):
+        shadow.run(
+            ctx.settings.database_url,
+            scorer,
+            lambda: datetime.now(UTC),
+            stop.wait,
+            interval_s=args.interval,
+        )
+>>>>>>> main
     return 0
 
 
@@ -136,3 +166,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     pr.add_argument("model")
     pr.add_argument("version", type=int)
     pr.set_defaults(func=_promote, seed=0)
+
+    sh = ms.add_parser(
+        "shadow",
+        help="score wearable imu windows next to the devices' own fall decisions "
+        "(writes fall_shadow_scores; never raises or changes an alarm)",
+    )
+    sh.add_argument("model", choices=["fall"])
+    sh.add_argument("--version", type=int, default=None, help="default: the active one")
+    sh.add_argument("--once", action="store_true", help="one pass, then exit")
+    sh.add_argument("--interval", type=float, default=5.0, help="seconds between passes")
+    sh.set_defaults(func=_shadow, seed=0)

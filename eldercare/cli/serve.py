@@ -26,8 +26,11 @@ def serve(settings: Settings, *, workers: int | None = None) -> int:
     from eldercare.registry.service import sync_broker
     from eldercare.storage.db import connect
     from eldercare.storage.migrate import migrate
+    from eldercare.storage.roles import require_least_privilege
 
-    migrate(settings.database_url)
+    # Without an owner URL (compose's platform) this only checks the schema is current.
+    migrate(settings.migration_url, settings.database_url)
+    require_least_privilege(settings)
     with connect(settings.database_url) as conn:
         # The gateway's own broker credentials must be in place before it connects.
         sync_broker(conn, settings)
@@ -49,14 +52,22 @@ def serve(settings: Settings, *, workers: int | None = None) -> int:
 
         app = create_app(settings)
         app.state.ingest = supervisor
+        from eldercare.http.logs import redact_tokens
+
         log.info("console on http://%s:%s/console", settings.api_host, settings.api_port)
-        uvicorn.run(
+        config = uvicorn.Config(
             app,
             host=settings.api_host,
             port=settings.api_port,
             log_level="info",
             ws_ping_interval=20,
         )
+        # After Config has set up uvicorn's logging: no bearer token in the log (audit M5).
+        redact_tokens()
+        server = uvicorn.Server(config)
+        server.run()
+        if not server.started:
+            return 3
     finally:
         stop.set()
         stop_workers(procs)

@@ -30,9 +30,11 @@ from eldercare.errors import (
     InvalidInput,
     NotFoundError,
     PermissionDenied,
+    RateLimited,
     StorageError,
 )
-from eldercare.http import deps, live
+from eldercare.http import deps, headers, live
+from eldercare.http.limits import LoginGate
 from eldercare.http.routes import ROUTERS
 from eldercare.platform import entitlements, followups, visitchecks, workorders
 from eldercare.storage import db
@@ -99,13 +101,17 @@ def build_api(
         )
         own_publisher = publisher is None
         pub = publisher if publisher is not None else notify.MqttPublisher(settings)
-        engine = Engine(
-            settings, clock=clock, publisher=pub, poster=poster or notify.http_post, feed=hub
-        )
+        engine = Engine(settings, clock=clock, publisher=pub, poster=poster, feed=hub)
         app.state.pool, app.state.engine = pool, engine
+        gate = LoginGate(settings)
+        app.state.login_gate, app.state.login_slots = gate, gate.slots
         if background:
             engine.start()
         listener = asyncio.create_task(engine.listen(), name="engine-listen")
+        # Open websockets outlive neither their token nor their user (audit M5).
+        recheck = asyncio.create_task(
+            live.recheck_loop(hub, pool, clock, settings.ws_recheck_s), name="ws-recheck"
+        )
         verifier = (
             asyncio.create_task(
                 _platform_jobs(app, clock, settings.auto_verify), name="platform-jobs"
@@ -118,7 +124,7 @@ def build_api(
         try:
             yield
         finally:
-            for task in (listener, verifier):
+            for task in (listener, verifier, recheck):
                 if task is None:
                     continue
                 task.cancel()
@@ -156,11 +162,16 @@ def build_api(
             return _error(403, str(exc))
         return _error(401, str(exc), **{"WWW-Authenticate": "Bearer"})
 
+    @app.exception_handler(RateLimited)
+    async def _429(request: Request, exc: RateLimited) -> JSONResponse:
+        return _error(429, str(exc), **{"Retry-After": str(exc.retry_after)})
+
     @app.exception_handler(StorageError)
     async def _503(request: Request, exc: StorageError) -> JSONResponse:
         log.error("storage error: %s", exc)
         return _error(503, "database unavailable")
 
+    headers.install(app)
     for router in ROUTERS:
         app.include_router(router)
     app.include_router(live.router)

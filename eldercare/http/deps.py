@@ -65,15 +65,24 @@ def now_of(request: Request) -> datetime:
     return clock()
 
 
-def current_actor(request: Request, token: Annotated[str | None, Depends(oauth2)]) -> Actor:
+def current_actor(
+    request: Request,
+    token: Annotated[str | None, Depends(oauth2)],
+    conn: Annotated[psycopg.Connection, Depends(get_conn)],
+) -> Actor:
     """Any signed-in user, provider users included: for the platform-layer routes that
-    scope provider users to their own provider themselves."""
+    scope provider users to their own provider themselves.
+
+    The token's signature is not enough: the login must still be active, with the role and
+    scope the token names, and the token not logged out (audit M5). The connection is the
+    request's own (FastAPI gives a request one ``get_conn``), so this costs one query.
+    """
     if not token:
         raise AuthError("not authenticated")
     # Token expiry follows the app's clock, not the test header: a tester moving "now"
     # into 2026-01 must not make a fresh token look expired or not yet issued.
     clock: rules.Clock = request.app.state.clock
-    return auth.read_token(request.app.state.settings, token, clock())
+    return auth.ensure_live(conn, auth.read_token(request.app.state.settings, token, clock()))
 
 
 def monitoring_actor(actor: Annotated[Actor, Depends(current_actor)]) -> Actor:

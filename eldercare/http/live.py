@@ -3,6 +3,10 @@
 :class:`Hub` implements the alert engine's :class:`~eldercare.alerts.engine.Feed`; the engine
 pushes every alarm change into it and each connected client gets its own bounded queue, so a
 slow console waits alone and the engine never knows a websocket exists.
+
+The bearer token comes in the first message, ``{"type": "auth", "token": ...}``, never in
+the URL, where access logs would keep it (audit M5). A socket is closed with 4401 when its
+token expires, is logged out, or its user is disabled or changes role (:meth:`Hub.recheck`).
 """
 
 from __future__ import annotations
@@ -16,13 +20,18 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
-from eldercare.errors import AuthError
+from eldercare.alerts import rules
+from eldercare.errors import AuthError, StorageError
 from eldercare.registry import auth
 from eldercare.registry.auth import Actor
+from eldercare.storage import db
 
 log = logging.getLogger(__name__)
 
 router = APIRouter()
+# The first message must arrive this soon after the upgrade.
+AUTH_TIMEOUT_S = 10.0
+CLOSE_AUTH = 4401
 
 
 @dataclass(eq=False)
@@ -50,6 +59,38 @@ class Hub:
     def active(self) -> bool:
         return bool(self.clients)
 
+    async def close(self, client: Client, code: int = CLOSE_AUTH) -> None:
+        self.remove(client)
+        with contextlib.suppress(Exception):
+            await client.ws.close(code=code)
+
+    async def revoke(self, token_id: str | None) -> None:
+        """Logout: close the sockets opened with this token now."""
+        for c in list(self.clients):
+            if token_id is not None and c.actor.token_id == token_id:
+                await self.close(c)
+
+    async def recheck(self, pool: Any, clock: rules.Clock) -> int:
+        """Close sockets whose token expired or no longer stands (disabled user, changed
+        role or scope, logged out elsewhere); how many were closed."""
+        clients = list(self.clients)
+        if not clients:
+            return 0
+        now = int(clock().timestamp())
+
+        def dead() -> set[str]:
+            with db.translate(), pool.connection() as conn:
+                return auth.dead_tokens(conn, [c.actor for c in clients])
+
+        gone = await asyncio.to_thread(dead)
+        closed = 0
+        for c in clients:
+            expired = c.actor.expires_at is not None and c.actor.expires_at <= now
+            if expired or c.actor.token_id in gone:
+                await self.close(c)
+                closed += 1
+        return closed
+
     def send(self, message: dict[str, Any], facility_id: int | None, *, staff: bool = True) -> int:
         data = orjson.dumps(message)
         sent = 0
@@ -68,20 +109,57 @@ class Hub:
         return sent
 
 
-@router.websocket("/api/ws")
-async def ws(websocket: WebSocket, token: str = "") -> None:
+async def recheck_loop(hub: Hub, pool: Any, clock: rules.Clock, every_s: float) -> None:
+    """The lifespan's task behind :meth:`Hub.recheck`."""
+    while True:
+        await asyncio.sleep(every_s)
+        try:
+            await hub.recheck(pool, clock)
+        except StorageError as exc:
+            # A database outage must not end the task; sockets are checked next round.
+            log.warning("websocket token recheck failed: %s", exc)
+
+
+async def _authenticate(websocket: WebSocket) -> Actor:
+    """The first message's token, checked as a request's would be; AuthError otherwise."""
     state = websocket.app.state
-    hub: Hub = state.hub
     try:
-        actor = auth.read_token(state.settings, token, state.clock())
+        msg = await asyncio.wait_for(websocket.receive_json(), AUTH_TIMEOUT_S)
+    except (TimeoutError, ValueError, WebSocketDisconnect, RuntimeError) as exc:
+        raise AuthError("no auth message") from exc
+    token = msg.get("token") if isinstance(msg, dict) and msg.get("type") == "auth" else None
+    if not isinstance(token, str) or not token:
+        raise AuthError("the first message must be {type: auth, token}")
+    actor = auth.read_token(state.settings, token, state.clock())
+
+    def live() -> Actor:
+        with db.translate(), state.pool.connection() as conn:
+            return auth.ensure_live(conn, actor)
+
+    try:
+        return await asyncio.to_thread(live)
+    except StorageError as exc:
+        raise AuthError("cannot check the token now") from exc
+
+
+@router.websocket("/api/ws")
+async def ws(websocket: WebSocket) -> None:
+    hub: Hub = websocket.app.state.hub
+    if "token" in websocket.query_params:
+        # Refused so that no client keeps putting live tokens into access logs.
+        await websocket.close(code=4400, reason="send the token in the first message")
+        return
+    await websocket.accept()
+    try:
+        actor = await _authenticate(websocket)
     except AuthError:
-        await websocket.close(code=4401)
+        with contextlib.suppress(Exception):
+            await websocket.close(code=CLOSE_AUTH)
         return
     if actor.provider_scoped:
         # The live feed carries every alarm of the desk; provider users are not part of it.
         await websocket.close(code=4403)
         return
-    await websocket.accept()
     client = Client(websocket, actor)
     await websocket.send_json(
         {

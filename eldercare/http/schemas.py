@@ -299,6 +299,8 @@ class PolicyCreate(_In):
 
 
 class WebhookCreate(_In):
+    # The shape only; where it may point (https, public addresses or the allow-list) is
+    # checked by the route against the deployment's outbound policy (alerts/outbound.py).
     url: str = Field(pattern=r"^https?://", max_length=500)
     secret: str = Field(min_length=16, max_length=200)
     events: list[str] = Field(default_factory=list, max_length=20)
@@ -311,6 +313,20 @@ class WebhookPublic(_Out):
     events: list[str]
     facility_id: int | None
     active: bool
+
+
+class WebhookFailure(_Out):
+    """A notification that gave up after its last attempt: nobody got it."""
+
+    id: int
+    alarm_id: uuid.UUID | None
+    channel: Literal["device", "webhook"]
+    target: str
+    event: str
+    attempts: int
+    failed_at: datetime | None
+    last_status_code: int | None
+    last_error: str | None
 
 
 class RevealCreate(_In):

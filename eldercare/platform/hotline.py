@@ -201,15 +201,24 @@ def revisits_report(
     by_provider: dict[Any, list[Row]] = {}
     for r in rows:
         by_provider.setdefault(r["provider_id"], []).append(r)
+    per_provider = [
+        {"provider_id": k, **revisit_rates(v)}
+        for k, v in sorted(by_provider.items(), key=lambda kv: kv[0] or 0)
+    ]
     return {
         "from": since,
         "to": until,
         "district": district,
         "provider": provider,
-        **_rates(rows),
-        "by_provider": [
-            {"provider_id": k, **_rates(v)}
-            for k, v in sorted(by_provider.items(), key=lambda kv: kv[0] or 0)
+        **revisit_rates(rows),
+        "by_provider": per_provider,
+        # The CSV export: one line per provider, the distribution flattened to n1..n4.
+        "rows": [
+            {
+                **{k: v for k, v in p.items() if k != "distribution"},
+                **{f"n{k}": n for k, n in p["distribution"].items()},
+            }
+            for p in per_provider
         ],
     }
 
@@ -218,7 +227,8 @@ def _ratio(n: int, d: int) -> float | None:
     return round(n / d, 4) if d else None
 
 
-def _rates(rows: list[Row]) -> Row:
+def revisit_rates(rows: list[Row]) -> Row:
+    """Reach, confirmation and satisfaction of done revisits (design §2.10)."""
     reached = [r for r in rows if r["reached"]]
     dist = {str(k): 0 for k in range(1, 5)}
     for r in reached:

@@ -92,6 +92,26 @@ def check_move(action: str, status: str, role: str) -> Move:
     return move
 
 
+# Roles that record revisits (回访), and the statuses a revisit may follow: a delivered service.
+REVISIT_ROLES: Final = (*DESK, "civil_affairs")
+REVISIT_AFTER: Final = frozenset({"checked_out", "verified", "settled"})
+
+
+def allowed_actions(status: str, role: str) -> list[str]:
+    """What ``role`` may do to an order in ``status`` now, in MOVES order, plus ``revisit``:
+    what a page enables, so no page keeps its own copy of the state machine. Checks that need
+    the database (a contract for dispatch, a blocker for verify, the assigned worker) still
+    happen on the move itself."""
+    out = [
+        name.replace("_", "-")
+        for name, move in MOVES.items()
+        if name != "settle" and role in move.roles and status in move.allowed
+    ]
+    if role in REVISIT_ROLES and status in REVISIT_AFTER:
+        out.append("revisit")
+    return out
+
+
 def number(district_code: str, at: datetime, tz: ZoneInfo, seq: int) -> str:
     """WO-<county 6 digits>-<yyyymmdd in local time>-<seq, at least 6 digits>."""
     return f"WO-{district_code[:6]}-{at.astimezone(tz):%Y%m%d}-{seq:06d}"
@@ -129,14 +149,23 @@ class Gate:
     revisits: tuple[tuple[bool | None, bool | None], ...]  # (reached, service_confirmed)
 
 
-def verify_blockers(gate: Gate) -> list[str]:
-    """Why the order may not be verified yet (empty: it may). A hard anomaly blocks until
-    civil affairs decides it; a required revisit until one reached the resident and the
-    resident confirmed the service (design §2.4, §2.10)."""
-    reasons = [f"open hard anomaly {code}" for code in gate.open_hard_anomalies]
+def verify_blocker_codes(gate: Gate) -> list[str]:
+    """What blocks verification, as codes: each open hard anomaly's rule code, and
+    ``revisit_required``. A hard anomaly blocks until civil affairs decides it; a required
+    revisit until one reached the resident and the resident confirmed the service (design
+    §2.4, §2.10)."""
+    codes = list(gate.open_hard_anomalies)
     if gate.revisit_required and not any(r is True and c is True for r, c in gate.revisits):
-        reasons.append("revisit_required")
-    return reasons
+        codes.append("revisit_required")
+    return codes
+
+
+def verify_blockers(gate: Gate) -> list[str]:
+    """Why the order may not be verified yet, in words (empty: it may)."""
+    return [
+        c if c == "revisit_required" else f"open hard anomaly {c}"
+        for c in verify_blocker_codes(gate)
+    ]
 
 
 def sampled(order_number: str, percent: int) -> bool:

@@ -9,7 +9,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 from psycopg.types.range import Range
 
-from eldercare.errors import ConflictError, NotFoundError
+from eldercare.errors import ConflictError, InvalidInput, NotFoundError
 from eldercare.platform.schemas import (
     AgreementCreate,
     ContractCreate,
@@ -50,6 +50,11 @@ def update_item(conn: psycopg.Connection, code: str, changes: ServiceItemUpdate)
     )
     if not data:
         return current
+    lo = data.get("min_duration_min", current["min_duration_min"])
+    hi = data.get("max_duration_min", current["max_duration_min"])
+    if lo is not None and hi is not None and hi < lo:
+        # Named here: the table's CHECK would only say "service_items_check".
+        raise InvalidInput(f"max_duration_min {hi} is below min_duration_min {lo}")
     sets = ", ".join(f"{k} = %({k})s" for k in data)  # keys are the model's own field names
     return db.one(
         conn,

@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import date, datetime, time
+from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import psycopg
 
 from eldercare.errors import InvalidInput
-from eldercare.platform import entitlements, policies, subsidies
+from eldercare.platform import entitlements, hotline, lifecycle, policies, subsidies
 from eldercare.storage import db
 
 Row = dict[str, Any]
@@ -202,13 +202,228 @@ def anomalies(
     }
 
 
-def to_csv(report: Row) -> str:
-    """The report's ``rows`` as CSV (UTF-8; nested values as their JSON-ish text)."""
+# Design §2.13 / §2.4: check-in within ±2 h of the scheduled start is on time; EVV
+# completeness is measured against the 90 % target borrowed from the US EVV rule (§1b).
+ON_TIME = timedelta(hours=2)
+EVV_TARGET = 0.9
+VISIT_GROUPS = ("tekun_dispersed", "living_alone", "empty_nest")
+
+
+def _month_bounds(month: date, tz: ZoneInfo) -> tuple[datetime, datetime]:
+    return (
+        datetime.combine(month, time(0), tz),
+        datetime.combine(entitlements.next_month(month), time(0), tz),
+    )
+
+
+def providers(
+    conn: psycopg.Connection, month: date, district: str, provider: int | None, tz: ZoneInfo
+) -> Row:
+    """Per provider, the month's orders in the district (and below): dispatches and rejects
+    (待改派), visits checked in and how many on time, visits with a finding, verified visits
+    with all six EVV elements against the 90 % target, revisit satisfaction, complaints."""
+    policies.district(conn, district)
+    start, end = _month_bounds(month, tz)
+    args = {"s": start, "e": end, "d": district, "p": provider}
+    in_district = "wo.district_code IN (SELECT district_subtree(%(d)s))"
+    handed = db.rows(
+        conn,
+        "SELECT (ev.detail ->> 'provider_id')::bigint AS provider_id,"
+        " count(*) FILTER (WHERE ev.action = 'dispatch')::bigint AS dispatched,"
+        " count(*) FILTER (WHERE ev.action = 'reject')::bigint AS rejected"
+        " FROM work_order_events ev JOIN work_orders wo ON wo.id = ev.work_order_id"
+        " WHERE ev.action IN ('dispatch', 'reject') AND ev.at >= %(s)s AND ev.at < %(e)s"
+        f" AND {in_district} GROUP BY 1",
+        args,
+    )
+    visits = db.rows(
+        conn,
+        "SELECT wo.provider_id, wo.status, wo.scheduled_start, wo.checked_in_at,"
+        " wo.checked_out_at, wo.service_item_code, wo.resident_id, wo.worker_id, wo.check_in,"
+        " wo.check_out, EXISTS (SELECT 1 FROM anomalies a WHERE a.work_order_id = wo.id"
+        "   AND a.severity <> 'info') AS flagged"
+        " FROM work_orders wo WHERE wo.checked_in_at >= %(s)s AND wo.checked_in_at < %(e)s"
+        f" AND {in_district}",
+        args,
+    )
+    revisits = db.rows(
+        conn,
+        "SELECT wo.provider_id, r.reached, r.service_confirmed, r.satisfaction FROM revisits r"
+        " JOIN work_orders wo ON wo.id = r.work_order_id"
+        f" WHERE r.done_at >= %(s)s AND r.done_at < %(e)s AND {in_district}",
+        args,
+    )
+    complaints = db.rows(
+        conn,
+        "SELECT provider_id, count(*)::bigint AS n FROM complaints"
+        " WHERE created_at >= %(s)s AND created_at < %(e)s AND provider_id IS NOT NULL"
+        " GROUP BY 1",
+        args,
+    )
+    seen = {r["provider_id"] for r in handed + visits} - {None}
+    if provider is not None:
+        seen &= {provider}
+    names = {
+        r["id"]: r["name"]
+        for r in db.rows(conn, "SELECT id, name FROM providers WHERE id = ANY(%s)", (list(seen),))
+    }
+    out = []
+    for pid in sorted(seen):
+        mine = [v for v in visits if v["provider_id"] == pid]
+        scheduled = [v for v in mine if v["scheduled_start"] is not None]
+        on_time = sum(
+            1 for v in scheduled if abs(v["checked_in_at"] - v["scheduled_start"]) <= ON_TIME
+        )
+        verified = [v for v in mine if v["status"] in ("verified", "settled")]
+        evv = sum(1 for v in verified if lifecycle.evv_complete(v))
+        flagged = sum(1 for v in mine if v["flagged"])
+        h = next((r for r in handed if r["provider_id"] == pid), {"dispatched": 0, "rejected": 0})
+        sat = hotline.revisit_rates([r for r in revisits if r["provider_id"] == pid])
+        evv_rate = _rate(evv, len(verified))
+        out.append(
+            {
+                "provider_id": pid,
+                "name": names.get(pid),
+                "dispatched": int(h["dispatched"]),
+                "rejected": int(h["rejected"]),
+                "reject_rate": _rate(int(h["rejected"]), int(h["dispatched"])),
+                "visits": len(mine),
+                "on_time": on_time,
+                "on_time_rate": _rate(on_time, len(scheduled)),
+                "flagged": flagged,
+                "anomaly_rate": _rate(flagged, len(mine)),
+                "verified": len(verified),
+                "evv_complete": evv,
+                "evv_rate": evv_rate,
+                "evv_target_met": bool(verified) and evv_rate >= EVV_TARGET,
+                "revisits_reached": sat["reached"],
+                "satisfaction_rate": sat["satisfaction_rate"],
+                "complaints": next((int(c["n"]) for c in complaints if c["provider_id"] == pid), 0),
+            }
+        )
+    return {
+        "month": month.strftime("%Y-%m"),
+        "district": district,
+        "evv_target": EVV_TARGET,
+        "providers": out,
+        "rows": out,
+    }
+
+
+def visits(
+    conn: psycopg.Connection, month: date, district: str, groups: tuple[str, ...], tz: ZoneInfo
+) -> Row:
+    """探访 coverage (seed rows E6-E7, Shengzhou's target 100 %): residents of the target
+    groups on the month's 1st (``tekun_dispersed`` = 特困 in dispersed support; any other
+    group is a category) with at least one verified visit-category service that month.
+    The dead and those moved out before the month are not counted."""
+    bad = sorted(set(groups) - set(VISIT_GROUPS))
+    if bad or not groups:
+        raise InvalidInput(
+            f"groups: unknown {bad[0]!r}; use {', '.join(VISIT_GROUPS)}"
+            if bad
+            else "groups: name at least one"
+        )
+    policies.district(conn, district)
+    start, end = _month_bounds(month, tz)
+    cats = [g for g in groups if g != "tekun_dispersed"]
+    rows = db.rows(
+        conn,
+        "SELECT p.resident_id, array_agg(DISTINCT CASE WHEN c.category = 'tekun'"
+        "   THEN 'tekun_dispersed' ELSE c.category END) AS groups,"
+        " EXISTS (SELECT 1 FROM work_orders wo JOIN service_items i"
+        "   ON i.code = wo.service_item_code AND i.category = 'visit'"
+        "   WHERE wo.resident_id = p.resident_id AND wo.status IN ('verified', 'settled')"
+        "   AND wo.checked_in_at >= %(s)s AND wo.checked_in_at < %(e)s) AS visited"
+        " FROM resident_places p JOIN resident_categories c ON c.resident_id = p.resident_id"
+        " WHERE p.district_code IN (SELECT district_subtree(%(d)s))"
+        " AND c.valid @> %(day)s::date"
+        " AND (c.category = ANY(%(cats)s)"
+        "   OR (%(tekun)s AND c.category = 'tekun' AND c.support_mode = 'dispersed'))"
+        " AND NOT EXISTS (SELECT 1 FROM resident_status_periods sp"
+        "   WHERE sp.resident_id = p.resident_id AND sp.status IN ('deceased', 'moved_out')"
+        "   AND lower(sp.during) < %(s)s)"
+        " GROUP BY p.resident_id ORDER BY p.resident_id",
+        {
+            "s": start,
+            "e": end,
+            "d": district,
+            "day": month,
+            "cats": cats,
+            "tekun": "tekun_dispersed" in groups,
+        },
+    )
+    by_group: dict[str, Row] = {}
+    for g in groups:
+        targets = sum(1 for r in rows if g in r["groups"])
+        done = sum(1 for r in rows if g in r["groups"] and r["visited"])
+        by_group[g] = {"targets": targets, "visited": done, "rate": _rate(done, targets)}
+    visited = sum(1 for r in rows if r["visited"])
+    return {
+        "month": month.strftime("%Y-%m"),
+        "district": district,
+        "groups": list(groups),
+        "targets": len(rows),
+        "visited": visited,
+        "rate": _rate(visited, len(rows)),
+        "by_group": by_group,
+        "rows": [
+            {
+                "resident_id": r["resident_id"],
+                "groups": " ".join(sorted(r["groups"])),
+                "visited": r["visited"],
+            }
+            for r in rows
+        ],
+    }
+
+
+# The CSV columns of each report, so an empty month still exports its header line.
+CSV_COLUMNS: dict[str, tuple[str, ...]] = {
+    "subsidy-spend": ("district_code", "programme_code", "amount_fen", "central_fen", "local_fen"),
+    "coverage": ("resident_id", "served"),
+    "tekun": ("resident_id", "support_mode", "level", "agreement"),
+    "anomalies": ("rule_code", "severity", "status", "n"),
+    "visits": ("resident_id", "groups", "visited"),
+    "providers": (
+        "provider_id",
+        "name",
+        "dispatched",
+        "rejected",
+        "reject_rate",
+        "visits",
+        "on_time",
+        "on_time_rate",
+        "flagged",
+        "anomaly_rate",
+        "verified",
+        "evv_complete",
+        "evv_rate",
+        "evv_target_met",
+        "revisits_reached",
+        "satisfaction_rate",
+        "complaints",
+    ),
+    "revisits": (
+        "provider_id",
+        "revisits",
+        "reached",
+        "reach_rate",
+        "confirmed_rate",
+        "satisfaction_rate",
+        "n1",
+        "n2",
+        "n3",
+        "n4",
+    ),
+}
+
+
+def to_csv(report: Row, kind: str) -> str:
+    """The report's ``rows`` as CSV (UTF-8), under the header of its ``kind``."""
     rows = report.get("rows") or []
     buf = io.StringIO()
-    if not rows:
-        return ""
-    fields = list(rows[0].keys())
+    fields = list(CSV_COLUMNS[kind])
     writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
     for r in rows:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Literal
+from typing import Annotated, Literal
+from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
@@ -277,7 +278,7 @@ class WorkOrderCreate(_Model):
     due_by: AwareDatetime | None = None
     care_agreement_id: int | None = None
     # The long-term-care insurance share, entered per order until an interface exists (Q8).
-    ltc_fen: int = Field(default=0, ge=0)
+    ltc_fen: int = Field(default=0, ge=0, le=10**10)
 
     @model_validator(mode="after")
     def _window(self) -> WorkOrderCreate:
@@ -303,16 +304,55 @@ class ReasonRequest(_Model):
     reason: str = Field(min_length=1, max_length=500)
 
 
+NoFix = Literal["denied", "unavailable", "timeout", "unsupported"]
+
+
 class GeoPoint(_Model):
-    lat: float = Field(ge=-90, le=90)
-    lon: float = Field(ge=-180, le=180)
-    accuracy_m: float = Field(ge=0, le=100_000)
+    """A check-in or check-out point from the worker's phone.
+
+    A phone with no fix (location refused, no signal indoors, a page not served over HTTPS)
+    still checks in, with no point and ``no_fix`` saying why: the worker is at the door and
+    the visit happens; the visit checks flag it (R05 ``gps_far``, reason ``no_point``) and a
+    revisit confirms it, as design §2.8 intends. A client that merely forgets the point is
+    refused, so a missing fix is always a statement, never an accident.
+    """
+
+    lat: float | None = Field(default=None, ge=-90, le=90)
+    lon: float | None = Field(default=None, ge=-180, le=180)
+    accuracy_m: float | None = Field(default=None, ge=0, le=100_000)
     client_time: AwareDatetime
     tap_msg_id: str | None = Field(default=None, max_length=64)
+    no_fix: NoFix | None = None
+
+    @model_validator(mode="after")
+    def _point_or_reason(self) -> GeoPoint:
+        given = [v is not None for v in (self.lat, self.lon, self.accuracy_m)]
+        if any(given) and not all(given):
+            raise ValueError("lat, lon and accuracy_m go together")
+        if all(given) and self.no_fix is not None:
+            raise ValueError("no_fix is only for a point without lat and lon")
+        if not any(given) and self.no_fix is None:
+            raise ValueError("give lat, lon and accuracy_m, or no_fix saying why there is none")
+        return self
+
+
+SHA256 = r"^[0-9a-f]{64}$"
+
+
+class ServiceRecord(_Model):
+    """What was done on the visit (服务记录, design §2.3 ``record``): the tasks, free notes
+    and the sha256 of any photos (kept elsewhere; R14 compares them). Bounded, so a record is
+    a record and not a place to park data."""
+
+    tasks: list[Annotated[str, Field(min_length=1, max_length=100)]] = Field(
+        default_factory=list, max_length=30
+    )
+    notes: str | None = Field(default=None, max_length=2000)
+    photos: list[Annotated[str, Field(pattern=SHA256)]] = Field(default_factory=list, max_length=10)
 
 
 class CheckOut(GeoPoint):
-    record: dict[str, object] = Field(default_factory=dict)
+    record: ServiceRecord = Field(default_factory=ServiceRecord)
 
 
 class VerifyRequest(_Model):
@@ -349,7 +389,7 @@ class HotlineCallCreate(_Model):
     ended_at: AwareDatetime | None = None
     request_type: Literal["emergency", "consultation", "referral", "complaint"]
     resident_id: int | None = None
-    alarm_id: str | None = Field(default=None, max_length=36)
+    alarm_id: UUID | None = None
     satisfaction: int | None = Field(default=None, ge=1, le=4)
     recording_ref: str | None = Field(default=None, max_length=200)
     note: str | None = Field(default=None, max_length=4000)
@@ -377,7 +417,7 @@ class ComplaintCreate(_Model):
     hotline_call_id: int | None = None
     resident_id: int | None = None
     provider_id: int | None = None
-    work_order_id: str | None = Field(default=None, max_length=36)
+    work_order_id: UUID | None = None
     severity: Literal["red", "orange", "yellow"]
     note: str | None = Field(default=None, max_length=4000)
 

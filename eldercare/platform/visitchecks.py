@@ -328,6 +328,46 @@ def decide(
     return one(conn, anomaly_id)
 
 
+def visible(conn: psycopg.Connection, actor: Actor, anomaly_id: int) -> Row:
+    """One finding with its decisions and appeal evidence, if the actor may see its order."""
+    seen, params = visible_sql(actor)
+    found = db.rows(
+        conn,
+        "SELECT a.id FROM anomalies a JOIN work_orders w ON w.id = a.work_order_id"
+        f" WHERE a.id = %(id)s AND {seen}",
+        {"id": anomaly_id, **params},
+    )
+    if not found:
+        raise NotFoundError(f"anomaly {anomaly_id} not found")
+    return one(conn, anomaly_id)
+
+
+def add_evidence(
+    conn: psycopg.Connection,
+    actor: Actor,
+    anomaly_id: int,
+    note: str,
+    files: list[dict[str, str]],
+    now: datetime,
+) -> Row:
+    """A provider's appeal material (design §4 Q20): its admin may attach a note and file
+    references (name and sha256; the files stay with the provider) while the finding is
+    open. Append-only, like the decisions; civil_affairs reads it before deciding."""
+    actor.require("provider_admin", "admin")
+    visible(conn, actor, anomaly_id)
+    status = db.one(conn, "SELECT status FROM anomalies WHERE id = %s FOR UPDATE", (anomaly_id,))[
+        "status"
+    ]
+    if status != "open":
+        raise ConflictError(f"anomaly {anomaly_id} is already {status}; evidence comes before")
+    conn.execute(
+        "INSERT INTO anomaly_evidence (anomaly_id, at, by_user, note, files)"
+        " VALUES (%s, %s, %s, %s, %s)",
+        (anomaly_id, now, actor.username, note, Jsonb(files)),
+    )
+    return one(conn, anomaly_id)
+
+
 def one(conn: psycopg.Connection, anomaly_id: int) -> Row:
     row = db.one(
         conn,
@@ -340,6 +380,11 @@ def one(conn: psycopg.Connection, anomaly_id: int) -> Row:
         conn,
         "SELECT at, by_user, decision, note FROM anomaly_decisions WHERE anomaly_id = %s"
         " ORDER BY id",
+        (anomaly_id,),
+    )
+    row["evidence_submitted"] = db.rows(
+        conn,
+        "SELECT at, by_user, note, files FROM anomaly_evidence WHERE anomaly_id = %s ORDER BY id",
         (anomaly_id,),
     )
     return row

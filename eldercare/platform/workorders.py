@@ -174,10 +174,18 @@ def events(conn: psycopg.Connection, actor: Actor, order_id: str) -> list[Row]:
 
 
 def detail(conn: psycopg.Connection, actor: Actor, order_id: str) -> Row:
-    """The order with its timeline, anomalies, revisits and EVV completeness (design §2.11)."""
+    """The order with its timeline, anomalies, revisits and EVV completeness (design §2.11),
+    what the caller may do now (``allowed_actions``) and what still blocks verification."""
     order = _load(conn, actor, order_id)
+    blockers = (
+        lifecycle.verify_blocker_codes(gate(conn, order_id, order["revisit_required"]))
+        if order["status"] == "checked_out"
+        else []
+    )
     return {
         **order,
+        "allowed_actions": lifecycle.allowed_actions(order["status"], _role(actor)),
+        "verify_blockers": blockers,
         "evv_complete": lifecycle.evv_complete(order),
         "evv_missing": lifecycle.evv_missing(order),
         "timeline": db.rows(
@@ -220,6 +228,7 @@ def search(
     worker: int | None = None,
     district: str | None = None,
     alarm_id: str | None = None,
+    item: str | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
     limit: int = 500,
@@ -235,6 +244,7 @@ def search(
         " AND (%(district)s::text IS NULL OR w.district_code IN"
         "      (SELECT district_subtree(%(district)s)))"
         " AND (%(alarm)s::uuid IS NULL OR w.alarm_id = %(alarm)s)"
+        " AND (%(item)s::text IS NULL OR w.service_item_code = %(item)s)"
         " AND (%(since)s::timestamptz IS NULL"
         "      OR COALESCE(w.checked_in_at, w.scheduled_start, w.created_at) >= %(since)s)"
         " AND (%(until)s::timestamptz IS NULL"
@@ -248,6 +258,7 @@ def search(
             "worker": worker,
             "district": district,
             "alarm": _uuid(alarm_id, "alarm") if alarm_id else None,
+            "item": item,
             "since": since,
             "until": until,
             "limit": limit,
@@ -374,7 +385,9 @@ def _worker(conn: psycopg.Connection, worker_id: int, provider_id: int) -> Row:
         "SELECT id, provider_id, qualifications, active FROM workers WHERE id = %s",
         (worker_id,),
     )
-    if not w or w[0]["provider_id"] != provider_id:
+    if not w:
+        raise NotFoundError(f"worker {worker_id} not found")
+    if w[0]["provider_id"] != provider_id:
         raise ConflictError(f"worker {worker_id} does not work for provider {provider_id}")
     if not w[0]["active"]:
         raise ConflictError(f"worker {worker_id} is not active")
@@ -415,7 +428,8 @@ def act(
         info = {"distance_m": point["distance_m"]}
         if action == "check_out":
             assert isinstance(body, CheckOut)
-            sets["record"] = Jsonb(body.record)
+            # Only what was said: an empty photo list is not stored as if photos were asked for.
+            sets["record"] = Jsonb(body.record.model_dump(exclude_defaults=True))
             sets["price_fen"] = _price(order)
     elif action == "verify":
         assert isinstance(body, VerifyRequest)
@@ -433,7 +447,9 @@ def act(
         info = {"reason": body.reason}
     _update(conn, order_id, sets)
     _event(conn, order_id, now, actor.username, action, order["status"], move.to, info)
-    after = _load(conn, actor, order_id)
+    # A provider's reject takes the order out of the provider's sight (back to 待改派); the
+    # answer is still the order as it now stands, not a 404 that would undo the reject.
+    after = _load(conn, SYSTEM if action == "reject" else actor, order_id)
     found: list[Row] = []
     if action in ("check_in", "check_out") and env.hooks.inspect is not None:
         found = env.hooks.inspect(conn, after, action, now)
@@ -530,9 +546,14 @@ def _point(order: Row, body: GeoPoint) -> dict[str, Any]:
     """The check-in/out point as stored: the worker's fix and its distance from the order's
     reference point (the home bed or household), for the GPS rule."""
     d = None
-    if order["ref_lat"] is not None and order["ref_lon"] is not None:
+    if (
+        order["ref_lat"] is not None
+        and order["ref_lon"] is not None
+        and body.lat is not None
+        and body.lon is not None
+    ):
         d = round(distance_m(order["ref_lat"], order["ref_lon"], body.lat, body.lon), 2)
-    return {
+    point = {
         "lat": body.lat,
         "lon": body.lon,
         "accuracy_m": body.accuracy_m,
@@ -540,6 +561,9 @@ def _point(order: Row, body: GeoPoint) -> dict[str, Any]:
         "distance_m": d,
         "tap_msg_id": body.tap_msg_id,
     }
+    if body.no_fix is not None:
+        point["no_fix"] = body.no_fix
+    return point
 
 
 def _price(order: Row) -> int:
@@ -619,10 +643,10 @@ def add_revisit(
     """Record a revisit call. It completes the oldest pending revisit of the order, or is a new
     one (a manual revisit, or the retry of an unreached one). A resident who denies the service
     makes a hard ``revisit_denied`` anomaly (design §2.8 R13)."""
-    if actor.role not in ("operator", "supervisor", "admin", "civil_affairs"):
+    if actor.role not in lifecycle.REVISIT_ROLES:
         raise PermissionDenied(f"role {actor.role} may not record revisits")
     order = _load(conn, actor, order_id, lock=True)
-    if order["status"] not in ("checked_out", "verified", "settled"):
+    if order["status"] not in lifecycle.REVISIT_AFTER:
         raise ConflictError(
             f"a revisit follows a delivered service; the order is {order['status']}"
         )

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 import bcrypt
@@ -33,6 +35,9 @@ MONITORING_ROLES: Final = tuple(r for r in ROLES if r not in PROVIDER_ROLES)
 ALGORITHM: Final = "HS256"
 # Checked against when the username is unknown, so both paths cost one bcrypt.
 _DUMMY_HASH: Final = bcrypt.hashpw(b"not-a-password", bcrypt.gensalt(rounds=12))
+# bcrypt reads at most 72 bytes; longer passwords are refused, never cut (audit H5).
+MAX_PASSWORD_BYTES: Final = 72
+_LOGIN_COLUMNS: Final = "username, role, facility_id, responder_id, provider_id, worker_id, active"
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +48,10 @@ class Actor:
     responder_id: int | None = None
     provider_id: int | None = None
     worker_id: int | None = None
+    # From the token it came with (None for the platform's own actors): what logout
+    # revokes and when an open websocket must close (audit M5).
+    token_id: str | None = None
+    expires_at: int | None = None
 
     @property
     def scoped(self) -> bool:
@@ -62,8 +71,18 @@ class Actor:
 SYSTEM: Final = Actor("system", "admin")
 
 
+def check_password_length(password: str) -> bytes:
+    """The password's bytes; over 72 (UTF-8) is refused rather than silently truncated."""
+    raw = password.encode()
+    if len(raw) > MAX_PASSWORD_BYTES:
+        raise InvalidInput(
+            f"passwords are at most {MAX_PASSWORD_BYTES} bytes (UTF-8); this one is {len(raw)}"
+        )
+    return raw
+
+
 def hash_password(password: str) -> str:
-    return bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=12)).decode()
+    return bcrypt.hashpw(check_password_length(password), bcrypt.gensalt(rounds=12)).decode()
 
 
 def create_user(
@@ -82,6 +101,7 @@ def create_user(
         raise InvalidInput("facility_staff users need --facility")
     if len(password) < 8:
         raise InvalidInput("passwords need at least 8 characters")
+    check_password_length(password)
     if username == SYSTEM.username:
         # "system" is the platform's own actor (hooks, auto-verify); no login may pose as it.
         raise InvalidInput(f"the username {username!r} is reserved")
@@ -120,16 +140,23 @@ def create_user(
     )
 
 
-def authenticate(conn: psycopg.Connection, username: str, password: str) -> Actor:
+def login_row(conn: psycopg.Connection, username: str) -> dict[str, Any] | None:
+    """The stored hash and what a token says of a login; the caller releases the
+    connection before :func:`verify` spends a bcrypt on it (audit H5)."""
     with conn.cursor(row_factory=dict_row) as cur:
         cur.execute(
-            "SELECT username, password_hash, role, facility_id, responder_id, provider_id,"
-            " worker_id, active FROM users WHERE username = %s",
+            f"SELECT password_hash, {_LOGIN_COLUMNS} FROM users WHERE username = %s",
             (username,),
         )
-        row = cur.fetchone()
+        return cur.fetchone()
+
+
+def verify(row: dict[str, Any] | None, password: str) -> Actor:
+    """bcrypt (CPU only, no database): the actor, or AuthError. An unknown user costs the
+    same bcrypt as a known one."""
+    raw = check_password_length(password)
     stored = row["password_hash"].encode() if row else _DUMMY_HASH
-    ok = bcrypt.checkpw(password.encode(), stored)
+    ok = bcrypt.checkpw(raw, stored)
     if row is None or not ok or not row["active"]:
         raise AuthError("incorrect username or password")
     return Actor(
@@ -142,6 +169,10 @@ def authenticate(conn: psycopg.Connection, username: str, password: str) -> Acto
     )
 
 
+def authenticate(conn: psycopg.Connection, username: str, password: str) -> Actor:
+    return verify(login_row(conn, username), password)
+
+
 def make_token(settings: Settings, actor: Actor, now: datetime) -> str:
     claims = {
         "sub": actor.username,
@@ -152,24 +183,33 @@ def make_token(settings: Settings, actor: Actor, now: datetime) -> str:
         "wrk": actor.worker_id,
         "iat": int(now.timestamp()),
         "exp": int((now + timedelta(minutes=settings.token_minutes)).timestamp()),
+        "jti": secrets.token_urlsafe(16),
     }
     return jwt.encode(claims, settings.secret_key, algorithm=ALGORITHM)
 
 
 def read_token(settings: Settings, token: str, now: datetime) -> Actor:
+    """Who a token belongs to, from its signature alone; :func:`ensure_live` then asks the
+    database whether it still stands."""
     try:
         # The engine's clock decides expiry, so frozen-clock tests stay deterministic.
         claims = jwt.decode(
             token,
             settings.secret_key,
             algorithms=[ALGORITHM],
-            options={"verify_exp": False, "verify_iat": False, "require": ["sub", "exp"]},
+            options={
+                "verify_exp": False,
+                "verify_iat": False,
+                "require": ["sub", "exp", "iat", "jti"],
+            },
         )
     except jwt.PyJWTError as exc:
         raise AuthError("not authenticated") from exc
-    if int(claims["exp"]) <= int(now.timestamp()):
+    exp, iat = int(claims["exp"]), int(claims["iat"])
+    if exp <= int(now.timestamp()):
         raise AuthError("token expired")
-    if claims.get("role") not in ROLES:
+    # Longer than this API ever issues: not one of ours (audit H9).
+    if exp - iat > settings.token_minutes * 60 or claims.get("role") not in ROLES:
         raise AuthError("not authenticated")
     return Actor(
         str(claims["sub"]),
@@ -178,4 +218,56 @@ def read_token(settings: Settings, token: str, now: datetime) -> Actor:
         claims.get("rsp"),
         claims.get("prv"),
         claims.get("wrk"),
+        token_id=str(claims["jti"]),
+        expires_at=exp,
+    )
+
+
+def _stands(actor: Actor, row: dict[str, Any] | None) -> bool:
+    # A disabled login, or one whose role or scope changed, needs a new token.
+    return (
+        row is not None
+        and row["active"]
+        and not row["revoked"]
+        and (row["role"], row["facility_id"], row["responder_id"])
+        == (actor.role, actor.facility_id, actor.responder_id)
+        and (row["provider_id"], row["worker_id"]) == (actor.provider_id, actor.worker_id)
+    )
+
+
+def dead_tokens(conn: psycopg.Connection, actors: Iterable[Actor]) -> set[str]:
+    """The token ids among ``actors`` that no longer stand: logged out, the user disabled,
+    or their role or scope changed since the token was issued (audit M5)."""
+    wanted = {a.token_id: a for a in actors if a.token_id}
+    if not wanted:
+        return set()
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(
+            "SELECT t.jti, u.role, u.facility_id, u.responder_id, u.provider_id, u.worker_id,"
+            " COALESCE(u.active, false) AS active,"
+            " EXISTS (SELECT 1 FROM revoked_tokens r WHERE r.jti = t.jti) AS revoked"
+            " FROM unnest(%s::text[], %s::text[]) AS t(jti, username)"
+            " LEFT JOIN users u ON u.username = t.username",
+            (list(wanted), [a.username for a in wanted.values()]),
+        )
+        found = {r["jti"]: r for r in cur.fetchall()}
+    return {jti for jti, a in wanted.items() if not _stands(a, found.get(jti))}
+
+
+def ensure_live(conn: psycopg.Connection, actor: Actor) -> Actor:
+    """The actor of a request, if its token still stands; AuthError otherwise."""
+    if dead_tokens(conn, [actor]):
+        raise AuthError("token revoked")
+    return actor
+
+
+def revoke(conn: psycopg.Connection, actor: Actor, now: datetime) -> None:
+    """Logout: this token stops working everywhere (API and websocket); the user's other
+    sign-ins stand. Kept until the token would have expired anyway."""
+    if actor.token_id is None or actor.expires_at is None:
+        return
+    conn.execute(
+        "INSERT INTO revoked_tokens (jti, username, revoked_at, expires_at)"
+        " VALUES (%s, %s, %s, %s) ON CONFLICT (jti) DO NOTHING",
+        (actor.token_id, actor.username, now, datetime.fromtimestamp(actor.expires_at, UTC)),
     )

@@ -131,7 +131,7 @@ class Scenario:
         self._n = 0
         self._devs: dict[str, _Dev] = {}
         self._alarms: dict[tuple[str, str], _Alarm] = {}
-        self._imu_bank = [self._imu_window(impact=False) for _ in range(_IMU_BANK_SIZE)]
+        self._imu_bank = [self._imu_window() for _ in range(_IMU_BANK_SIZE)]
         for plan in sorted(devices, key=lambda p: p.device_id):
             self._add(plan)
 
@@ -241,31 +241,39 @@ class Scenario:
         out.append(Action(at, d.plan.device_id, Op.SEND, etype, msg_id, payload))
         return msg_id
 
-    def _imu_window(self, *, impact: bool) -> list[list[float]]:
+    def _imu_window(self) -> list[list[float]]:
         rng = self.rng
-        n = int(IMU_HZ * IMU_WINDOW_S)
-        acc = [
+        return [
             [
                 round(rng.gauss(0, 0.03), 3),
                 round(rng.gauss(0, 0.03), 3),
                 round(1 + rng.gauss(0, 0.04), 3),
             ]
-            for _ in range(n)
+            for _ in range(int(IMU_HZ * IMU_WINDOW_S))
         ]
-        if impact:
-            k = rng.randrange(n // 3, 2 * n // 3)
-            acc[k] = [
-                round(rng.uniform(-3, 3), 3),
-                round(rng.uniform(-3, 3), 3),
-                round(rng.uniform(2.5, 4.5), 3),
-            ]
-            for j in range(k + 1, n):  # lying still afterwards: gravity along another axis
-                acc[j] = [
-                    round(0.98 + rng.gauss(0, 0.02), 3),
-                    round(rng.gauss(0, 0.02), 3),
-                    round(rng.gauss(0, 0.05), 3),
-                ]
-        return acc
+
+    def _fall_imu(self, real: bool) -> list[list[float]]:
+        """4 s at IMU_HZ from the physics-based generator of :mod:`eldercare.models.fall.synth`:
+        a fall (its training configuration A or the held-out 'soft' one, half each) when
+        the device is right, a look-alike (sitting down hard, a knock, a dropped watch, a
+        stumble) when its fall is false. Synthetic either way: a demo of the wiring, not
+        evidence for the model."""
+        import numpy as np
+
+        from eldercare.models.fall import synth
+
+        gen = np.random.default_rng(self.rng.getrandbits(64))
+        who = synth.draw_subject(gen)
+        if real:
+            cfg = synth.CONFIG_A if gen.random() < 0.5 else synth.CONFIG_SOFT
+            window = synth.fall_window(gen, who, cfg)
+        else:
+            kind = str(
+                gen.choice(("sit_down_hard", "clap_or_hit", "drop_device", "stumble_recover"))
+            )
+            window = synth.negative_window(gen, who, kind)
+        step = synth.HZ // IMU_HZ
+        return [[float(v) for v in row] for row in window[step - 1 :: step]]
 
     # ------------------------------------------------------------------ event handlers
 
@@ -327,8 +335,9 @@ class Scenario:
         real = rng.random() < 0.7
         conf = round(rng.uniform(0.75, 0.99) if real else rng.uniform(0.4, 0.7), 2)
         if d.plan.kind == "wearable":
-            # The wrist unit streams the impact itself just before it raises the alarm.
-            self._msg(at, d, "imu", out, hz=IMU_HZ, acc=self._imu_window(impact=True))
+            # The wrist unit streams the 4 s around the impact just before it raises the
+            # alarm (what the shadow fall model scores).
+            self._msg(at, d, "imu", out, hz=IMU_HZ, acc=self._fall_imu(real))
             self._msg(at, d, "fall", out, confidence=conf)
         elif d.plan.room:
             self._msg(at, d, "fall", out, confidence=conf, room=d.plan.room)

@@ -7,6 +7,11 @@ takes its clock from the caller, so visits can be placed over the past days with
 touching the system clock, and the verification rules judge them as they would a real one.
 All people here are synthetic (演示 = demo); names carry no personal data.
 
+For the care worker's page (/worker) the demo also keeps a login for the first worker and,
+each day it runs, a few orders for the rest of that day: one accepted by that worker, two
+offered to the provider, so the page has visits to accept, check in and check out. The
+page drives them through the HTTP API, the same lifecycle these functions call.
+
 The frauds are ordinary visits with something wrong that the verification rules (design
 §2.8) look for: a check-in 2 km from the home (R05 gps_far), one worker in two homes at once
 (R06 worker_overlap), a 10-minute bath (R08 duration_out_of_range) and a visit while the
@@ -25,7 +30,7 @@ from typing import Any, Final
 import psycopg
 
 from eldercare.config import Settings
-from eldercare.errors import ConflictError, EldercareError
+from eldercare.errors import AuthError, ConflictError, EldercareError
 from eldercare.http.app import platform_hooks
 from eldercare.platform import entitlements, people, policies, providers, workorders
 from eldercare.platform.schemas import (
@@ -40,12 +45,14 @@ from eldercare.platform.schemas import (
     HouseholdCreate,
     ProviderCreate,
     ServiceItemCreate,
+    ServiceRecord,
     StatusPeriodCreate,
     VerifyRequest,
     WorkerCreate,
     WorkOrderCreate,
 )
 from eldercare.platform.subsidy_schemas import PolicyDraft, ProgrammeCreate
+from eldercare.registry import auth
 from eldercare.registry import service as registry
 from eldercare.registry.auth import Actor
 from eldercare.registry.schemas import ResidentCreate
@@ -73,6 +80,10 @@ ITEMS: Final = (
 PRICES: Final = {"bath_home": 12000, "visit": 3000, "meal_delivery": 1500}
 LEVELS: Final = ("moderate", "severe", "complete", "mild", "moderate", "intact")
 SCORES: Final = {"intact": 90, "mild": 70, "moderate": 50, "severe": 35, "complete": 20}
+RESIDENT_PREFIX: Final = "演示老人"
+# The demo's care worker login (published, like every demo password; the demo refuses to
+# run in production).
+WORKER_LOGIN: Final = ("worker", "demo-worker")
 SYSTEM: Final = Actor("demo-sim", "admin")
 CIVIL: Final = Actor("demo-sim", "civil_affairs")
 
@@ -89,6 +100,9 @@ class ServiceReport:
     month: str = ""
     entitled_fen: dict[str, int] = field(default_factory=dict)
     reused: bool = False
+    today: int = 0  # orders added for the rest of today (the worker page's)
+    worker_login: str = WORKER_LOGIN[0]
+    worker_password: str | None = None  # None: an existing account left as it was
 
 
 def _seed_registry(conn: psycopg.Connection, now: datetime, tz: Any) -> dict[str, Any]:
@@ -146,7 +160,7 @@ def _seed_registry(conn: psycopg.Connection, now: datetime, tz: Any) -> dict[str
         res = registry.create_resident(
             conn,
             ResidentCreate(
-                name=f"演示老人{n:02d}",
+                name=f"{RESIDENT_PREFIX}{n:02d}",
                 birth_date=date(1936 + n * 3, 1 + n, 1),
                 household_id=hh["id"],
             ),
@@ -370,7 +384,11 @@ def _do_visit(
             oid,
             "check_out",
             CheckOut(
-                lat=lat, lon=home["lon"], accuracy_m=12, client_time=end, record={"tasks": [v.item]}
+                lat=lat,
+                lon=home["lon"],
+                accuracy_m=12,
+                client_time=end,
+                record=ServiceRecord(tasks=[v.item]),
             ),
             end,
             env,
@@ -384,6 +402,81 @@ def _do_visit(
     except ConflictError as exc:  # an open hard finding or a required revisit
         log.info("demo order %s not verified: %s", order["number"], exc)
         return oid, False
+
+
+def _ensure_worker_login(conn: psycopg.Connection, provider_id: int) -> str | None:
+    """The first demo worker's login; its password, or None for an account that exists
+    with another role or password (left untouched, and its password not printed)."""
+    username, password = WORKER_LOGIN
+    worker_id = db.one(
+        conn, "SELECT min(id) AS id FROM workers WHERE provider_id = %s", (provider_id,)
+    )["id"]
+    found = db.rows(conn, "SELECT role, worker_id FROM users WHERE username = %s", (username,))
+    if not found:
+        auth.create_user(conn, username, password, "provider_worker", worker_id=worker_id)
+        return password
+    if found[0]["role"] == "provider_worker" and found[0]["worker_id"] == worker_id:
+        try:
+            auth.authenticate(conn, username, password)
+            return password
+        except AuthError:
+            pass
+    log.info("login %s exists with another role or password; left unchanged", username)
+    return None
+
+
+def _today(conn: psycopg.Connection, env: workorders.Env, provider_id: int, now: datetime) -> int:
+    """Orders for the rest of today, once a day: the first worker's accepted visit in an
+    hour, and two offered to the provider after it. Nothing when today already has open
+    ones (a second run the same day)."""
+    day = now.astimezone(env.tz).replace(hour=0, minute=0, second=0, microsecond=0)
+    if db.rows(
+        conn,
+        "SELECT 1 FROM work_orders WHERE provider_id = %s AND scheduled_start >= %s"
+        " AND status IN ('dispatched', 'accepted', 'checked_in') LIMIT 1",
+        (provider_id, day),
+    ):
+        return 0
+    worker_id = db.one(
+        conn, "SELECT min(id) AS id FROM workers WHERE provider_id = %s", (provider_id,)
+    )["id"]
+    residents = db.rows(
+        conn,
+        "SELECT id FROM residents WHERE name LIKE %s ORDER BY name LIMIT 3",
+        (RESIDENT_PREFIX + "%",),
+    )
+    worker = Actor(WORKER_LOGIN[0], "provider_worker", provider_id=provider_id, worker_id=worker_id)
+    desk = Actor("demo-sim", "operator")
+    start = now.replace(second=0, microsecond=0) + timedelta(minutes=60 - now.minute % 5)
+    plan = zip(residents, ("visit", "bath_home", "meal_delivery"), (0, 1, 2), strict=False)
+    made = 0
+    for res, item, n in plan:
+        with conn.transaction():
+            order = workorders.create(
+                conn,
+                desk,
+                WorkOrderCreate(
+                    resident_id=res["id"],
+                    service_item_code=item,
+                    source="plan",
+                    scheduled_start=start + timedelta(hours=n),
+                ),
+                now,
+                env,
+            )
+            workorders.act(
+                conn,
+                desk,
+                order["id"],
+                "dispatch",
+                DispatchRequest(provider_id=provider_id),
+                now,
+                env,
+            )
+            if n == 0:
+                workorders.act(conn, worker, order["id"], "accept", AcceptRequest(), now, env)
+        made += 1
+    return made
 
 
 def simulate(
@@ -429,6 +522,9 @@ def simulate(
             report.blocked += not ok
             report.frauds += v.fraud is not None
     provider = db.one(conn, "SELECT id FROM providers WHERE name = %s", (PROVIDER_NAME,))
+    with conn.transaction():
+        report.worker_password = _ensure_worker_login(conn, provider["id"])
+    report.today = _today(conn, env, provider["id"], now)
     for r in db.rows(
         conn,
         "SELECT rule_code, count(*)::int AS n FROM anomalies WHERE provider_id = %s"

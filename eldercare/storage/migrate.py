@@ -9,6 +9,7 @@ from importlib import resources
 import psycopg
 
 from eldercare.errors import MigrationError
+from eldercare.storage import roles
 
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
@@ -33,9 +34,13 @@ def available() -> list[Migration]:
     return found
 
 
-def migrate(conninfo: str) -> list[Migration]:
+def migrate(conninfo: str, app_conninfo: str | None = None) -> list[Migration]:
     """Apply pending migrations, each in its own transaction; return those applied.
 
+    ``conninfo`` is the owner's. With ``app_conninfo`` (another user), that user's role
+    is created or reset and given the app's rights afterwards (storage/roles.py), also
+    when nothing was pending. Run as the app role itself this only checks that nothing
+    is pending: the app cannot run DDL, so a pending migration fails here.
     A session advisory lock keeps two starting processes from racing.
     """
     applied: list[Migration] = []
@@ -43,11 +48,12 @@ def migrate(conninfo: str) -> list[Migration]:
         with psycopg.connect(conninfo, autocommit=True) as conn:
             conn.execute("SELECT pg_advisory_lock(4242001)")
             try:
-                conn.execute(
-                    "CREATE TABLE IF NOT EXISTS schema_migrations ("
-                    " version integer PRIMARY KEY, name text NOT NULL,"
-                    " applied_at timestamptz NOT NULL DEFAULT now())"
-                )
+                if conn.execute("SELECT to_regclass('schema_migrations')").fetchone() == (None,):
+                    conn.execute(
+                        "CREATE TABLE schema_migrations ("
+                        " version integer PRIMARY KEY, name text NOT NULL,"
+                        " applied_at timestamptz NOT NULL DEFAULT now())"
+                    )
                 done = {r[0] for r in conn.execute("SELECT version FROM schema_migrations")}
                 known = available()
                 newer = done - {m.version for m in known}
@@ -65,9 +71,19 @@ def migrate(conninfo: str) -> list[Migration]:
                             (mig.version, mig.name),
                         )
                     applied.append(mig)
+                app_role = roles.user_of(app_conninfo or conninfo)
+                if app_conninfo and app_role != roles.user_of(conninfo):
+                    with conn.transaction():
+                        roles.ensure_app_role(conn, app_role, roles.password_of(app_conninfo))
+                        roles.grant_app(conn, app_role)
             finally:
                 conn.execute("SELECT pg_advisory_unlock(4242001)")
-    except psycopg.Error as exc:
+    except psycopg.errors.InsufficientPrivilege as exc:
+        raise MigrationError(
+            f"migration refused ({exc}): run `eldercare db migrate` with"
+            " ELDERCARE_OWNER_DATABASE_URL, the owner's connection"
+        ) from exc
+    except (psycopg.Error, ValueError) as exc:
         raise MigrationError(f"migration failed: {exc}") from exc
     return applied
 

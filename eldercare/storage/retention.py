@@ -9,7 +9,8 @@ import psycopg
 from eldercare.errors import StorageError
 from eldercare.storage.migrate import timescale_license
 
-HYPERTABLES = ("device_events", "state_changes")
+# fall_shadow_scores: one row per scored imu window (issue 9B), as bulky as the imu itself.
+HYPERTABLES = ("device_events", "state_changes", "fall_shadow_scores")
 
 
 def apply_retention(conninfo: str, *, days: int, dedup_days: int) -> dict[str, Any]:
@@ -40,6 +41,9 @@ def apply_retention(conninfo: str, *, days: int, dedup_days: int) -> dict[str, A
                 (dedup_days,),
             )
             report["dedup_ids_pruned"] = cur.rowcount
+            # A logged-out token past its expiry is refused by its exp claim anyway.
+            cur = conn.execute("DELETE FROM revoked_tokens WHERE expires_at < now()")
+            report["revoked_tokens_pruned"] = cur.rowcount
             report["policy"] = lic == "timescale"
     except psycopg.Error as exc:
         raise StorageError(f"retention failed: {exc}") from exc

@@ -54,6 +54,13 @@ def registry_page() -> Response:
     return _asset("registry.html")
 
 
+@router.get("/worker", include_in_schema=False)
+def worker_page() -> Response:
+    """The care worker's phone page: accept, check in and out with the phone's position,
+    record the service (provider_worker logins)."""
+    return _asset("worker.html")
+
+
 @router.get("/static/{path:path}", include_in_schema=False)
 def static_file(path: str) -> Response:
     return _asset(path)

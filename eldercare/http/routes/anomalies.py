@@ -44,6 +44,32 @@ def anomalies(
     )
 
 
+class EvidenceFile(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str = Field(min_length=1, max_length=200)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+class Evidence(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    note: str = Field(min_length=1, max_length=4000)
+    files: list[EvidenceFile] = Field(default_factory=list, max_length=20)
+
+
+@router.get("/anomalies/{anomaly_id}", tags=["anomalies"])
+def anomaly(anomaly_id: int, user: AnyUser, conn: Conn) -> dict[str, Any]:
+    return visitchecks.visible(conn, user, anomaly_id)
+
+
+@router.post("/anomalies/{anomaly_id}/evidence", status_code=201, tags=["anomalies"])
+def evidence(
+    anomaly_id: int, body: Evidence, user: AnyUser, conn: Conn, now: Now
+) -> dict[str, Any]:
+    files = [f.model_dump() for f in body.files]
+    with conn.transaction():
+        return visitchecks.add_evidence(conn, user, anomaly_id, body.note, files, now)
+
+
 @router.post("/anomalies/{anomaly_id}/decide", tags=["anomalies"])
 def decide(anomaly_id: int, body: Decision, user: AnyUser, conn: Conn, now: Now) -> dict[str, Any]:
     with conn.transaction():

@@ -1,13 +1,15 @@
-"""Sign-in: a bearer token for a login, and who the token belongs to."""
+"""Sign-in: a bearer token for a login, who the token belongs to, and logout."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+import anyio.to_thread
+from fastapi import APIRouter, Depends, Request, Response, status
 from fastapi.security import OAuth2PasswordRequestForm
 
 from eldercare.http.deps import AnyUser, Conn, Now
+from eldercare.http.limits import LoginGate
 from eldercare.http.schemas import (
     MePublic,
     TokenPublic,
@@ -18,11 +20,16 @@ router = APIRouter(prefix="/api")
 
 
 @router.post("/auth/token", response_model=TokenPublic, tags=["auth"])
-def token(
-    request: Request, form: Annotated[OAuth2PasswordRequestForm, Depends()], conn: Conn, now: Now
+async def token(
+    request: Request, form: Annotated[OAuth2PasswordRequestForm, Depends()], now: Now
 ) -> dict[str, Any]:
-    actor = auth.authenticate(conn, form.username, form.password)
-    settings = request.app.state.settings
+    # Async on purpose: no pool connection is held while bcrypt runs, and failed
+    # sign-ins are throttled per user and per address (audit H5, limits.LoginGate).
+    state = request.app.state
+    gate: LoginGate = state.login_gate
+    address = request.client.host if request.client else "unknown"
+    actor = await gate.sign_in(state.pool, form.username, form.password, address)
+    settings = state.settings
     return {
         "access_token": auth.make_token(settings, actor, now),
         "token_type": "bearer",
@@ -31,6 +38,15 @@ def token(
         "role": actor.role,
         "facility_id": actor.facility_id,
     }
+
+
+@router.post("/auth/logout", status_code=status.HTTP_204_NO_CONTENT, tags=["auth"])
+async def logout(request: Request, user: AnyUser, conn: Conn, now: Now) -> Response:
+    """This token stops working at once, for the API and for a websocket opened with it
+    (audit M5); the user's sign-ins elsewhere stand."""
+    await anyio.to_thread.run_sync(auth.revoke, conn, user, now)
+    await request.app.state.hub.revoke(user.token_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.get("/me", response_model=MePublic, tags=["auth"])

@@ -8,7 +8,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, status
 
+from eldercare.errors import InvalidInput
 from eldercare.http.deps import AnyUser, Conn, Now, User, platform_env
+from eldercare.http.routes.subsidy_reports import Format, csv_or_json
 from eldercare.platform import hotline
 from eldercare.platform.schemas import (
     CallWorkOrder,
@@ -16,6 +18,7 @@ from eldercare.platform.schemas import (
     ComplaintCreate,
     HotlineCallCreate,
 )
+from eldercare.registry.schemas import DISTRICT_CODE
 
 router = APIRouter(prefix="/api")
 CREATED = status.HTTP_201_CREATED
@@ -80,11 +83,15 @@ def revisits_report(
     conn: Conn,
     from_: Annotated[datetime, Query(alias="from")],
     to: datetime,
-    district: str | None = None,
+    district: str | None = Query(default=None, pattern=DISTRICT_CODE),
     provider: int | None = None,
-) -> dict[str, Any]:
+    format: Format = "json",
+) -> Any:
     user.require("supervisor", "civil_affairs", "admin", "operator")
     # A bare date (from=2026-03-01) is a local-time midnight, as months are (design §2.1).
     tz = request.app.state.settings.tz
     since, until = (t if t.tzinfo else t.replace(tzinfo=tz) for t in (from_, to))
-    return hotline.revisits_report(conn, since, until, district, provider)
+    if until <= since:
+        raise InvalidInput("'to' must be after 'from'")
+    report = hotline.revisits_report(conn, since, until, district, provider)
+    return csv_or_json(report, format, "revisits", f"revisits-{since:%Y%m%d}-{until:%Y%m%d}")

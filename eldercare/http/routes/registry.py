@@ -3,13 +3,17 @@ unless revealed, and every reveal recorded)."""
 
 from __future__ import annotations
 
+import logging
+import math
+from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
 from fastapi import APIRouter, Request, status
 
-from eldercare.alerts import rules
-from eldercare.errors import InvalidInput, NotFoundError
+from eldercare.alerts import events, rules
+from eldercare.config import Settings
+from eldercare.errors import EldercareError, InvalidInput, NotFoundError, RateLimited
 from eldercare.http.deps import Conn, Now, User, facility_scope
 from eldercare.http.schemas import (
     RevealCreate,
@@ -28,6 +32,7 @@ from eldercare.registry.schemas import (
 from eldercare.storage import db
 
 router = APIRouter(prefix="/api")
+log = logging.getLogger(__name__)
 
 
 # Open = not closed or merged; the same predicate as the alarms_resident_open index.
@@ -216,6 +221,55 @@ def home_beds(
     )
 
 
+@router.get("/home-beds/{home_bed_id}", tags=["registry"])
+def home_bed(home_bed_id: int, user: User, conn: Conn) -> dict[str, Any]:
+    """One home care bed (家庭养老床位) with what makes it one: the facility that runs it and
+    the providers acting for that facility, the residents on it and their home-bed
+    agreements (the service contract and its package), and the devices installed there.
+    No address: that stays behind the audited reveal."""
+    fac = facility_scope(user, None)
+    bed = db.rows(conn, _HOME_BED_SQL + " WHERE id = %s", (home_bed_id,))
+    if not bed or (fac is not None and bed[0]["facility_id"] != fac):
+        raise NotFoundError(f"home bed {home_bed_id} not found")
+    facility = db.one(
+        conn, "SELECT id, code, name, kind FROM facilities WHERE id = %s", (bed[0]["facility_id"],)
+    )
+    providers = db.rows(
+        conn,
+        "SELECT id, name, kind, status FROM providers WHERE facility_id = %s ORDER BY id",
+        (facility["id"],),
+    )
+    residents = [
+        r["id"]
+        for r in db.rows(
+            conn, "SELECT id FROM residents WHERE home_bed_id = %s ORDER BY id", (home_bed_id,)
+        )
+    ]
+    agreements = db.rows(
+        conn,
+        "SELECT g.id, g.resident_id, g.provider_id, g.kind, g.package, lower(g.valid) AS"
+        " valid_from, upper(g.valid) AS valid_to, g.signed_on, g.doc_ref FROM care_agreements g"
+        " WHERE g.kind = 'home_bed' AND g.resident_id = ANY(%s) ORDER BY g.id",
+        (residents,),
+    )
+    devices = db.rows(
+        conn,
+        "SELECT d.id, d.kind, d.resident_id, d.status, COALESCE(s.online, false) AS online,"
+        " s.battery, s.last_seen_at FROM devices d"
+        " LEFT JOIN device_status s ON s.device_id = d.id"
+        " WHERE d.home_bed_id = %s ORDER BY d.id",
+        (home_bed_id,),
+    )
+    return {
+        **bed[0],
+        "facility": facility,
+        "providers": providers,
+        "residents": residents,
+        "agreements": agreements,
+        "devices": devices,
+    }
+
+
 @router.post(
     "/home-beds",
     response_model=HomeBedPublic,
@@ -260,35 +314,89 @@ def resident(resident_id: int, user: User, conn: Conn) -> dict[str, Any]:
     return _resident(conn, user, resident_id)
 
 
+# Without an open alarm of the resident, the reason must say something (audit M1); six
+# characters leave room for a Chinese reason ("回访核实地址") and none for "ok"/"look".
+STATED_REASON_CHARS = 6
+_HOUR = timedelta(hours=1)
+
+
+def _reveal_refusal(
+    conn: psycopg.Connection,
+    user: Actor,
+    resident_id: int,
+    body: RevealCreate,
+    now: datetime,
+    settings: Settings,
+) -> EldercareError | None:
+    """Why this reveal may not happen now, or None (audit M1)."""
+    if body.alarm_id is not None:
+        found = db.rows(
+            conn,
+            f"SELECT 1 FROM alarms WHERE id = %s AND resident_id = %s AND status NOT IN {TERMINAL}",
+            (body.alarm_id, resident_id),
+        )
+        if not found:
+            return InvalidInput(
+                f"alarm {body.alarm_id} is not an open alarm of resident {resident_id}"
+            )
+    elif user.scoped:
+        return InvalidInput("facility staff reveal a resident's details only for an open alarm")
+    elif len("".join(body.reason.split())) < STATED_REASON_CHARS:
+        return InvalidInput(
+            f"without an open alarm (alarm_id), state the reason in at least"
+            f" {STATED_REASON_CHARS} characters"
+        )
+    recent = db.rows(
+        conn,
+        "SELECT at, alarm_id IS NULL AS no_alarm FROM reveals WHERE username = %s"
+        " AND refused IS NULL AND at > %s ORDER BY at",
+        (user.username, now - _HOUR),
+    )
+    for limit, counted in (
+        (settings.reveals_per_hour, recent),
+        (
+            settings.reveals_without_alarm_per_hour if body.alarm_id is None else None,
+            [r for r in recent if r["no_alarm"]],
+        ),
+    ):
+        if limit is not None and len(counted) >= limit:
+            oldest = counted[-limit]["at"]
+            wait = (oldest + _HOUR - now).total_seconds()
+            return RateLimited(
+                f"{limit} reveals an hour is the most; ask a supervisor if more are needed",
+                math.ceil(wait),
+            )
+    return None
+
+
 @router.post("/residents/{resident_id}/reveal", response_model=ResidentDetail, tags=["registry"])
 def reveal(
-    resident_id: int, body: RevealCreate, user: User, conn: Conn, now: Now
+    request: Request, resident_id: int, body: RevealCreate, user: User, conn: Conn, now: Now
 ) -> dict[str, Any]:
+    """A resident's personal data (ID number, notes, contacts, address): for an open alarm
+    of theirs or a stated reason, a limited number an hour, every attempt recorded."""
     base = _resident(conn, user, resident_id)
+    refusal = _reveal_refusal(conn, user, resident_id, body, now, request.app.state.settings)
     with conn.transaction():
-        # The record of who looked, and why, commits before the data leaves.
+        # The record of who looked, and why, commits before the data leaves; a refused
+        # attempt is recorded as such.
         conn.execute(
-            "INSERT INTO reveals (at, username, resident_id, alarm_id, reason)"
-            " VALUES (%s, %s, %s, %s, %s)",
-            (now, user.username, resident_id, body.alarm_id, body.reason),
+            "INSERT INTO reveals (at, username, resident_id, alarm_id, reason, refused)"
+            " VALUES (%s, %s, %s, %s, %s, %s)",
+            (now, user.username, resident_id, body.alarm_id, body.reason, _why(refusal)),
         )
-        if body.alarm_id is not None:
-            from eldercare.alerts import events
-
-            found = db.rows(
+        if refusal is None and body.alarm_id is not None:
+            events.audit(
                 conn,
-                "SELECT id FROM alarms WHERE id = %s AND resident_id = %s",
-                (body.alarm_id, resident_id),
+                body.alarm_id,
+                now,
+                user.username,
+                "revealed",
+                detail={"resident_id": resident_id, "reason": body.reason},
             )
-            if found:
-                events.audit(
-                    conn,
-                    body.alarm_id,
-                    now,
-                    user.username,
-                    "revealed",
-                    detail={"resident_id": resident_id, "reason": body.reason},
-                )
+    if refusal is not None:
+        log.warning("reveal of resident %s refused for %s: %s", resident_id, user.username, refusal)
+        raise refusal
     extra = db.rows(
         conn,
         "SELECT r.id_number, r.medical_notes, r.allergies, r.contacts,"
@@ -300,12 +408,36 @@ def reveal(
     return {**base, **extra}
 
 
+def _why(refusal: EldercareError | None) -> str | None:
+    if refusal is None:
+        return None
+    return "throttled" if isinstance(refusal, RateLimited) else str(refusal)[:200]
+
+
+_REVEALS_SQL = "SELECT id, at, username, resident_id, alarm_id, reason, refused FROM reveals"
+
+
 @router.get("/residents/{resident_id}/reveals", tags=["registry"])
 def reveals(resident_id: int, user: User, conn: Conn) -> list[dict[str, Any]]:
     user.require("supervisor", "admin")
     return db.rows(
         conn,
-        "SELECT id, at, username, alarm_id, reason FROM reveals"
-        " WHERE resident_id = %s ORDER BY id DESC LIMIT 500",
+        _REVEALS_SQL + " WHERE resident_id = %s ORDER BY id DESC LIMIT 500",
         (resident_id,),
+    )
+
+
+@router.get("/reveals", tags=["registry"])
+def reveal_log(
+    user: User, conn: Conn, username: str | None = None, refused: bool | None = None
+) -> list[dict[str, Any]]:
+    """Reveals across residents, newest first: one user's (``username``), or only the
+    refused attempts (``refused=true``), for the supervisor's review (audit M1)."""
+    user.require("supervisor", "admin")
+    return db.rows(
+        conn,
+        _REVEALS_SQL + " WHERE (%(u)s::text IS NULL OR username = %(u)s)"
+        " AND (%(r)s::boolean IS NULL OR (refused IS NOT NULL) = %(r)s)"
+        " ORDER BY id DESC LIMIT 500",
+        {"u": username, "r": refused},
     )

@@ -18,10 +18,11 @@ READERS = ("admin", "civil_affairs", "supervisor")
 Format = Literal["json", "csv"]
 
 
-def _out(report: dict[str, Any], fmt: Format, name: str) -> Any:
+def csv_or_json(report: dict[str, Any], fmt: Format, kind: str, name: str) -> Any:
+    """The report as JSON, or its rows as a CSV download (``?format=csv``)."""
     if fmt == "csv":
         return Response(
-            reports.to_csv(report),
+            reports.to_csv(report, kind),
             media_type="text/csv; charset=utf-8",
             headers={"Content-Disposition": f'attachment; filename="{name}.csv"'},
         )
@@ -39,7 +40,7 @@ def subsidy_spend(
 ) -> Any:
     user.require(*READERS)
     report = reports.subsidy_spend(conn, month_start(month), district, group_by)
-    return _out(report, format, f"subsidy-spend-{district}-{month}")
+    return csv_or_json(report, format, "subsidy-spend", f"subsidy-spend-{district}-{month}")
 
 
 @router.get("/coverage", tags=["reports"])
@@ -55,7 +56,7 @@ def coverage(
     user.require(*READERS)
     tz = request.app.state.settings.tz
     report = reports.coverage(conn, programme, month_start(month), district, tz)
-    return _out(report, format, f"coverage-{programme}-{district}-{month}")
+    return csv_or_json(report, format, "coverage", f"coverage-{programme}-{district}-{month}")
 
 
 @router.get("/tekun", tags=["reports"])
@@ -70,7 +71,7 @@ def tekun(
     user.require(*READERS)
     levels = tuple(x.strip() for x in unable_self_care_levels.split(",") if x.strip())
     report = reports.tekun(conn, on, district, levels)
-    return _out(report, format, f"tekun-{district}-{on}")
+    return csv_or_json(report, format, "tekun", f"tekun-{district}-{on}")
 
 
 @router.get("/anomalies", tags=["reports"])
@@ -86,4 +87,37 @@ def anomalies(
     user.require(*READERS)
     tz = request.app.state.settings.tz
     report = reports.anomalies(conn, month_start(month), district, provider, tz)
-    return _out(report, format, f"anomalies-{district}-{month}")
+    return csv_or_json(report, format, "anomalies", f"anomalies-{district}-{month}")
+
+
+@router.get("/providers", tags=["reports"])
+def providers(
+    request: Request,
+    user: AnyUser,
+    conn: Conn,
+    month: str = Query(pattern=MONTH),
+    district: str = Query(pattern=DISTRICT_CODE),
+    provider: int | None = None,
+    format: Format = "json",
+) -> Any:
+    user.require(*READERS)
+    tz = request.app.state.settings.tz
+    report = reports.providers(conn, month_start(month), district, provider, tz)
+    return csv_or_json(report, format, "providers", f"providers-{district}-{month}")
+
+
+@router.get("/visits", tags=["reports"])
+def visits(
+    request: Request,
+    user: AnyUser,
+    conn: Conn,
+    month: str = Query(pattern=MONTH),
+    district: str = Query(pattern=DISTRICT_CODE),
+    groups: str = Query(default=",".join(reports.VISIT_GROUPS), max_length=100),
+    format: Format = "json",
+) -> Any:
+    user.require(*READERS)
+    tz = request.app.state.settings.tz
+    wanted = tuple(g.strip() for g in groups.split(",") if g.strip())
+    report = reports.visits(conn, month_start(month), district, wanted, tz)
+    return csv_or_json(report, format, "visits", f"visits-{district}-{month}")

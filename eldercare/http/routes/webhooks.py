@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query, Request
 
+from eldercare.alerts import notify
+from eldercare.alerts.engine import webhook_policy
 from eldercare.http.deps import Conn, User
 from eldercare.http.schemas import (
     WebhookCreate,
+    WebhookFailure,
     WebhookPublic,
 )
 from eldercare.storage import db
@@ -23,12 +26,27 @@ def webhooks(user: User, conn: Conn) -> list[dict[str, Any]]:
 
 
 @router.post("/webhooks", response_model=WebhookPublic, status_code=201, tags=["notifications"])
-def create_webhook(body: WebhookCreate, user: User, conn: Conn) -> dict[str, Any]:
+def create_webhook(body: WebhookCreate, user: User, conn: Conn, request: Request) -> dict[str, Any]:
     user.require("admin")
+    # 422 for http://, credentials in the URL, a name that does not resolve or resolves to
+    # loopback/private/link-local/metadata addresses, unless allow-listed (audit H8).
+    webhook_policy(request.app.state.settings).check(body.url)
     return db.rows(
         conn,
         "INSERT INTO webhooks (url, secret, events, facility_id)"
         " VALUES (%s, %s, %s, %s) RETURNING id, url, events, facility_id,"
         " active",
-        (body.url, body.secret, body.events, body.facility_id),
+        (body.url.strip(), body.secret, body.events, body.facility_id),
     )[0]
+
+
+@router.get("/notifications/failed", response_model=list[WebhookFailure], tags=["notifications"])
+def failed_notifications(
+    user: User,
+    conn: Conn,
+    channel: Annotated[Literal["device", "webhook"] | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+) -> list[dict[str, Any]]:
+    """Notifications that gave up (every attempt failed): who was never told, and why."""
+    user.require("admin", "supervisor")
+    return notify.failed(conn, channel, limit)

@@ -21,6 +21,7 @@ from pydantic import BaseModel
 
 from eldercare.errors import ConflictError, InvalidInput
 from eldercare.http.deps import AnyUser, Conn, Now, platform_env
+from eldercare.platform import lifecycle
 from eldercare.platform import workorders as wo
 from eldercare.platform.schemas import (
     AcceptRequest,
@@ -115,10 +116,14 @@ def work_orders(
     worker: int | None = None,
     district: str | None = None,
     alarm_id: str | None = None,
+    item: str | None = None,
     from_: Annotated[datetime | None, Query(alias="from")] = None,
     to: datetime | None = None,
     limit: int = 500,
 ) -> list[dict[str, Any]]:
+    if status is not None and status not in lifecycle.STATUSES:
+        # An empty list would read as "none in that state" for a typo.
+        raise InvalidInput(f"status: one of {', '.join(lifecycle.STATUSES)}")
     return wo.search(
         conn,
         user,
@@ -128,6 +133,7 @@ def work_orders(
         worker=worker,
         district=district,
         alarm_id=alarm_id,
+        item=item,
         since=from_,
         until=to,
         limit=max(1, min(limit, 5000)),

@@ -46,9 +46,16 @@ from eldercare.simulators.demo.provision import (
     Login,
     alarms_per_second,
     ensure_logins,
+    link_fleet_to_services,
     provision_fleet,
 )
-from eldercare.simulators.demo.status import Status, StatusLine, format_status, read_status
+from eldercare.simulators.demo.status import (
+    Status,
+    StatusLine,
+    format_status,
+    order_counts,
+    read_status,
+)
 
 log = logging.getLogger("eldercare.demo")
 
@@ -108,10 +115,16 @@ if TYPE_CHECKING:
     from eldercare.simulators import services
 
 
-def _services_banner(settings: Settings, r: services.ServiceReport) -> str:
+def _services_banner(settings: Settings, r: services.ServiceReport, orders: dict[str, int]) -> str:
+    """Where the service side shows: the console's work-order tab (operator), the reports
+    (supervisor), and the month's entitlement run."""
     from eldercare.simulators import services
+    from eldercare.simulators.demo.provision import OPERATOR, SUPERVISOR
 
     base = f"http://{display_host(settings.api_host)}:{settings.api_port}"
+    by_status = ", ".join(f"{n} {s}" for s, n in sorted(orders.items())) or "none"
+    operator = f"{OPERATOR[0]} / {OPERATOR[1]}"
+    supervisor = f"{SUPERVISOR[0]} / {SUPERVISOR[1]}"
     if r.reused:
         done = "reused from an earlier run"
     else:
@@ -120,20 +133,37 @@ def _services_banner(settings: Settings, r: services.ServiceReport) -> str:
             f"{r.blocked} held back; {r.frauds} planted frauds)"
         )
     found = ", ".join(f"{k} {n}" for k, n in sorted(r.findings.items())) or "none"
+    worker = (
+        f"{r.worker_login} / {r.worker_password}"
+        if r.worker_password
+        else f"{r.worker_login} (existing)"
+    )
     money = ", ".join(f"{k} {v / 100:.2f} yuan" for k, v in sorted(r.entitled_fen.items()))
     q = f"month={r.month}&district={services.DISTRICT}"
     return "\n".join(
         [
             f"  Services  {services.PROVIDER_NAME}: {done}",
             f"            verification findings: {found}",
-            f"            {base}/api/work-orders   {base}/api/reports/anomalies?{q}",
+            f"  Orders    {base}/console#orders   work-order tab ({operator}): "
+            f"{sum(orders.values())} orders ({by_status})",
+            f"            {base}/console#call   12349 call intake (a call creates an order)",
+            f"  Worker    {base}/worker   {worker}   (the care worker's phone page: today's"
+            " visits to accept, check in and check out)",
             f"  Subsidies entitlement run {r.month} for {services.DISTRICT}: {money or 'nothing'}",
-            f"            {base}/api/reports/subsidy-spend?{q}&group_by=district,programme,"
-            "funding (supervisor login; add &format=csv for CSV)",
+            f"  Reports   ({supervisor}; add &format=csv for CSV)",
+            f"            {base}/api/reports/subsidy-spend?{q}&group_by=district,programme,funding",
+            f"            {base}/api/reports/anomalies?{q}",
+            f"            {base}/api/reports/revisits?from={r.month}-01&to={_next_month(r.month)}"
+            f"-01&district={services.DISTRICT}",
             "            Grafana: dashboards/subsidies.json",
             "",
         ]
     )
+
+
+def _next_month(month: str) -> str:
+    year, mon = (int(x) for x in month.split("-"))
+    return f"{year + mon // 12}-{mon % 12 + 1:02d}"
 
 
 def _n(count: int, noun: str) -> str:
@@ -173,7 +203,7 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
     check_port_free(settings.api_host, settings.api_port)
     # Before the server starts, so provisioning can overlap its start-up safely
     # (migrate holds an advisory lock; serve's own migrate then finds nothing to do).
-    migrate(settings.database_url)
+    migrate(settings.migration_url, settings.database_url)
 
     server = Server(state_dir / "serve.log")
     fleet: DemoFleet | None = None
@@ -196,6 +226,9 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         # entitlement run; in autocommit so each visit's transactions stand on their own.
         with connect(settings.database_url, autocommit=True) as conn:
             service_report = services.simulate(conn, settings, datetime.now(UTC), args.seed)
+            with conn.transaction():
+                link_fleet_to_services(conn, services.STREET)
+            orders = order_counts(conn, services.DISTRICT)
         if not fleet.devices:
             raise DemoError(
                 "the demo fleet has no active devices (revoked?); "
@@ -217,7 +250,7 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         )
         fleet_procs.start()
         print(_banner(settings, fleet, logins, args.alarm_every, state_dir), file=out, flush=True)
-        print(_services_banner(settings, service_report), file=out, flush=True)
+        print(_services_banner(settings, service_report, orders), file=out, flush=True)
         log.info("demo running: %d devices, incident rate %.2f", len(fleet.devices), incident_rate)
 
         started = time.monotonic()

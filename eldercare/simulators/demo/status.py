@@ -99,3 +99,15 @@ class StatusLine:
             self.out.write("\n")
             self.out.flush()
             self._width = 0
+
+
+def order_counts(conn: psycopg.Connection, district: str) -> dict[str, int]:
+    """Work orders of a district and below, by status: what the console's tab will list."""
+    return {
+        str(status): int(n)
+        for status, n in conn.execute(
+            "SELECT status, count(*) FROM work_orders"
+            " WHERE district_code IN (SELECT district_subtree(%s)) GROUP BY status",
+            (district,),
+        ).fetchall()
+    }

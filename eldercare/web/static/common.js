@@ -141,16 +141,29 @@ const EC = (() => {
     const r = await fetch("/api/auth/token", { method: "POST", body,
       headers: { "Content-Type": "application/x-www-form-urlencoded" } });
     if (r.status === 401) throw new ApiError(401, t("auth.bad_credentials"));
+    if (r.status === 429) {
+      const min = Math.max(1, Math.ceil(Number(r.headers.get("Retry-After") || 60) / 60));
+      throw new ApiError(429, t("auth.too_many", { min }));
+    }
+    if (r.status === 422) throw new ApiError(422, t("auth.password_too_long"));
     if (!r.ok) throw new ApiError(r.status, t("error.server", { status: r.status }));
     const tok = await r.json();
     session = { token: tok.access_token, username: tok.username, role: tok.role,
       facility_id: tok.facility_id, expires_at: Date.now() + tok.expires_in * 1000 };
     const me = await api("GET", "/api/me");
     session.responder_id = me.responder_id;
+    session.provider_id = me.provider_id;
+    session.worker_id = me.worker_id;
     sessionStorage.setItem(KEY, JSON.stringify(session));
     return session;
   }
   function logout(reasonKey) {
+    // Signing out ends the token on the server too (API and live socket); an expired
+    // or revoked one (reasonKey set) has nothing left to end.
+    if (session && !reasonKey) {
+      fetch("/api/auth/logout", { method: "POST", keepalive: true,
+        headers: { Authorization: `Bearer ${session.token}` } }).catch(() => {});
+    }
     session = null;
     sessionStorage.removeItem(KEY);
     authListeners.forEach((fn) => fn(reasonKey || null));
@@ -160,8 +173,9 @@ const EC = (() => {
     constructor(status, message) { super(message); this.status = status; }
   }
 
-  async function api(method, path, body) {
-    const headers = {};
+  /* extra: more request headers, e.g. the Idempotency-Key of the worker page's check-in. */
+  async function api(method, path, body, extra) {
+    const headers = { ...(extra || {}) };
     if (session) headers.Authorization = `Bearer ${session.token}`;
     const opts = { method, headers };
     if (body !== undefined) {
@@ -229,7 +243,8 @@ const EC = (() => {
     connect() {
       if (this.stopped || !session) return;
       const proto = location.protocol === "https:" ? "wss:" : "ws:";
-      const ws = new WebSocket(`${proto}//${location.host}/api/ws?token=${encodeURIComponent(session.token)}`);
+      // The token goes in the first message, never in the URL (access logs keep URLs).
+      const ws = new WebSocket(`${proto}//${location.host}/api/ws`);
       this.ws = ws;
       this.greeted = false;
       this.onState(this.attempt ? "reconnecting" : "connecting");
@@ -237,6 +252,8 @@ const EC = (() => {
       // app behind it is down, and a socket that never greets must not hide the banner.
       ws.onopen = () => {
         if (ws !== this.ws) return;
+        if (!session) { ws.close(1000); return; }
+        ws.send(JSON.stringify({ type: "auth", token: session.token }));
         clearTimeout(this.helloTimer);
         this.helloTimer = setTimeout(() => { if (ws === this.ws && !this.greeted) ws.close(4000); }, 5000);
       };

@@ -1,5 +1,6 @@
 /* The duty operator's console: live queue, alarm detail and lifecycle actions, device
- * health, a map drawn from stored coordinates, and shift handover. */
+ * health, a map drawn from stored coordinates, shift handover, and (orders.js) the
+ * work-order tab and 12349 call intake. */
 "use strict";
 
 (() => {
@@ -18,6 +19,7 @@
     lowBatteryPct: 20,
     selected: null,
     detail: null,
+    detailOrders: [], // work orders linked to the alarm on screen (its follow-ups)
     revealed: null, // {resident_id, data}: only for the alarm on screen
     filterFacility: null,
     tab: "detail",
@@ -188,6 +190,11 @@
   }
 
   function onMessage(msg) {
+    if (msg.type === "work_order") {
+      ECOrders.onMessage(msg);
+      if (msg.work_order.alarm_id && msg.work_order.alarm_id === state.selected) scheduleDetail();
+      return;
+    }
     if (msg.type === "alarm" || msg.type === "offer") {
       const a = msg.alarm;
       const isNew = msg.type === "alarm" && msg.event === "raised" && !state.alarms.has(a.id);
@@ -211,6 +218,7 @@
 
   async function resync() {
     if (!state.meta) state.meta = await api("GET", "/api/console/meta");
+    await ECOrders.ensureMeta(); // the service catalogue, for a close's follow-up
     const [list, facs] = await Promise.all([
       api("GET", "/api/alarms?status=open&limit=1000"),
       api("GET", "/api/facilities"),
@@ -221,6 +229,7 @@
     await loadExtras();
     renderAll();
     if (state.selected) loadDetail();
+    ECOrders.resync();
   }
 
   function renderConn() {
@@ -253,9 +262,13 @@
     const id = state.selected;
     if (!id) return;
     try {
-      const d = await api("GET", `/api/alarms/${id}`);
+      const [d, orders] = await Promise.all([
+        api("GET", `/api/alarms/${id}`),
+        ECOrders.forAlarm(id).catch(() => []),
+      ]);
       if (state.selected !== id) return;
       state.detail = d;
+      state.detailOrders = orders;
       upsert(d.alarm);
       renderQueue();
       renderDetail();
@@ -308,7 +321,18 @@
         EC.toast(t("detail.choose_disposition"), "warn");
         return null;
       }
-      return act("close", { disposition: sel.value });
+      const body = { disposition: sel.value };
+      const item = document.getElementById("follow-up-item");
+      if (sel.value === "service_request") {
+        // The 12349 服务转介 path: the close creates the order for the service asked for.
+        if (!item || !item.value) {
+          if (item) item.focus();
+          EC.toast(t("detail.choose_follow_up"), "warn");
+          return null;
+        }
+        body.follow_up = { service_item_code: item.value };
+      }
+      return act("close", body);
     },
   };
 
@@ -339,16 +363,20 @@
         h("span", { dataset: { since: a.received_at } }, EC.fmtAge(EC.ageSeconds(a.received_at)))),
       triageNode(a));
 
-    const dispSel = h("select", { id: "disposition", "aria-label": t("detail.disposition") },
-      h("option", { value: "" }, t("detail.disposition_pick")),
-      state.meta.dispositions.map((x) => h("option", { value: x }, tr("disp", x))));
+    const followUp = h("select", { id: "follow-up-item", "aria-label": t("detail.follow_up"), hidden: true },
+      h("option", { value: "" }, t("detail.follow_up_pick")),
+      ECOrders.items.filter((i) => i.active).map((i) => h("option", { value: i.code, "data-raw": "" }, i.name_zh)));
+    const dispSel = h("select", { id: "disposition", "aria-label": t("detail.disposition"),
+      onchange: () => { followUp.hidden = dispSel.value !== "service_request"; } },
+    h("option", { value: "" }, t("detail.disposition_pick")),
+    state.meta.dispositions.map((x) => h("option", { value: x }, tr("disp", x))));
     const actions = h("div", { class: "actions" },
       btn("acknowledge", "act.acknowledge", "A", "primary"),
       btn("dispatch", "act.dispatch", "D", "primary"),
       btn("escalate", "act.escalate", "E"),
       btn("on-site", "act.on_site", "O"),
       btn("resolve", "act.resolve", "R"),
-      h("span", { class: "close-group" }, dispSel, btn("close", "act.close", "C")),
+      h("span", { class: "close-group" }, dispSel, followUp, btn("close", "act.close", "C")),
       h("span", { class: "emergency" },
         ["120", "119"].map((svc) => h("button", {
           class: "danger", "data-action": `emergency-${svc}`, disabled: !can(a, "emergency"),
@@ -368,14 +396,25 @@
     const kept = box.dataset.alarm === a.id ? keepInputs(box) : null;
     box.replaceChildren(head, actions, noteForm,
       h("div", { class: "dgrid" }, residentCard(d), deviceCard(d)),
-      dispatchSection(d), timelineSection(d));
+      dispatchSection(d), ordersSection(), timelineSection(d));
     box.dataset.alarm = a.id;
     if (kept) kept();
+    followUp.hidden = dispSel.value !== "service_request";
+  }
+
+  // Follow-up work orders this alarm's close created, each a link into the work-order tab.
+  function ordersSection() {
+    const list = state.detailOrders || [];
+    if (!list.length) return h("span");
+    return section("detail.orders", h("ul", { class: "events alarm-orders" }, list.map((o) => h("li", {
+      class: "clickable", dataset: { order: o.id }, onclick: () => ECOrders.open(o.id),
+    }, raw(o.number, "mono"), " ", raw(o.item_name || o.service_item_code), " ", ECOrders.woStatus(o.status),
+    o.provider_name ? h("span", { class: "muted small" }, " · ", raw(o.provider_name)) : null))));
   }
 
   function keepInputs(box) {
     const values = {};
-    for (const id of ["note-text", "disposition", "reveal-reason"]) {
+    for (const id of ["note-text", "disposition", "follow-up-item", "reveal-reason"]) {
       const el = box.querySelector(`#${id}`);
       if (el) values[id] = el.value;
     }
@@ -508,7 +547,9 @@
         e.to_status && e.from_status !== e.to_status ? h("span", { class: "muted small" }, tr("status", e.from_status), " → ", tr("status", e.to_status), " ") : null,
         h("span", { class: "muted" }, t("detail.by"), " ", raw(e.actor)),
         text ? h("div", { class: "tl-text" }, raw(text)) : null,
-        det.disposition ? h("div", { class: "tl-text" }, tr("disp", det.disposition)) : null);
+        det.disposition ? h("div", { class: "tl-text" }, tr("disp", det.disposition)) : null,
+        det.work_order_id ? h("div", { class: "tl-text" }, h("button", { class: "small link", "data-action": "open-order",
+          onclick: () => ECOrders.open(det.work_order_id) }, t("detail.open_order"), " ", raw(det.number || "", "mono"))) : null);
     })));
   }
 
@@ -701,6 +742,7 @@
       if (name === "map") renderMap();
       if (name === "health") await renderHealth();
       if (name === "handover") await renderHandover();
+      if (name === "orders" || name === "call") await ECOrders.show(name);
     } finally {
       // The tab's content is on screen: what a test waits for instead of a fixed pause.
       if (state.tab === name) document.body.dataset.tabShown = name;
@@ -717,13 +759,14 @@
     if (state.tab === "map") renderMap();
     if (state.tab === "health") renderHealth();
     if (state.tab === "handover") renderHandover();
+    ECOrders.render();
     renderHelp();
   }
 
   const KEYS = [
     ["↑ ↓ / K J", "help.move"], ["A", "act.acknowledge"], ["D", "act.dispatch"], ["E", "act.escalate"],
     ["O", "act.on_site"], ["R", "act.resolve"], ["C", "act.close"], ["N", "act.note"], ["V", "reveal.button"],
-    ["1–4", "help.tabs"], ["?", "help.title"], ["Esc", "common.close"],
+    ["1–6", "help.tabs"], ["?", "help.title"], ["Esc", "common.close"],
   ];
   function renderHelp() {
     $("help-keys").replaceChildren(...KEYS.map(([k, key]) => h("tr", {}, h("th", {}, h("kbd", { "data-raw": "" }, k)), h("td", {}, t(key)))));
@@ -770,10 +813,12 @@
     else if (k === "c") run("close");
     else if (k === "n") { ev.preventDefault(); const ta = $("note-text"); if (ta) ta.focus(); }
     else if (k === "v") { ev.preventDefault(); const b = document.querySelector("[data-action=reveal]"); if (b) b.click(); }
-    else if (["1", "2", "3", "4"].includes(k)) showTab(["detail", "map", "health", "handover"][Number(k) - 1]);
+    else if (["1", "2", "3", "4", "5", "6"].includes(k)) showTab(TABS[Number(k) - 1]);
     else if (k === "?") $("help-dialog").hidden = false;
     else if (k === "Escape") $("help-dialog").hidden = true;
   }
+
+  const TABS = ["detail", "map", "health", "handover", "orders", "call"];
 
   function renderShift() {
     const b = $("start-shift");
@@ -794,6 +839,9 @@
     $("login").hidden = true;
     $("app").hidden = false;
     $("whoami").textContent = EC.session.username;
+    // /console#orders or #call opens that tab (the demo's printout links there).
+    const wanted = location.hash.slice(1);
+    if (TABS.includes(wanted)) state.tab = wanted;
     renderAll();
     showTab(state.tab);
     if (state.live) state.live.stop();
@@ -810,9 +858,11 @@
     state.meta = null;
     state.alarms.clear();
     state.detail = null;
+    state.detailOrders = [];
     state.selected = null;
     state.revealed = null;
     state.shift = false;
+    ECOrders.reset();
     $("app").hidden = true;
     $("login").hidden = false;
     $("login-form").querySelector(".login-error").textContent = reasonKey ? t(reasonKey) : "";
@@ -820,6 +870,12 @@
   }
 
   async function boot() {
+    ECOrders.init({
+      selectAlarm: (id) => select(id),
+      showTab,
+      isShown: (name) => state.tab === name,
+      openAlarms: () => sorted(),
+    });
     await EC.loadDicts();
     EC.applyI18n();
     EC.wireLang();
