@@ -64,7 +64,6 @@ def _promote(args: argparse.Namespace) -> int:
     return 0
 
 
-<<<<<<< HEAD
 def _score(args: argparse.Namespace) -> int:
     from eldercare.alerts.rules import utc_now
     from eldercare.config import get_settings
@@ -98,7 +97,9 @@ def _history(args: argparse.Namespace) -> int:
         residents=args.residents,
     )
     print(json.dumps(report.__dict__))
-=======
+    return 0
+
+
 def _shadow(args: argparse.Namespace) -> int:
     import signal
     import threading
@@ -124,7 +125,6 @@ def _shadow(args: argparse.Namespace) -> int:
             stop.wait,
             interval_s=args.interval,
         )
->>>>>>> main
     return 0
 
 
