@@ -204,6 +204,7 @@ def test_lookup_list_candidates_and_allowed_actions(
         "工单台街道",
     )
     assert o["provider_name"] is None
+    assert api.get("/api/console/work-orders?status=open", headers=op).status_code == 422
     assert api.get(f"/api/work-orders?item={world['item']}", headers=op).json()[0]["id"] == oid
     # ids: only the visible ones, unknown and malformed ones simply absent
     got = api.get(

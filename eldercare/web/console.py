@@ -165,6 +165,8 @@ def console_work_orders(
 ) -> dict[str, Any]:
     """``GET /api/work-orders`` (same filters, same visibility) with the names of resident,
     provider, worker, service item and district; ``ids`` picks given orders (live updates)."""
+    if status is not None and status not in lifecycle.STATUSES:
+        raise InvalidInput(f"status: one of {', '.join(lifecycle.STATUSES)}")
     if ids:
         # One search per id, each under the caller's visibility: an order that is not theirs
         # (or no order at all) is simply absent, as in a list.

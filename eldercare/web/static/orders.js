@@ -318,14 +318,15 @@ const ECOrders = (() => {
     const parts = [];
     if (list.length) {
       parts.push(h("table", { class: "offers revisits" },
-        h("thead", {}, h("tr", {}, ["wo.rv_due", "wo.rv_done", "wo.rv_channel", "wo.rv_reached", "wo.rv_confirmed", "wo.rv_satisfaction"].map((k) => h("th", {}, t(k))))),
+        h("thead", {}, h("tr", {}, ["wo.rv_due", "wo.rv_done", "wo.rv_channel", "wo.rv_reached", "wo.rv_confirmed", "wo.rv_satisfaction", "wo.rv_notes"].map((k) => h("th", {}, t(k))))),
         h("tbody", {}, list.map((r) => h("tr", { dataset: { revisit: r.id } },
           h("td", {}, when(r.due_at)),
           h("td", {}, r.done_at ? when(r.done_at) : h("span", { class: "badge warn" }, t("wo.rv_pending"))),
           h("td", {}, r.channel ? tr("channel", r.channel) : ""),
           h("td", {}, yesNo(r.reached)),
           h("td", {}, yesNo(r.service_confirmed)),
-          h("td", { class: "rv-sat" }, r.satisfaction ? tr("sat", r.satisfaction) : ""))))));
+          h("td", { class: "rv-sat" }, r.satisfaction ? tr("sat", r.satisfaction) : ""),
+          h("td", {}, r.comment ? raw(r.comment) : ""))))));
     } else if (d.revisit_required) {
       parts.push(h("p", { class: "muted" }, t("wo.rv_required")));
     }
