@@ -1010,6 +1010,35 @@ def test_3_4_entitlement_runs_level_changes_death(platform: Platform) -> None:
     )
     kpi = p.get("ca", "/api/reports/tekun", params={"on": "2022-08-31", "district": "330683"})
     assert kpi["agreement_rate_dispersed"] == 1.0
+    # design §2.6: a death reported late makes a re-run recover (追回) what a run already gave.
+    # November 2022 is run with R1 alive; the funeral registry then reports R1's death on
+    # 2022-10-05, so November is re-run at zero and the run says how much to recover.
+    nov = {**run, "month": "2022-11"}
+    first_nov = p.post("ca", "/api/entitlement-runs", nov, at="2022-11-01T09:00:00+08:00")
+    assert first_nov["stats"]["adjustments_fen"] == {}
+    assert amounts(p, "R1", "2022-11") == {"tekun_living": 138300, "tekun_care": 165600}
+    p.post(
+        "ca",
+        "/api/integrations/death-records",
+        {
+            "records": [
+                {
+                    "resident_id": ids["R1"],
+                    "died_at": "2022-10-05T08:00:00+08:00",
+                    "source_ref": "殡葬-TEST-2",
+                }
+            ]
+        },
+        at="2022-11-20T09:00:00+08:00",
+        expect=200,
+    )
+    again = p.post("ca", "/api/entitlement-runs", nov, at="2022-11-21T09:00:00+08:00")
+    assert again["stats"]["adjustments_fen"] == {"tekun_living": -138300, "tekun_care": -165600}
+    late = entitled(p, "R1", "2022-11")
+    assert {k: (v["amount_fen"], v["adjustment_fen"]) for k, v in late.items()} == {
+        "tekun_living": (0, -138300),
+        "tekun_care": (0, -165600),
+    }
     # bad input: a month that is not one
     p.call(
         "ca",
