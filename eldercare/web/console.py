@@ -166,25 +166,39 @@ def console_work_orders(
     limit: Annotated[int, Query(ge=1, le=1000)] = 300,
 ) -> dict[str, Any]:
     """``GET /api/work-orders`` (same filters, same visibility) with the names of resident,
-    provider, worker, service item and district; ``ids`` picks given orders (live updates)."""
-    if status is not None and status not in lifecycle.STATUSES:
-        raise InvalidInput(f"status: one of {', '.join(lifecycle.STATUSES)}")
+    provider, worker, service item and district; ``status=unfinished`` for every status not
+    yet done with; ``ids`` picks given orders (live updates). ``to_dispatch`` counts the
+    caller's orders waiting for a dispatch, for the tab's badge."""
+    if status is not None and status != "unfinished" and status not in lifecycle.STATUSES:
+        raise InvalidInput(f"status: unfinished or one of {', '.join(lifecycle.STATUSES)}")
     if ids:
         # One search per id, each under the caller's visibility: an order that is not theirs
         # (or no order at all) is simply absent, as in a list.
         orders = [o for i in dict.fromkeys(ids) for o in _visible(conn, user, i)]
     else:
-        orders = wo.search(
-            conn,
-            user,
-            status=status,
-            provider=provider,
-            district=district,
-            item=item,
-            alarm_id=alarm_id,
-            limit=limit,
-        )
-    return {"now": now.isoformat(), "orders": _with_names(conn, orders)}
+        wanted = lifecycle.UNFINISHED if status == "unfinished" else (status,)
+        found = [
+            o
+            for s in wanted
+            for o in wo.search(
+                conn,
+                user,
+                status=s,
+                provider=provider,
+                district=district,
+                item=item,
+                alarm_id=alarm_id,
+                limit=limit,
+            )
+        ]
+        # The order of GET /api/work-orders: newest first.
+        orders = sorted(found, key=lambda o: (o["created_at"], o["number"]), reverse=True)[:limit]
+    waiting = wo.search(conn, user, status="created", limit=1000)
+    return {
+        "now": now.isoformat(),
+        "orders": _with_names(conn, orders),
+        "to_dispatch": len(waiting),
+    }
 
 
 @router.get("/api/console/work-orders/{order_id}/providers", tags=["console"])
