@@ -12,6 +12,7 @@ from fastapi import APIRouter, Query, Request, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from eldercare.alerts import rules
+from eldercare.alerts.lifecycle import QUEUE_ORDER
 from eldercare.errors import InvalidInput, NotFoundError
 from eldercare.http.deps import Conn, Now, User
 from eldercare.platform import lifecycle, providers
@@ -47,9 +48,10 @@ def open_extras(request: Request, user: User, conn: Conn, now: Now) -> dict[str,
             SELECT d.name, d.responder_kind, d.responder_id FROM dispatch_offers d
             WHERE d.alarm_id = a.id AND d.status IN ('accepted', 'called')
             ORDER BY d.answered_at DESC NULLS LAST, d.id DESC LIMIT 1) o ON true
+        LEFT JOIN alarm_triage t ON t.alarm_id = a.id
         WHERE a.status NOT IN {TERMINAL}
           AND (%s::bigint IS NULL OR a.facility_id = %s)
-        ORDER BY a.priority, a.received_at LIMIT 1000""",
+        ORDER BY {QUEUE_ORDER} LIMIT 1000""",
         (fac, fac),
     )
     return {
