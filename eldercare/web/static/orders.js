@@ -508,7 +508,8 @@ const ECOrders = (() => {
     const done = c.id !== null;
     const submitKey = done ? "call.retry" : c.type === "referral" ? "call.submit_order" : "call.submit";
     box.replaceChildren(
-      h("form", { id: "call-form", class: "stack call-form", onsubmit: (ev) => { ev.preventDefault(); submitCall(); } },
+      h("form", { id: "call-form", class: "stack call-form", oninput: () => { c.touched = true; },
+        onsubmit: (ev) => { ev.preventDefault(); submitCall(); } },
         h("div", { class: "row" }, h("strong", {}, t("call.started", { at: EC.fmtTime(c.started_at) })),
           h("button", { type: "button", class: "ghost small", "data-action": "call-new", onclick: () => { newCall(); delete box.dataset.kept; renderCall(); } }, t("call.new"))),
         callField("call.caller", h("input", { id: "call-caller", type: "tel", maxlength: "40", autocomplete: "off", disabled: done, placeholder: t("call.caller_placeholder") })),
@@ -629,6 +630,11 @@ const ECOrders = (() => {
     if (name === "orders") {
       if (state.selected) await loadDetail(); else await loadList();
     } else if (name === "call") {
+      // A form nobody has typed into belongs to the next call: its clock starts now.
+      if (state.call && !state.call.touched && !state.call.resident && state.call.id === null) {
+        newCall();
+        delete $("call").dataset.kept;
+      }
       renderCall();
       await loadRecentCalls();
     }
