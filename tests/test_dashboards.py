@@ -1058,9 +1058,9 @@ def test_provider_panel_agrees_with_the_api(
 def test_triage_labels_match_the_model() -> None:
     from eldercare.models import triage
 
-    assert build.TRIAGE_FALSE == tuple(str(d) for d in triage.FALSE)
-    assert build.TRIAGE_NEEDED == tuple(str(d) for d in triage.NEEDED)
-    assert build.TRIAGE_GENUINE == tuple(str(d) for d in triage.GENUINE)
+    assert tuple(str(d) for d in triage.FALSE) == build.TRIAGE_FALSE
+    assert tuple(str(d) for d in triage.NEEDED) == build.TRIAGE_NEEDED
+    assert tuple(str(d) for d in triage.GENUINE) == build.TRIAGE_GENUINE
 
 
 def test_model_quality_panels_count_dispositions(
