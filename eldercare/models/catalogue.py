@@ -15,6 +15,7 @@ from eldercare.models.base import Model
 
 CATALOGUE: Final[dict[str, str]] = {
     "triage": "eldercare.models.triage:TriageModel",
+    "device_health": "eldercare.models.device_health:OfflineRiskModel",
     "fall": "eldercare.models.fall.detector:FallModel",
 }
 

@@ -122,7 +122,7 @@ LEFT JOIN LATERAL (
 """
 
 
-def _params(now: datetime | None) -> dict[str, Any]:
+def sql_params(now: datetime | None) -> dict[str, Any]:
     return {
         "now": now,
         "horizon": HORIZON,
@@ -145,7 +145,7 @@ def labelled_rows(
         " AND (%(since)s::timestamptz IS NULL OR a.received_at >= %(since)s)"
         " AND (%(until)s::timestamptz IS NULL OR a.received_at < %(until)s)"
         " ORDER BY a.received_at, a.id",
-        {**_params(None), "since": since, "until": until},
+        {**sql_params(None), "since": since, "until": until},
     )
 
 
@@ -158,7 +158,7 @@ def open_rows(conn: psycopg.Connection, now: datetime, limit: int = 500) -> list
         " AND (t.alarm_id IS NULL OR t.seen_cancel <> (a.cancel_requested_at IS NOT NULL)"
         "      OR t.seen_occurrences <> a.occurrences)"
         " ORDER BY a.priority, a.received_at LIMIT %(limit)s",
-        {**_params(now), "active": [str(s) for s in rules.ACTIVE], "limit": limit},
+        {**sql_params(now), "active": [str(s) for s in rules.ACTIVE], "limit": limit},
     )
 
 
@@ -368,7 +368,7 @@ def overall_rate(conn: psycopg.Connection, before: datetime | None = None) -> fl
         " FROM alarms WHERE status = 'closed' AND disposition = ANY(%(labelled)s)"
         " AND kind = ANY(%(kinds)s) AND received_at >= %(from)s AND received_at < %(to)s",
         {
-            **_params(None),
+            **sql_params(None),
             "from": (before or datetime.now().astimezone()) - HISTORY,
             "to": before or datetime.now().astimezone(),
         },
