@@ -398,6 +398,11 @@ def test_registration_refuses_internal_and_plain_http_urls(
         "https://no-such-host.invalid/hook": "does not resolve",
     }
     with _client(settings, clock) as c:
+        # Signed in first: nobody else gets the platform to look names up.
+        anon = c.post("/api/webhooks", json={"url": "https://x.invalid/", "secret": SECRET})
+        assert anon.status_code == 401
+        body = c.get("/openapi.json").json()["paths"]["/api/webhooks"]["post"]["requestBody"]
+        assert body["content"]["application/json"]["schema"]["$ref"].endswith("WebhookCreate")
         adm = _token(c, admin)
         for url, why in refused.items():
             r = c.post("/api/webhooks", json={"url": url, "secret": SECRET}, headers=adm)

@@ -14,7 +14,7 @@ from eldercare.errors import UnknownModel
 from eldercare.models.base import Model
 
 CATALOGUE: Final[dict[str, str]] = {
-    # one line per model, e.g. "triage": "eldercare.models.triage:TriageModel",
+    "triage": "eldercare.models.triage:TriageModel",
     "fall": "eldercare.models.fall.detector:FallModel",
 }
 
