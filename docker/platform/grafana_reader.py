@@ -78,7 +78,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "resolved_at",
         "closed_at",
         "supervisor_notified_at",
-        # How operators closed it (a code, no notes): the fall-shadow dashboard's truth.
+        # How operators closed it (a code, no notes): the fall model panels' truth.
         "disposition",
     ),
     # Which step happened when: not the actor (a username) or detail (responders asked).
