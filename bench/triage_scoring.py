@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import platform
+import sys
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -98,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         out = {
             "bench": "triage_scoring",
             "when": datetime.now(UTC).isoformat(timespec="seconds"),
-            "command": "python -m bench.triage_scoring " + " ".join(argv or []),
+            "command": " ".join(["python -m bench.triage_scoring", *(argv or sys.argv[1:])]),
             "machine": platform.machine(),
             "python": platform.python_version(),
             "numpy": np.__version__,

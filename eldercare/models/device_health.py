@@ -112,7 +112,9 @@ LEFT JOIN LATERAL (
       AND e.time >= g.at - interval '1 day' AND e.time < g.at
 ) hb ON true
 WHERE d.status = 'active' AND (%(devices)s::text[] IS NULL OR d.id = ANY(%(devices)s))
-  AND EXISTS (SELECT 1 FROM device_status s WHERE s.device_id = d.id)
+  -- Devices that report heartbeats (an alarm-only device has no health to forecast).
+  AND EXISTS (SELECT 1 FROM device_events e WHERE e.device_id = d.id
+              AND e.type = 'heartbeat' AND e.time >= g.at - interval '7 days' AND e.time < g.at)
 ORDER BY g.at, d.id
 """
 
@@ -318,7 +320,7 @@ class OfflineRiskModel:
         metrics = {
             "low-battery crossings": crossings,
             "forecast 12 h ahead: MAE (h)": mae,
-            "warned >= 12 h ahead (charge within 24 h)": warned / crossings
+            "warned 12 h ahead (forecast <= 24 h)": warned / crossings
             if crossings
             else float("nan"),
         }
