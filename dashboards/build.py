@@ -1146,20 +1146,189 @@ def subsidies() -> Json:
     )
 
 
+# Alarm triage labels, as eldercare.models.triage reads dispositions (the test checks them).
+TRIAGE_FALSE = ("accidental_press", "false_sensor_alarm")
+TRIAGE_NEEDED = ("genuine_emergency", "fall_without_injury", "service_request")
+TRIAGE_GENUINE = ("genuine_emergency", "fall_without_injury")
+TRIAGE_FLAG = 0.5  # "likely false": the score the precision/recall panels threshold at
+
+
+def _sql_words(words: tuple[str, ...]) -> str:
+    return "(" + ", ".join(f"'{w}'" for w in words) + ")"
+
+
+def model_quality() -> Json:
+    """Is alarm triage right? Its scores against the dispositions operators recorded.
+
+    Only closed alarms with a disposition that says false or needed count (test, other and
+    no_response_needed are left out, as in training). The score is the last one the queue
+    was ordered by (scoring stops when an alarm closes).
+    """
+    lay = Layout()
+    fac = facility_filter("a.facility_id")
+    false_ = _sql_words(TRIAGE_FALSE)
+    scored = f"""
+        FROM alarms a JOIN alarm_triage t ON t.alarm_id = a.id
+        WHERE a.status = 'closed' AND a.disposition IN {_sql_words(TRIAGE_FALSE + TRIAGE_NEEDED)}
+          AND $__timeFilter(a.received_at) AND {fac}"""
+    flagged = f"t.p_false >= {TRIAGE_FLAG}"
+    precision = (
+        f"count(*) FILTER (WHERE {flagged} AND a.disposition IN {false_})::float"
+        f" / nullif(count(*) FILTER (WHERE {flagged}), 0)"
+    )
+    recall = (
+        f"count(*) FILTER (WHERE {flagged} AND a.disposition IN {false_})::float"
+        f" / nullif(count(*) FILTER (WHERE a.disposition IN {false_}), 0)"
+    )
+    panels: list[Json] = [lay.row("Alarm triage: P(false alarm) against operators' dispositions")]
+    panels.append(
+        lay.place(
+            stat(
+                "Scored alarms closed",
+                "Closed alarms with a score and a false/needed disposition, received in range.",
+                f'SELECT count(*) AS "alarms" {scored}',
+            ),
+            6,
+            5,
+        )
+    )
+    panels.append(
+        lay.place(
+            stat(
+                "Precision of 'likely false'",
+                f"Of alarms scored >= {TRIAGE_FLAG}, the share operators closed as accidental "
+                "press or false sensor alarm.",
+                f'SELECT {precision} AS "precision" {scored}',
+                unit="percentunit",
+                decimals=2,
+            ),
+            6,
+            5,
+        )
+    )
+    panels.append(
+        lay.place(
+            stat(
+                "Recall of false alarms",
+                f"Of alarms operators closed as false, the share scored >= {TRIAGE_FLAG}.",
+                f'SELECT {recall} AS "recall" {scored}',
+                unit="percentunit",
+                decimals=2,
+            ),
+            6,
+            5,
+        )
+    )
+    panels.append(
+        lay.place(
+            stat(
+                "Genuine emergencies called likely false",
+                "Must stay 0 (the release gate): genuine_emergency / fall_without_injury "
+                f"scored >= {TRIAGE_FLAG}. They were still handled first in their priority "
+                "band's order of arrival only if unscored: look at each one.",
+                f"SELECT count(*) FILTER (WHERE {flagged} AND a.disposition IN "
+                f'{_sql_words(TRIAGE_GENUINE)}) AS "alarms" {scored}',
+                thresholds=[(None, "green"), (1, "red")],
+            ),
+            6,
+            5,
+        )
+    )
+    panels.append(
+        lay.place(
+            timeseries(
+                "Precision and recall over time",
+                "Per interval of arrival; gaps where an interval had no flagged or no false alarm.",
+                f"""
+                WITH per AS (
+                    SELECT time_bucket('$__interval', a.received_at) AS "time",
+                           {precision} AS p, {recall} AS r
+                    {scored}
+                    GROUP BY 1
+                )
+                SELECT "time", metric, value FROM (
+                    SELECT "time", 'precision' AS metric, p AS value FROM per
+                    UNION ALL
+                    SELECT "time", 'recall', r FROM per
+                ) x WHERE value IS NOT NULL
+                ORDER BY 1, 2
+                """,
+                unit="percentunit",
+                interval="1d",
+            ),
+            16,
+            8,
+        )
+    )
+    panels.append(
+        lay.place(
+            table(
+                "Calibration (score bands)",
+                "Observed false share per band of the score: a calibrated model's share lies "
+                "inside its band.",
+                f"""
+                SELECT to_char(least(floor(t.p_false * 5), 4) * 0.2, 'FM0.0') || '–'
+                         || to_char(least(floor(t.p_false * 5), 4) * 0.2 + 0.2, 'FM0.0')
+                         AS "score band",
+                       count(*) AS "alarms",
+                       avg(t.p_false) AS "mean score",
+                       avg((a.disposition IN {false_})::int) AS "observed false share"
+                {scored}
+                GROUP BY 1 ORDER BY 1
+                """,
+                decimals=2,
+            ),
+            8,
+            8,
+        )
+    )
+    panels.append(
+        lay.place(
+            table(
+                "By model version",
+                "After a promotion the version changes; compare before and after. "
+                "triage-rates v0 is the cold start (per-device rates, no model).",
+                f"""
+                SELECT t.model || ' v' || t.version AS "model", count(*) AS "alarms",
+                       {precision} AS "precision", {recall} AS "recall",
+                       avg(power(t.p_false - (a.disposition IN {false_})::int, 2)) AS "Brier"
+                {scored}
+                GROUP BY 1 ORDER BY 1
+                """,
+                decimals=3,
+            ),
+            24,
+            6,
+        )
+    )
+    panels += fall_shadow_panels(lay)
+    return dashboard(
+        "eldercare-model-quality",
+        "Model quality",
+        "Alarm triage scores against operators' dispositions. Triage orders alarms only "
+        "within a priority band; it never changes a priority or closes an alarm. The fall "
+        "model runs in shadow only: its scores sit next to the devices' own fall decisions.",
+        panels,
+        variables=[facility_variable()],
+        tags=["eldercare", "models"],
+        time_from="now-30d",
+    )
+
+
 # The shadow fall model (issue 9B, docs/models/fall-detection.md): scores next to the
 # device's own decision. "Real" is how operators closed the alarm.
-FALL_REAL = "('genuine_emergency', 'fall_without_injury')"
-FALL_FALSE = "('false_sensor_alarm', 'accidental_press')"
+FALL_REAL = _sql_words(TRIAGE_GENUINE)
+FALL_FALSE = _sql_words(TRIAGE_FALSE)
 DEVICE_FALL_CUT = 0.75  # the simulator's split (real falls 0.75-0.99); tune on real data
 
 
-def fall_shadow() -> Json:
-    """The fall model in shadow mode against device-raised falls and operators' dispositions.
+def fall_shadow_panels(lay: Layout) -> list[Json]:
+    """The fall model in shadow mode against device-raised falls and operators' dispositions
+    (a row of the model-quality dashboard).
 
     It never raises or changes an alarm; these panels are how a supervisor judges whether
     it ever should (the promotion gates in docs/models/fall-detection.md).
     """
-    lay = Layout()
     fac = facility_filter("s.facility_id")
     per_fall = f"""
         WITH per_fall AS (
@@ -1169,7 +1338,9 @@ def fall_shadow() -> Json:
             WHERE s.device_alarm_id IS NOT NULL AND $__timeFilter(s.time) AND {fac}
             GROUP BY s.device_alarm_id
         )"""
-    panels: list[Json] = [lay.row("Shadow only: synthetic-trained, not clinically validated")]
+    panels: list[Json] = [
+        lay.row("Fall model (shadow only: synthetic-trained, not clinically validated)")
+    ]
     panels.append(
         lay.place(
             stat(
@@ -1321,17 +1492,7 @@ def fall_shadow() -> Json:
             7,
         )
     )
-    return dashboard(
-        "eldercare-fall-shadow",
-        "Fall model (shadow)",
-        "The wearable fall model scores imu windows next to the device's own fall decision. "
-        "Synthetic falls; not clinically validated; shadow only: it never raises, suppresses "
-        "or reorders an alarm.",
-        panels,
-        variables=[facility_variable()],
-        tags=["eldercare", "models"],
-        time_from="now-7d",
-    )
+    return panels
 
 
 # File name (without .json) -> builder. Add new dashboards here.
@@ -1339,7 +1500,7 @@ DASHBOARDS: dict[str, Callable[[], Json]] = {
     "device-ingest-health": device_ingest_health,
     "response-times": response_times,
     "subsidies": subsidies,
-    "fall-shadow": fall_shadow,
+    "model-quality": model_quality,
 }
 
 

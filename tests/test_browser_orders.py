@@ -217,9 +217,10 @@ def test_call_intake_dispatch_live_worker_and_revisit(
     op.fill("#call-note", "老人腿脚不便，希望每天中午送餐")
     op.click("[data-action=call-submit]")
 
-    # The new order opens in the work-order tab.
+    # The new order opens in the work-order tab, whose badge counts it as waiting.
     op.wait_for_selector("body[data-tab-shown=orders]")
     op.wait_for_selector("#orders .wo-head .wo-created")
+    op.wait_for_selector("#wo-badge")
     number = op.inner_text("#orders .wo-head .mono")
     with psycopg.connect(settings.database_url) as conn:
         row = conn.execute(
@@ -254,8 +255,14 @@ def test_call_intake_dispatch_live_worker_and_revisit(
     assert "15.00" in op.inner_text("#wo-provider")
     op.wait_for_selector(f'#wo-worker option[value="{desk.worker}"]', state="attached")
     op.select_option("#wo-worker", str(desk.worker))
+    waiting = int(op.inner_text("#wo-badge"))
     op.click("[data-action=wo-dispatch]")
     op.wait_for_selector("#orders .wo-head .wo-dispatched")
+    # One fewer waits (or none, and the badge is gone).
+    if waiting == 1:
+        op.wait_for_selector("#wo-badge", state="detached")
+    else:
+        op.locator(f"#wo-badge:text-is('{waiting - 1}')").wait_for()
 
     # The worker's phone accepts, checks in and out through the API: each change reaches
     # the open page over the websocket, with no reload (the marker survives).

@@ -237,6 +237,7 @@ def insert_sample_rows(conn: psycopg.Connection, now: datetime) -> dict[str, Any
         )
     alarms = insert_sample_alarms(conn, now, fac)
     insert_fall_shadow_rows(conn, now, fac, alarms, f"wear-{tag}")
+    insert_triage_rows(conn, now, alarms)
     subsidy = insert_subsidy_rows(conn, now, fac[0], tag)
     return {"facilities": fac, "alarms": alarms, "subsidy": subsidy}
 
@@ -275,6 +276,28 @@ def insert_fall_shadow_rows(
                 alarms[alarm] if alarm else None,
                 conf,
             ),
+        )
+
+
+# Closed sample alarms: (disposition, P(false alarm) the queue was ordered by). r-fall keeps
+# the disposition insert_fall_shadow_rows gives it.
+TRIAGE_SAMPLE: dict[str, tuple[str | None, float]] = {
+    "t-sos": ("accidental_press", 0.91),  # flagged, false: a true positive
+    "t-smoke": ("false_sensor_alarm", 0.3),  # not flagged, false: missed
+    "r-fall": (None, 0.12),  # genuine_emergency, not flagged
+}
+
+
+def insert_triage_rows(conn: psycopg.Connection, now: datetime, alarms: dict[str, str]) -> None:
+    for name, (disposition, p) in TRIAGE_SAMPLE.items():
+        if disposition is not None:
+            conn.execute(
+                "UPDATE alarms SET disposition = %s WHERE id = %s", (disposition, alarms[name])
+            )
+        conn.execute(
+            "INSERT INTO alarm_triage (alarm_id, p_false, reasons, model, version, scored_at,"
+            " seen_cancel, seen_occurrences) VALUES (%s, %s, '[]', 'triage', 1, %s, false, 1)",
+            (alarms[name], p, now),
         )
 
 
@@ -1030,3 +1053,43 @@ def test_provider_panel_agrees_with_the_api(
     assert float(row["flagged %"]) == pytest.approx(100 * api["anomaly_rate"]) == 100.0
     assert float(row["EVV %"]) == pytest.approx(100 * api["evv_rate"]) == 0.0
     assert row["on time %"] is None  # no scheduled start
+
+
+def test_triage_labels_match_the_model() -> None:
+    from eldercare.models import triage
+
+    assert tuple(str(d) for d in triage.FALSE) == build.TRIAGE_FALSE
+    assert tuple(str(d) for d in triage.NEEDED) == build.TRIAGE_NEEDED
+    assert tuple(str(d) for d in triage.GENUINE) == build.TRIAGE_GENUINE
+
+
+def test_model_quality_panels_count_dispositions(
+    as_grafana: tuple[psycopg.Connection, dict[str, Any]],
+) -> None:
+    """Precision and recall of "likely false" from the sample's three scored closed alarms:
+    one flagged and false, one false and missed, one genuine and not flagged."""
+    conn, sample = as_grafana
+    (dash,) = [d for _, d in _dashboards() if d["uid"] == "eldercare-model-quality"]
+    start, end = sample["now"] - timedelta(hours=6), sample["now"] + timedelta(minutes=1)
+
+    def panel(title: str) -> list[dict[str, Any]]:
+        (p,) = [p for p in _panels(dash) if p["title"] == title]
+        query = expand(
+            p["targets"][0]["rawSql"],
+            start=start,
+            end=end,
+            interval="1d",
+            interval_ms=86_400_000,
+            variables=variable_values(dash, "-1"),
+        )
+        cols, rows = _run(conn, query)
+        return [dict(zip(cols, r, strict=True)) for r in rows]
+
+    assert panel("Scored alarms closed") == [{"alarms": 3}]
+    assert panel("Precision of 'likely false'")[0]["precision"] == pytest.approx(1.0)
+    assert panel("Recall of false alarms")[0]["recall"] == pytest.approx(0.5)
+    assert panel("Genuine emergencies called likely false") == [{"alarms": 0}]
+    (version,) = panel("By model version")
+    assert version["model"] == "triage v1" and version["alarms"] == 3
+    brier = ((0.91 - 1) ** 2 + (0.3 - 1) ** 2 + 0.12**2) / 3
+    assert float(version["Brier"]) == pytest.approx(brier, rel=1e-5)

@@ -33,7 +33,18 @@
   function sorted() {
     return [...state.alarms.values()]
       .filter((a) => state.filterFacility === null || a.facility_id === state.filterFacility)
-      .sort((a, b) => a.priority - b.priority || Date.parse(a.received_at) - Date.parse(b.received_at));
+      .sort((a, b) => a.priority - b.priority
+        // Triage orders only within a band (the server's QUEUE_ORDER): unscored = 0.
+        || (a.triage_p_false ?? 0) - (b.triage_p_false ?? 0)
+        || Date.parse(a.received_at) - Date.parse(b.received_at));
+  }
+
+  // The triage model's estimate and why (orders the queue within a band; never a priority).
+  function triageNode(a) {
+    if (a.triage_p_false === null || a.triage_p_false === undefined) return null;
+    const why = (a.triage_reasons || []).map((r) => r.text).join("; ");
+    return h("div", { class: "muted triage", "data-p-false": a.triage_p_false },
+      `P(false alarm) ${Math.round(a.triage_p_false * 100)} % — ${why}`);
   }
 
   function placeNodes(a) {
@@ -349,7 +360,8 @@
       h("div", { class: "dtitle" }, h("span", { class: `prio p${a.priority}` }, tr("prio", a.priority)), " ",
         h("strong", {}, kindNodes(a)), " ", h("span", { class: `status st-${a.status}` }, tr("status", a.status))),
       h("div", { class: "muted" }, placeNodes(a), " · ", t("detail.received"), " ", EC.fmtTime(a.received_at), " · ",
-        h("span", { dataset: { since: a.received_at } }, EC.fmtAge(EC.ageSeconds(a.received_at)))));
+        h("span", { dataset: { since: a.received_at } }, EC.fmtAge(EC.ageSeconds(a.received_at)))),
+      triageNode(a));
 
     const followUp = h("select", { id: "follow-up-item", "aria-label": t("detail.follow_up"), hidden: true },
       h("option", { value: "" }, t("detail.follow_up_pick")),
