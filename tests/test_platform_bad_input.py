@@ -12,6 +12,8 @@ In process (FastAPI's TestClient, no background jobs), so the only writer is the
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import secrets
 import threading
@@ -37,6 +39,7 @@ from eldercare.http.routes import (
     subsidies,
     work_orders,
 )
+from eldercare.platform import reports
 from eldercare.registry import auth
 from tests.alarm_support import RecordingPublisher
 
@@ -787,3 +790,18 @@ def test_bad_queries_get_a_clear_4xx(
     r = caller.api.get(fill(path, world), params=fill(params, world), headers=h)
     assert r.status_code == status, r.text
     assert r.json()["detail"]
+
+
+def test_csv_exports_defuse_spreadsheet_formulas() -> None:
+    """A provider named like a formula is exported as text; numbers, negative ones too, stay
+    numbers (a clawback is -6000)."""
+    report = {
+        "rows": [
+            {"provider_id": 1, "name": '=HYPERLINK("http://x")', "dispatched": -6000},
+            {"provider_id": 2, "name": "@SUM(A1)", "dispatched": 3},
+            {"provider_id": 3, "name": "嵊州测试助餐点", "dispatched": 0},
+        ]
+    }
+    lines = list(csv.DictReader(io.StringIO(reports.to_csv(report, "providers"))))
+    assert [x["name"] for x in lines] == ['\'=HYPERLINK("http://x")', "'@SUM(A1)", "嵊州测试助餐点"]
+    assert [x["dispatched"] for x in lines] == ["-6000", "3", "0"]
