@@ -47,6 +47,14 @@ def serve(settings: Settings, *, workers: int | None = None) -> int:
     threading.Thread(
         target=run_scorer, args=(settings, utc_now, stop), name="triage", daemon=True
     ).start()
+    from eldercare.models import device_health
+
+    threading.Thread(
+        target=device_health.run_scorer,
+        args=(settings, utc_now, stop),
+        name="device-health",
+        daemon=True,
+    ).start()
     try:
         from eldercare.app import create_app
 

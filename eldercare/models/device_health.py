@@ -413,3 +413,29 @@ def score_devices(
             out,
         )
     return len(out)
+
+
+def run_scorer(settings: Any, clock: Any, stop: Any, every_s: float = 600.0) -> None:
+    """``eldercare serve``'s device-health loop: every ``every_s``, forecasts for every
+    reporting device with the active offline-risk model (battery only until one is
+    promoted). A failing run is logged and retried; nothing here is on an alarm path."""
+    import logging
+
+    from eldercare.errors import EldercareError, UnknownModel
+    from eldercare.models.artefacts import ArtefactStore
+
+    log = logging.getLogger(__name__)
+    while not stop.is_set():
+        try:
+            try:
+                est, v = ArtefactStore(settings.models_dir).load(
+                    NAME, trusted_types=OfflineRiskModel.trusted_types
+                )
+                version = v.version
+            except UnknownModel:
+                est, version = None, 0
+            with db.connect(settings.database_url, autocommit=True) as conn:
+                score_devices(conn, settings, clock(), est, version)
+        except (EldercareError, psycopg.Error) as exc:
+            log.warning("device-health scoring failed: %s", exc)
+        stop.wait(every_s)

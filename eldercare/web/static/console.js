@@ -675,12 +675,16 @@
     showTab("health");
   }
   async function renderFacility(id) {
-    const [f, offline, all, cams] = await Promise.all([
+    const [f, offline, all, cams, health] = await Promise.all([
       api("GET", `/api/facilities/${id}`),
       api("GET", `/api/devices?facility=${id}&online=false`),
       api("GET", `/api/devices?facility=${id}`),
       api("GET", `/api/cameras?facility=${id}&online=false`),
+      api("GET", `/api/devices/health?facility=${id}`),
     ]);
+    // Device-health models (issue 9B): a charge due within a day, or likely to drop off.
+    const soon = health.filter((d) => (d.hours_to_low !== null && d.hours_to_low <= 24)
+      || (d.offline_risk_24h !== null && d.offline_risk_24h >= 0.5)).map((d) => ({ ...d, id: d.device_id }));
     const low = all.filter((d) => d.battery !== null && d.battery < state.lowBatteryPct);
     const devList = (list, extra) => list.length ? h("ul", { class: "devlist" }, list.map((d) => h("li", {},
       raw(d.id, "mono"), " ", trNode("devkind", d.kind), d.room ? h("span", {}, " ", t("place.room_label"), " ", raw(d.room)) : null, " ", extra(d))))
@@ -697,6 +701,11 @@
       devList(reallyOffline, (d) => h("span", { class: "muted small" }, t("health.last_seen"), " ", d.last_seen_at ? EC.fmtTime(d.last_seen_at) : t("common.none"))),
       h("h4", {}, t("health.low_battery"), ` (${low.length})`),
       devList(low, (d) => h("span", { class: "bad" }, `${d.battery}%`)),
+      h("h4", {}, t("health.forecast"), ` (${soon.length})`),
+      devList(soon, (d) => h("span", { class: "muted small" }, [
+        d.hours_to_low !== null && d.hours_to_low <= 24 ? t("health.to_low", { h: Math.round(d.hours_to_low) }) : null,
+        d.offline_risk_24h !== null && d.offline_risk_24h >= 0.5 ? t("health.offline_risk", { p: Math.round(d.offline_risk_24h * 100) }) : null,
+      ].filter(Boolean).join(" · "))),
       h("h4", {}, t("health.cameras_offline"), ` (${cams.length})`),
       cams.length ? h("ul", { class: "devlist" }, cams.map((c) => h("li", {}, raw(c.camera_id, "mono"), " ", raw(c.location || ""), " ",
         h("span", { class: "muted small" }, t("health.via"), " ", raw(c.device_id, "mono"))))) : h("p", { class: "muted" }, t("common.none")));
