@@ -26,117 +26,87 @@ def device_ingest_health() -> Json:
     panels: list[Json] = []
 
     panels.append(lay.row("Now"))
-    panels.append(
-        lay.place(
+    panels += lay.place_row(
+        [
             stat(
                 "Devices online",
                 "Active devices whose liveness is online now (state topic online and heard from "
                 "within 2.5 × their heartbeat interval).",
                 f"""
-        SELECT count(*) FILTER (WHERE coalesce(s.online, false)) AS online
-        FROM devices d
-        LEFT JOIN device_status s ON s.device_id = d.id
-        WHERE d.status = 'active' AND {dev_facility}
-        """,
+            SELECT count(*) FILTER (WHERE coalesce(s.online, false)) AS online
+            FROM devices d
+            LEFT JOIN device_status s ON s.device_id = d.id
+            WHERE d.status = 'active' AND {dev_facility}
+            """,
                 thresholds=[(None, "green")],
             ),
-            4,
-            4,
-        )
-    )
-    panels.append(
-        lay.place(
             stat(
                 "Devices offline",
                 "Active devices not online now, including devices never heard from.",
                 f"""
-        SELECT count(*) FILTER (WHERE NOT coalesce(s.online, false)) AS offline
-        FROM devices d
-        LEFT JOIN device_status s ON s.device_id = d.id
-        WHERE d.status = 'active' AND {dev_facility}
-        """,
+            SELECT count(*) FILTER (WHERE NOT coalesce(s.online, false)) AS offline
+            FROM devices d
+            LEFT JOIN device_status s ON s.device_id = d.id
+            WHERE d.status = 'active' AND {dev_facility}
+            """,
                 thresholds=[(None, "green"), (1, "red")],
             ),
-            4,
-            4,
-        )
-    )
-    panels.append(
-        lay.place(
             stat(
                 "Cameras offline",
                 "Cameras behind active video bridges that are offline now (a camera whose bridge "
                 "is offline counts as offline; one that never reported counts too).",
                 f"""
-        SELECT count(*) FILTER (WHERE NOT coalesce(cs.online, false)) AS cameras_offline
-        FROM cameras c
-        JOIN devices d ON d.id = c.device_id AND d.status = 'active'
-        LEFT JOIN camera_status cs
-               ON cs.device_id = c.device_id AND cs.camera_id = c.camera_id
-        WHERE {dev_facility}
-        """,
+            SELECT count(*) FILTER (WHERE NOT coalesce(cs.online, false)) AS cameras_offline
+            FROM cameras c
+            JOIN devices d ON d.id = c.device_id AND d.status = 'active'
+            LEFT JOIN camera_status cs
+                   ON cs.device_id = c.device_id AND cs.camera_id = c.camera_id
+            WHERE {dev_facility}
+            """,
                 thresholds=[(None, "green"), (1, "red")],
             ),
-            4,
-            4,
-        )
-    )
-    panels.append(
-        lay.place(
             stat(
                 "Low batteries",
                 "Active devices whose last heartbeat reported a battery below $low_battery_pct %.",
                 f"""
-        SELECT count(*) AS low_batteries
-        FROM device_status s
-        JOIN devices d ON d.id = s.device_id
-        WHERE d.status = 'active' AND s.battery < $low_battery_pct AND {dev_facility}
-        """,
+            SELECT count(*) AS low_batteries
+            FROM device_status s
+            JOIN devices d ON d.id = s.device_id
+            WHERE d.status = 'active' AND s.battery < $low_battery_pct AND {dev_facility}
+            """,
                 thresholds=[(None, "green"), (1, "orange")],
             ),
-            4,
-            4,
-        )
-    )
-    # $__timeFrom()/$__timeTo() rather than a count: the rate stays comparable
-    # whatever range the operator picks.
-    panels.append(
-        lay.place(
+            # $__timeFrom()/$__timeTo() rather than a count: the rate stays comparable
+            # whatever range the operator picks.
             stat(
                 "Events per minute (range average)",
                 "Stored device events per minute, averaged over the selected time range.",
                 f"""
-        SELECT count(*) / greatest(
-                 extract(epoch FROM $__timeTo()::timestamptz - $__timeFrom()::timestamptz) / 60,
-                 1) AS events_per_minute
-        FROM device_events e
-        WHERE $__timeFilter(e.time) AND {ev_facility}
-        """,
+            SELECT count(*) / greatest(
+                     extract(epoch FROM $__timeTo()::timestamptz - $__timeFrom()::timestamptz) / 60,
+                     1) AS events_per_minute
+            FROM device_events e
+            WHERE $__timeFilter(e.time) AND {ev_facility}
+            """,
                 unit="short",
                 thresholds=[(None, "blue")],
             ),
-            4,
-            4,
-        )
-    )
-    panels.append(
-        lay.place(
             stat(
                 "Clock-skewed events (range)",
                 "Share of events in the range whose device clock was more than 24 h ahead or "
                 "7 days behind; those are stored at their receive time.",
                 f"""
-        SELECT coalesce(100.0 * count(*) FILTER (WHERE e.clock_skew) / nullif(count(*), 0), 0)
-               AS skewed_percent
-        FROM device_events e
-        WHERE $__timeFilter(e.time) AND {ev_facility}
-        """,
+            SELECT coalesce(100.0 * count(*) FILTER (WHERE e.clock_skew) / nullif(count(*), 0), 0)
+                   AS skewed_percent
+            FROM device_events e
+            WHERE $__timeFilter(e.time) AND {ev_facility}
+            """,
                 unit="percent",
                 thresholds=[(None, "green"), (1, "orange"), (10, "red")],
             ),
-            4,
-            4,
-        )
+        ],
+        4,
+        4,
     )
 
     panels.append(lay.row("Ingest"))

@@ -87,6 +87,10 @@ class Layout:
         self.row_h = max(self.row_h, h)
         return panel
 
+    def place_row(self, panels: list[Json], w: int, h: int) -> list[Json]:
+        """Places panels of one size in order: a row of headline stats reads as a table."""
+        return [self.place(p, w, h) for p in panels]
+
     def row(self, title: str) -> Json:
         if self.x:
             self.x, self.y, self.row_h = 0, self.y + self.row_h, 0

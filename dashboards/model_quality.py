@@ -50,19 +50,13 @@ def model_quality() -> Json:
         f" / nullif(count(*) FILTER (WHERE a.disposition IN {false_}), 0)"
     )
     panels: list[Json] = [lay.row("Alarm triage: P(false alarm) against operators' dispositions")]
-    panels.append(
-        lay.place(
+    panels += lay.place_row(
+        [
             stat(
                 "Scored alarms closed",
                 "Closed alarms with a score and a false/needed disposition, received in range.",
                 f'SELECT count(*) AS "alarms" {scored}',
             ),
-            6,
-            5,
-        )
-    )
-    panels.append(
-        lay.place(
             stat(
                 "Precision of 'likely false'",
                 f"Of alarms scored >= {TRIAGE_FLAG}, the share operators closed as accidental "
@@ -71,12 +65,6 @@ def model_quality() -> Json:
                 unit="percentunit",
                 decimals=2,
             ),
-            6,
-            5,
-        )
-    )
-    panels.append(
-        lay.place(
             stat(
                 "Recall of false alarms",
                 f"Of alarms operators closed as false, the share scored >= {TRIAGE_FLAG}.",
@@ -84,12 +72,6 @@ def model_quality() -> Json:
                 unit="percentunit",
                 decimals=2,
             ),
-            6,
-            5,
-        )
-    )
-    panels.append(
-        lay.place(
             stat(
                 "Genuine emergencies called likely false",
                 "Must stay 0 (the release gate): genuine_emergency / fall_without_injury "
@@ -99,9 +81,9 @@ def model_quality() -> Json:
                 f'{_sql_words(TRIAGE_GENUINE)}) AS "alarms" {scored}',
                 thresholds=[(None, "green"), (1, "red")],
             ),
-            6,
-            5,
-        )
+        ],
+        6,
+        5,
     )
     panels.append(
         lay.place(
@@ -210,31 +192,19 @@ def fall_shadow_panels(lay: Layout) -> list[Json]:
     panels: list[Json] = [
         lay.row("Fall model (shadow only: synthetic-trained, not clinically validated)")
     ]
-    panels.append(
-        lay.place(
+    panels += lay.place_row(
+        [
             stat(
                 "Windows scored",
                 "imu windows the shadow model scored (eldercare models shadow fall).",
                 f'SELECT count(*) AS "windows" FROM fall_shadow_scores s '
                 f"WHERE $__timeFilter(s.time) AND {fac}",
             ),
-            6,
-            5,
-        )
-    )
-    panels.append(
-        lay.place(
             stat(
                 "Device-raised falls with a scored window",
                 "Fall alarms whose device streamed imu from 4 s before to 30 s after.",
                 per_fall + ' SELECT count(*) AS "falls" FROM per_fall',
             ),
-            6,
-            5,
-        )
-    )
-    panels.append(
-        lay.place(
             stat(
                 "Model agrees with device falls",
                 "Share of device-raised falls where any scored window was a model-suspected "
@@ -247,37 +217,31 @@ def fall_shadow_panels(lay: Layout) -> list[Json]:
                 unit="percent",
                 decimals=1,
             ),
-            6,
-            5,
-        )
-    )
-    panels.append(
-        lay.place(
             stat(
                 "Model-only suspected falls per wearable-day",
                 "Suspected windows with no device fall, merged per device within 30 s, per "
                 "day a wearable was scored. Promotion gate: at most 0.1.",
                 f"""
-                WITH s AS (
-                    SELECT s.device_id, s.time,
-                           s.suspected AND s.device_alarm_id IS NULL AS model_only
-                    FROM fall_shadow_scores s
-                    WHERE $__timeFilter(s.time) AND {fac}
-                ), o AS (
-                    SELECT time - lag(time) OVER (PARTITION BY device_id ORDER BY time) AS gap
-                    FROM s WHERE model_only
-                )
-                SELECT coalesce(round(
-                    (SELECT count(*) FROM o WHERE gap IS NULL OR gap > interval '30 seconds')
-                    / nullif((SELECT count(DISTINCT (device_id, date_trunc('day', time)))
-                              FROM s), 0)::numeric, 3), 0) AS "per wearable-day"
-                """,
+                    WITH s AS (
+                        SELECT s.device_id, s.time,
+                               s.suspected AND s.device_alarm_id IS NULL AS model_only
+                        FROM fall_shadow_scores s
+                        WHERE $__timeFilter(s.time) AND {fac}
+                    ), o AS (
+                        SELECT time - lag(time) OVER (PARTITION BY device_id ORDER BY time) AS gap
+                        FROM s WHERE model_only
+                    )
+                    SELECT coalesce(round(
+                        (SELECT count(*) FROM o WHERE gap IS NULL OR gap > interval '30 seconds')
+                        / nullif((SELECT count(DISTINCT (device_id, date_trunc('day', time)))
+                                  FROM s), 0)::numeric, 3), 0) AS "per wearable-day"
+                    """,
                 thresholds=[(None, "green"), (0.1, "red")],
                 decimals=3,
             ),
-            6,
-            5,
-        )
+        ],
+        6,
+        5,
     )
     panels.append(
         lay.place(
