@@ -23,6 +23,7 @@ import json
 import os
 import platform
 import sys
+import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -54,10 +55,10 @@ def main(argv: list[str] | None = None) -> int:
     import sklearn
 
     url = create_database()
+    models_dir = tempfile.TemporaryDirectory(prefix="eldercare-bench-models-")
     try:
         migrate(url)
-        models_dir = f"/tmp/eldercare-bench-models-{os.getpid()}"
-        settings = load_settings(database_url=url, models_dir=models_dir)
+        settings = load_settings(database_url=url, models_dir=models_dir.name)
         start = datetime(2026, 8, 1, tzinfo=UTC)
         end = start + timedelta(days=args.days + 1)
         hist = replay(settings, seed=1, start=start, days=args.days, residents=args.residents)
@@ -117,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(out))
     finally:
         drop_database(url)
+        models_dir.cleanup()
     return 0
 
 

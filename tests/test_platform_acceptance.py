@@ -78,7 +78,7 @@ from websockets.sync.client import connect as ws_connect
 
 from eldercare.registry.schemas import DeviceCredentials
 from eldercare.simulators.device import SimDevice
-from tests.support import (
+from harness.services import (
     Proc,
     create_database,
     drop_database,

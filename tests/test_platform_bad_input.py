@@ -362,6 +362,18 @@ CASES: list[tuple[str, str, str, str, Any, int, str]] = [
      {"code": "BAD4-{tag}", "name": "x", "lat": "north", "lon": 120}, 422, "lat"),
     ("facility duplicate code", "adm", "POST", "/api/facilities",
      {"code": "BAD-{tag}", "name": "x"}, 409, "already"),
+    ("facility patch unknown", "adm", "PATCH", f"/api/facilities/{NOWHERE}",
+     {"tekun_institution": True}, 404, "facility"),
+    ("facility patch unknown district", "adm", "PATCH", "/api/facilities/{F}",
+     {"district_code": "999999999"}, 404, "district"),
+    ("facility patch latitude 91", "adm", "PATCH", "/api/facilities/{F}", {"lat": 91}, 422,
+     "lat"),
+    ("facility patch name to null", "adm", "PATCH", "/api/facilities/{F}", {"name": None}, 422,
+     "name"),
+    ("facility patch its code", "adm", "PATCH", "/api/facilities/{F}", {"code": "NEW"}, 422,
+     "code"),
+    ("facility patch by operator", "op", "PATCH", "/api/facilities/{F}",
+     {"tekun_institution": True}, 403, "operator"),
     ("home bed unknown facility", "adm", "POST", "/api/home-beds",
      {"facility_id": NOWHERE, "address": "x"}, 404, "facilit"),
     ("home bed closed before established", "adm", "POST", "/api/home-beds",
@@ -685,7 +697,8 @@ def _write_routes() -> list[tuple[str, str]]:
         (m, r.path)
         for r in registry.router.routes
         for m in sorted(r.methods)
-        if m != "GET" and ("home-beds" in r.path or r.path == "/api/residents")
+        if m != "GET"
+        and ("home-beds" in r.path or r.path in ("/api/residents", "/api/facilities/{facility_id}"))
     ]
     return found
 

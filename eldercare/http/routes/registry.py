@@ -22,6 +22,7 @@ from eldercare.registry import service as reg
 from eldercare.registry.auth import Actor
 from eldercare.registry.schemas import (
     FacilityCreate,
+    FacilityUpdate,
     HomeBedCreate,
     HomeBedPublic,
     HomeBedUpdate,
@@ -77,6 +78,28 @@ def create_facility(body: FacilityCreate, user: User, conn: Conn) -> dict[str, A
     with conn.transaction():
         row = reg.create_facility(conn, body)
     return {k: v for k, v in row.items() if k != "created_at"}
+
+
+@router.patch("/facilities/{facility_id}", tags=["registry"])
+def update_facility(
+    facility_id: int, body: FacilityUpdate, user: User, conn: Conn
+) -> dict[str, Any]:
+    user.require("admin")
+    # Only what was sent; a null for a NOT NULL column (name, area) is the database's 422.
+    changes = body.model_dump(exclude_unset=True)
+    with conn.transaction():
+        db.one(
+            conn,
+            "SELECT id FROM facilities WHERE id = %s FOR UPDATE",
+            (facility_id,),
+            missing=f"facility {facility_id} not found",
+        )
+        if changes:
+            sets = ", ".join(f"{k} = %({k})s" for k in changes)  # keys are the model's fields
+            conn.execute(
+                f"UPDATE facilities SET {sets} WHERE id = %(id)s", {**changes, "id": facility_id}
+            )
+        return dict(db.one(conn, _FACILITY_SQL + " WHERE f.id = %s", (facility_id,)))
 
 
 @router.get("/health/summary", tags=["registry"])
