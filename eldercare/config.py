@@ -77,9 +77,11 @@ class Settings(BaseSettings):
     api_port: int = Field(8000, ge=1, le=65535)
     secret_key: str = DEFAULT_SECRET_KEY
     token_minutes: int = Field(60, ge=1, le=24 * 60)
-    # Sign-in throttling (audit H5): failed sign-ins per username and per client address
-    # within login_window_s before 429; bcrypt checks at once, and how many may wait.
+    # Sign-in throttling (audit H5): failed sign-ins per username from one address, per
+    # username from all addresses, and per address, within login_window_s before 429;
+    # bcrypt checks at once, and how many may wait.
     login_failures_per_user: int = Field(10, ge=1)
+    login_failures_per_user_total: int = Field(100, ge=1)
     login_failures_per_address: int = Field(50, ge=1)
     login_window_s: int = Field(900, ge=1)
     login_concurrency: int = Field(4, ge=1, le=64)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -217,9 +217,10 @@ def test_call_intake_dispatch_live_worker_and_revisit(
     op.fill("#call-note", "老人腿脚不便，希望每天中午送餐")
     op.click("[data-action=call-submit]")
 
-    # The new order opens in the work-order tab.
+    # The new order opens in the work-order tab, whose badge counts it as waiting.
     op.wait_for_selector("body[data-tab-shown=orders]")
     op.wait_for_selector("#orders .wo-head .wo-created")
+    op.wait_for_selector("#wo-badge")
     number = op.inner_text("#orders .wo-head .mono")
     with psycopg.connect(settings.database_url) as conn:
         row = conn.execute(
@@ -254,8 +255,14 @@ def test_call_intake_dispatch_live_worker_and_revisit(
     assert "15.00" in op.inner_text("#wo-provider")
     op.wait_for_selector(f'#wo-worker option[value="{desk.worker}"]', state="attached")
     op.select_option("#wo-worker", str(desk.worker))
+    waiting = int(op.inner_text("#wo-badge"))
     op.click("[data-action=wo-dispatch]")
     op.wait_for_selector("#orders .wo-head .wo-dispatched")
+    # One fewer waits (or none, and the badge is gone).
+    if waiting == 1:
+        op.wait_for_selector("#wo-badge", state="detached")
+    else:
+        op.locator(f"#wo-badge:text-is('{waiting - 1}')").wait_for()
 
     # The worker's phone accepts, checks in and out through the API: each change reaches
     # the open page over the websocket, with no reload (the marker survives).
@@ -295,6 +302,7 @@ def test_call_intake_dispatch_live_worker_and_revisit(
     op.fill("#rv-comment", "送餐准时，饭菜温热")
     op.click("[data-action=wo-revisit]")
     op.locator("#orders table.revisits td.rv-sat", has_text="满意").wait_for()
+    assert "饭菜温热" in op.inner_text("#orders table.revisits")
     op.evaluate("document.getElementById('toasts').replaceChildren()")
     shoot(op, "console-orders.png")
     with psycopg.connect(settings.database_url) as conn:
@@ -347,6 +355,23 @@ def test_alarm_follow_up_and_emergency_call_in_both_languages(
                 op.select_option("#app select.lang", "en")
             assert _untranslated(op, lang) == []
         op.select_option("#app select.lang", "zh-CN")
+
+        # A complaint about the provider: recorded with its SLA (red: 3 days).
+        op.check("#call-type-complaint")
+        op.fill("#call-q", str(desk.sos_resident))
+        op.click("[data-action=call-find]")
+        op.click(f'#call-results li[data-resident="{desk.sos_resident}"]')
+        op.select_option("#call-severity", "red")
+        op.select_option("#call-provider", str(desk.provider))
+        op.click("[data-action=call-submit]")
+        op.locator("#call ul.calls li", has_text="投诉").first.wait_for()
+        with psycopg.connect(settings.database_url) as conn:
+            complaint = conn.execute(
+                "SELECT p.severity, p.resident_id, p.due_at - c.started_at FROM complaints p"
+                " JOIN hotline_calls c ON c.id = p.hotline_call_id WHERE p.provider_id = %s",
+                (desk.provider,),
+            ).fetchall()
+        assert complaint == [("red", desk.sos_resident, timedelta(days=3))]
 
         # Acknowledge, resolve, close as a service request with the service to arrange.
         op.click(f'#queue-body tr[data-id="{alarm_id}"]')

@@ -124,6 +124,8 @@ def test_every_value_the_api_sends_is_translated() -> None:
             "supervisor_notified",
             "joined",
             "correlated",
+            "work_order_created",
+            "work_order_not_created",
         },
     }
     # The work-order tab and the call form (eldercare.platform): statuses, timeline actions,
@@ -260,3 +262,35 @@ def test_open_extras_place_holder_and_scope(
         a["id"] for a in client.get("/api/console/open", headers=headers["home"]).json()["alarms"]
     }
     assert home_aid in theirs and aid not in theirs
+
+
+def test_a_planned_follow_up_that_cannot_be_made_never_blocks_the_close(
+    client: TestClient, headers: dict[str, Any], world: World, settings: Settings
+) -> None:
+    """The home-bed resident lives where no district is set (and the catalogue may lack the
+    visit): closing a fall as fall_without_injury still closes the alarm, and the timeline
+    says which order was not created and why. Asking for a service the platform cannot
+    order (service_request) is refused, and the alarm stays open."""
+    op = headers["op"]
+    aid = str(world.send(world.home_sos, "sos").alarm_id)
+    for action in ("acknowledge", "resolve"):
+        assert client.post(f"/api/alarms/{aid}/{action}", json={}, headers=op).status_code == 200
+    r = client.post(
+        f"/api/alarms/{aid}/close",
+        json={"disposition": "service_request", "follow_up": {"service_item_code": "meal"}},
+        headers=op,
+    )
+    assert r.status_code in (404, 409), r.text
+    assert client.get(f"/api/alarms/{aid}", headers=op).json()["alarm"]["status"] == "resolved"
+    r = client.post(
+        f"/api/alarms/{aid}/close", json={"disposition": "fall_without_injury"}, headers=op
+    )
+    assert r.status_code == 200, r.text
+    d = client.get(f"/api/alarms/{aid}", headers=op).json()
+    assert d["alarm"]["status"] == "closed"
+    missed = [e for e in d["timeline"] if e["action"] == "work_order_not_created"]
+    assert len(missed) == 1 and missed[0]["detail"]["service_item_code"] == "post_fall_visit"
+    assert missed[0]["detail"]["reason"]
+    with psycopg.connect(settings.database_url) as conn:
+        n = conn.execute("SELECT count(*) FROM work_orders WHERE alarm_id = %s", (aid,)).fetchone()
+    assert n is not None and n[0] == 0

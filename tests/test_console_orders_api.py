@@ -204,6 +204,11 @@ def test_lookup_list_candidates_and_allowed_actions(
         "工单台街道",
     )
     assert o["provider_name"] is None
+    assert api.get("/api/console/work-orders?status=open", headers=op).status_code == 422
+    unfinished = api.get("/api/console/work-orders?status=unfinished", headers=op).json()
+    assert oid in [x["id"] for x in unfinished["orders"]]
+    assert all(x["status"] in lifecycle.UNFINISHED for x in unfinished["orders"])
+    assert unfinished["to_dispatch"] >= 1 and listed["to_dispatch"] == unfinished["to_dispatch"]
     assert api.get(f"/api/work-orders?item={world['item']}", headers=op).json()[0]["id"] == oid
     # ids: only the visible ones, unknown and malformed ones simply absent
     got = api.get(

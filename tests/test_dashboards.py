@@ -28,6 +28,7 @@ import yaml
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from dashboards import build, grafana, model_quality, response_times
 from eldercare.alerts import metrics as clocks
 from eldercare.alerts import rules
 from eldercare.platform import hotline, reports
@@ -46,7 +47,6 @@ def _load_module(name: str, path: Path) -> Any:
     return module
 
 
-build = _load_module("eldercare_dashboards_build", DASHBOARD_DIR / "build.py")
 grafana_reader = _load_module(
     "eldercare_grafana_reader", ROOT / "docker" / "platform" / "grafana_reader.py"
 )
@@ -237,6 +237,7 @@ def insert_sample_rows(conn: psycopg.Connection, now: datetime) -> dict[str, Any
         )
     alarms = insert_sample_alarms(conn, now, fac)
     insert_fall_shadow_rows(conn, now, fac, alarms, f"wear-{tag}")
+    insert_triage_rows(conn, now, alarms)
     subsidy = insert_subsidy_rows(conn, now, fac[0], tag)
     return {"facilities": fac, "alarms": alarms, "subsidy": subsidy}
 
@@ -275,6 +276,28 @@ def insert_fall_shadow_rows(
                 alarms[alarm] if alarm else None,
                 conf,
             ),
+        )
+
+
+# Closed sample alarms: (disposition, P(false alarm) the queue was ordered by). r-fall keeps
+# the disposition insert_fall_shadow_rows gives it.
+TRIAGE_SAMPLE: dict[str, tuple[str | None, float]] = {
+    "t-sos": ("accidental_press", 0.91),  # flagged, false: a true positive
+    "t-smoke": ("false_sensor_alarm", 0.3),  # not flagged, false: missed
+    "r-fall": (None, 0.12),  # genuine_emergency, not flagged
+}
+
+
+def insert_triage_rows(conn: psycopg.Connection, now: datetime, alarms: dict[str, str]) -> None:
+    for name, (disposition, p) in TRIAGE_SAMPLE.items():
+        if disposition is not None:
+            conn.execute(
+                "UPDATE alarms SET disposition = %s WHERE id = %s", (disposition, alarms[name])
+            )
+        conn.execute(
+            "INSERT INTO alarm_triage (alarm_id, p_false, reasons, model, version, scored_at,"
+            " seen_cancel, seen_occurrences) VALUES (%s, %s, '[]', 'triage', 1, %s, false, 1)",
+            (alarms[name], p, now),
         )
 
 
@@ -507,8 +530,8 @@ def test_datasource_provisioning_matches_panels() -> None:
     conf = yaml.safe_load(DATASOURCE_YAML.read_text("utf-8"))
     (ds,) = conf["datasources"]
     assert ds["type"] == "grafana-postgresql-datasource"
-    assert ds["uid"] == build.DATASOURCE["uid"]
-    assert ds["type"] == build.DATASOURCE["type"]
+    assert ds["uid"] == grafana.DATASOURCE["uid"]
+    assert ds["type"] == grafana.DATASOURCE["type"]
     assert ds["jsonData"]["timescaledb"] is True  # $__timeGroup -> time_bucket
     assert ds["jsonData"]["postgresVersion"] >= 1500
     assert ds["secureJsonData"]["password"].startswith("${"), "no password in the repository"
@@ -548,12 +571,12 @@ def test_dashboard_is_valid_grafana(name: str, dash: dict[str, Any]) -> None:
         }, where
         g = p["gridPos"]
         assert g["w"] > 0 and g["h"] > 0 and g["x"] >= 0 and g["x"] + g["w"] <= 24, where
-        assert p["datasource"] == build.DATASOURCE, where
+        assert p["datasource"] == grafana.DATASOURCE, where
         assert p["targets"], where
         refs = [t["refId"] for t in p["targets"]]
         assert len(refs) == len(set(refs)), where
         for t in p["targets"]:
-            assert t["datasource"] == build.DATASOURCE, where
+            assert t["datasource"] == grafana.DATASOURCE, where
             assert t["rawQuery"] is True and t["editorMode"] == "code", where
             assert t["rawSql"].strip(), where
             assert t["format"] in ("time_series", "table"), where
@@ -827,15 +850,15 @@ def _as_owner(conn: psycopg.Connection) -> Iterator[None]:
 
 def test_response_definitions_match_the_platform() -> None:
     # The dashboard restates these in SQL; they must not drift from the API's.
-    assert build.ALARM_KINDS == rules.ALARM_KINDS
-    assert not set(build.ALARM_KINDS) & set(rules.HEALTH_KINDS)
-    assert all(rules.category(k) == "alarm" for k in build.ALARM_KINDS)
-    assert dict(rules.ON_SITE_TARGET_S) == build.ON_SITE_TARGET_S
+    assert response_times.ALARM_KINDS == rules.ALARM_KINDS
+    assert not set(response_times.ALARM_KINDS) & set(rules.HEALTH_KINDS)
+    assert all(rules.category(k) == "alarm" for k in response_times.ALARM_KINDS)
+    assert dict(rules.ON_SITE_TARGET_S) == response_times.ON_SITE_TARGET_S
     default = rules.default_policy("town")
     assert (
         default.ack_target_s,
         default.ack_target2_s,
-    ) == (build.ACK_TARGET_S, build.ACK_TARGET2_S)
+    ) == (response_times.ACK_TARGET_S, response_times.ACK_TARGET2_S)
 
 
 ACK_PANELS = {
@@ -1030,3 +1053,43 @@ def test_provider_panel_agrees_with_the_api(
     assert float(row["flagged %"]) == pytest.approx(100 * api["anomaly_rate"]) == 100.0
     assert float(row["EVV %"]) == pytest.approx(100 * api["evv_rate"]) == 0.0
     assert row["on time %"] is None  # no scheduled start
+
+
+def test_triage_labels_match_the_model() -> None:
+    from eldercare.models import triage
+
+    assert tuple(str(d) for d in triage.FALSE) == model_quality.TRIAGE_FALSE
+    assert tuple(str(d) for d in triage.NEEDED) == model_quality.TRIAGE_NEEDED
+    assert tuple(str(d) for d in triage.GENUINE) == model_quality.TRIAGE_GENUINE
+
+
+def test_model_quality_panels_count_dispositions(
+    as_grafana: tuple[psycopg.Connection, dict[str, Any]],
+) -> None:
+    """Precision and recall of "likely false" from the sample's three scored closed alarms:
+    one flagged and false, one false and missed, one genuine and not flagged."""
+    conn, sample = as_grafana
+    (dash,) = [d for _, d in _dashboards() if d["uid"] == "eldercare-model-quality"]
+    start, end = sample["now"] - timedelta(hours=6), sample["now"] + timedelta(minutes=1)
+
+    def panel(title: str) -> list[dict[str, Any]]:
+        (p,) = [p for p in _panels(dash) if p["title"] == title]
+        query = expand(
+            p["targets"][0]["rawSql"],
+            start=start,
+            end=end,
+            interval="1d",
+            interval_ms=86_400_000,
+            variables=variable_values(dash, "-1"),
+        )
+        cols, rows = _run(conn, query)
+        return [dict(zip(cols, r, strict=True)) for r in rows]
+
+    assert panel("Scored alarms closed") == [{"alarms": 3}]
+    assert panel("Precision of 'likely false'")[0]["precision"] == pytest.approx(1.0)
+    assert panel("Recall of false alarms")[0]["recall"] == pytest.approx(0.5)
+    assert panel("Genuine emergencies called likely false") == [{"alarms": 0}]
+    (version,) = panel("By model version")
+    assert version["model"] == "triage v1" and version["alarms"] == 3
+    brier = ((0.91 - 1) ** 2 + (0.3 - 1) ** 2 + 0.12**2) / 3
+    assert float(version["Brier"]) == pytest.approx(brier, rel=1e-5)

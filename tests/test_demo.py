@@ -123,6 +123,19 @@ def test_demo_serves_runs_the_fleet_and_reuses_it(
     ).fetchone()
     assert live is not None and live[0] > 0
 
+    # The fleet sits in the service district, with the follow-up visits in the catalogue:
+    # a fall closed on the console as fall_without_injury gets its order in the tab.
+    placed = db.execute(
+        "SELECT count(*) FILTER (WHERE district_code = '330683001'), count(*) FROM facilities"
+        " WHERE code LIKE 'SIMdemo-%%'"
+    ).fetchone()
+    assert placed is not None and placed[0] == placed[1] > 0
+    items = db.execute(
+        "SELECT count(*) FROM service_items WHERE code IN"
+        " ('post_fall_visit', 'post_incident_visit', 'device_training_visit')"
+    ).fetchone()
+    assert items == (3,)
+
     facilities, devices, users = _counts(db)
     assert facilities >= 1 and devices > 0 and users == 2 + facilities
     stored = db.execute(

@@ -22,13 +22,15 @@ Coverage of design §3 (every numbered check, with the design's figures):
 3.3    1-6 (117900/138300, no_policy, 409 overlap,    test_3_3_policy_versions_dated_and_immutable
        409 PATCH, 82800 street copy, withdraw)
 3.4    1-5 (runs Aug/Sep/Oct, death, void+supersede,  test_3_4_entitlement_runs_level_changes_death
-       spend 276600/207000/483600..., tekun KPIs)
+       spend 276600/207000/483600..., tekun KPIs);
+       §2.6 追回 of a late-reported death
 3.5    Q1-Q6, orders A-E cap, F, no carry-over,       test_3_5_voucher_ratio_cap_insurance_expiry_
        next-month stop                                eligibility
 3.6    1-6 (WO1 number, 409 not contracted, scopes,   test_3_6_work_order_lifecycle_evv_permissions
        idempotency k1, check-out 12000, EVV, payer)
 3.7    7.1-7.11 + anomalies report counts; 7.9's      test_3_7_anomaly_checks
-       R7 account (deceased, January unchanged)
+       R7 account (deceased, January unchanged);
+       7.10's on-site W1 proposed first at 0 m
 3.8    1-5 (24000/12000/10200/1800, excluded reasons, test_3_8_settlement_funding_split_clawback
        Feb 15000/7500/6375/1125, clawback -6000,
        spend 107000/92000/15000/90950/16050)
@@ -46,10 +48,14 @@ issue  home bed with contract, provider facility and  test_home_bed_detail_contr
 issue  CSV export of spend, findings, revisits,       csv_rows() in 3.4, 3.7, 3.10, 3.10.4
 8.6    coverage (exact figures)
 §2.13  provider KPIs (EVV 90 %), 探访 coverage         test_provider_and_visit_coverage_reports
+§4 Q20 provider evidence before the decision          test_provider_appeal_evidence_before_the_
+                                                      decision
 ====== ============================================== ==========================================
 
-Bad input on every platform write endpoint (4xx, clear detail, no row written) is checked
-in tests/test_platform_bad_input.py.
+Bad input on every platform write endpoint (4xx, clear detail, no row written), junk bodies
+on every write route, bad report queries and concurrent verification are checked in
+tests/test_platform_bad_input.py; the Grafana panels (as the read-only role, against the
+API's numbers) in tests/test_dashboards.py.
 """
 
 from __future__ import annotations
@@ -72,7 +78,7 @@ from websockets.sync.client import connect as ws_connect
 
 from eldercare.registry.schemas import DeviceCredentials
 from eldercare.simulators.device import SimDevice
-from tests.support import (
+from harness.services import (
     Proc,
     create_database,
     drop_database,
@@ -1010,6 +1016,35 @@ def test_3_4_entitlement_runs_level_changes_death(platform: Platform) -> None:
     )
     kpi = p.get("ca", "/api/reports/tekun", params={"on": "2022-08-31", "district": "330683"})
     assert kpi["agreement_rate_dispersed"] == 1.0
+    # design §2.6: a death reported late makes a re-run recover (追回) what a run already gave.
+    # November 2022 is run with R1 alive; the funeral registry then reports R1's death on
+    # 2022-10-05, so November is re-run at zero and the run says how much to recover.
+    nov = {**run, "month": "2022-11"}
+    first_nov = p.post("ca", "/api/entitlement-runs", nov, at="2022-11-01T09:00:00+08:00")
+    assert first_nov["stats"]["adjustments_fen"] == {}
+    assert amounts(p, "R1", "2022-11") == {"tekun_living": 138300, "tekun_care": 165600}
+    p.post(
+        "ca",
+        "/api/integrations/death-records",
+        {
+            "records": [
+                {
+                    "resident_id": ids["R1"],
+                    "died_at": "2022-10-05T08:00:00+08:00",
+                    "source_ref": "殡葬-TEST-2",
+                }
+            ]
+        },
+        at="2022-11-20T09:00:00+08:00",
+        expect=200,
+    )
+    again = p.post("ca", "/api/entitlement-runs", nov, at="2022-11-21T09:00:00+08:00")
+    assert again["stats"]["adjustments_fen"] == {"tekun_living": -138300, "tekun_care": -165600}
+    late = entitled(p, "R1", "2022-11")
+    assert {k: (v["amount_fen"], v["adjustment_fen"]) for k, v in late.items()} == {
+        "tekun_living": (0, -138300),
+        "tekun_care": (0, -165600),
+    }
     # bad input: a month that is not one
     p.call(
         "ca",

@@ -238,3 +238,43 @@ def test_funeral_registry_batches_are_all_or_nothing(
     assert periods == []  # c's death, earlier in the refused batch, was not kept
     (death,) = api.get(f"/api/residents/{a}/status-periods", headers=adm).json()
     assert (death["status"], death["source"]) == ("deceased", "funeral_registry")
+
+
+def test_a_facility_made_before_the_platform_gets_its_district(
+    api: TestClient, tag: str, place: dict[str, Any]
+) -> None:
+    """PATCH /api/facilities/{id}: a facility without a district (made before issue 8) is
+    placed in one, and its residents then count in that district's reports."""
+    adm = _h(api, "adm", tag)
+    fac = api.post("/api/facilities", json={"code": f"OLD-{tag}", "name": "老院"}, headers=adm)
+    assert fac.status_code == 201 and fac.json()["district_code"] is None
+    fid = fac.json()["id"]
+    rid = api.post(
+        "/api/residents", json={"name": "老院住户", "facility_id": fid}, headers=adm
+    ).json()["id"]
+    cat = {"category": "tekun", "support_mode": "centralised", "valid_from": "2024-01-01",
+           "source": "staff"}  # fmt: skip
+    assert api.post(f"/api/residents/{rid}/categories", json=cat, headers=adm).status_code == 201
+
+    def tekun() -> int:
+        q = {"on": "2026-01-01", "district": place["district"]}
+        return int(api.get("/api/reports/tekun", params=q, headers=adm).json()["tekun"])
+
+    assert tekun() == 0
+    r = api.patch(
+        f"/api/facilities/{fid}",
+        json={"district_code": place["district"], "tekun_institution": True},
+        headers=adm,
+    )
+    assert r.status_code == 200, r.text
+    got = r.json()
+    assert (got["district_code"], got["tekun_institution"], got["name"]) == (
+        place["district"],
+        True,
+        "老院",
+    )
+    assert (
+        api.get(f"/api/facilities/{fid}", headers=adm).json()["district_code"]
+        == (place["district"])
+    )
+    assert tekun() == 1

@@ -12,6 +12,8 @@ In process (FastAPI's TestClient, no background jobs), so the only writer is the
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import secrets
 import threading
@@ -37,6 +39,7 @@ from eldercare.http.routes import (
     subsidies,
     work_orders,
 )
+from eldercare.platform import reports
 from eldercare.registry import auth
 from tests.alarm_support import RecordingPublisher
 
@@ -359,6 +362,18 @@ CASES: list[tuple[str, str, str, str, Any, int, str]] = [
      {"code": "BAD4-{tag}", "name": "x", "lat": "north", "lon": 120}, 422, "lat"),
     ("facility duplicate code", "adm", "POST", "/api/facilities",
      {"code": "BAD-{tag}", "name": "x"}, 409, "already"),
+    ("facility patch unknown", "adm", "PATCH", f"/api/facilities/{NOWHERE}",
+     {"tekun_institution": True}, 404, "facility"),
+    ("facility patch unknown district", "adm", "PATCH", "/api/facilities/{F}",
+     {"district_code": "999999999"}, 404, "district"),
+    ("facility patch latitude 91", "adm", "PATCH", "/api/facilities/{F}", {"lat": 91}, 422,
+     "lat"),
+    ("facility patch name to null", "adm", "PATCH", "/api/facilities/{F}", {"name": None}, 422,
+     "name"),
+    ("facility patch its code", "adm", "PATCH", "/api/facilities/{F}", {"code": "NEW"}, 422,
+     "code"),
+    ("facility patch by operator", "op", "PATCH", "/api/facilities/{F}",
+     {"tekun_institution": True}, 403, "operator"),
     ("home bed unknown facility", "adm", "POST", "/api/home-beds",
      {"facility_id": NOWHERE, "address": "x"}, 404, "facilit"),
     ("home bed closed before established", "adm", "POST", "/api/home-beds",
@@ -682,7 +697,8 @@ def _write_routes() -> list[tuple[str, str]]:
         (m, r.path)
         for r in registry.router.routes
         for m in sorted(r.methods)
-        if m != "GET" and ("home-beds" in r.path or r.path == "/api/residents")
+        if m != "GET"
+        and ("home-beds" in r.path or r.path in ("/api/residents", "/api/facilities/{facility_id}"))
     ]
     return found
 
@@ -787,3 +803,18 @@ def test_bad_queries_get_a_clear_4xx(
     r = caller.api.get(fill(path, world), params=fill(params, world), headers=h)
     assert r.status_code == status, r.text
     assert r.json()["detail"]
+
+
+def test_csv_exports_defuse_spreadsheet_formulas() -> None:
+    """A provider named like a formula is exported as text; numbers, negative ones too, stay
+    numbers (a clawback is -6000)."""
+    report = {
+        "rows": [
+            {"provider_id": 1, "name": '=HYPERLINK("http://x")', "dispatched": -6000},
+            {"provider_id": 2, "name": "@SUM(A1)", "dispatched": 3},
+            {"provider_id": 3, "name": "嵊州测试助餐点", "dispatched": 0},
+        ]
+    }
+    lines = list(csv.DictReader(io.StringIO(reports.to_csv(report, "providers"))))
+    assert [x["name"] for x in lines] == ['\'=HYPERLINK("http://x")', "'@SUM(A1)", "嵊州测试助餐点"]
+    assert [x["dispatched"] for x in lines] == ["-6000", "3", "0"]

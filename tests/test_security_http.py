@@ -48,6 +48,7 @@ def sec_settings(settings: Settings) -> Settings:
     return settings.model_copy(
         update={
             "login_failures_per_user": 3,
+            "login_failures_per_user_total": 10,
             "login_failures_per_address": 6,
             "ws_recheck_s": 0.05,
             "reveals_per_hour": 4,
@@ -183,6 +184,17 @@ def test_h5_login_rate_limited_per_user(client: TestClient, sec_settings, tag: s
         assert "too many failed sign-ins" in r.json()["detail"]
     # Another user from the same address is not locked out.
     assert _login(client, other).status_code == 200
+    # Nor is this user at another workstation: someone guessing from one address cannot
+    # lock an operator out of the desk ...
+    desk = TestClient(client.app, client=("198.51.100.7", 40000))
+    assert desk.post("/api/auth/token", data={"username": name, "password": PASSWORD}).is_success
+    # ... but guessing spread over many addresses still meets a limit for the user.
+    for i in range(3):
+        there = TestClient(client.app, client=(f"198.51.100.{20 + i}", 40000))
+        for _ in range(3):
+            there.post("/api/auth/token", data={"username": name, "password": "wrong-pw"})
+    r = desk.post("/api/auth/token", data={"username": name, "password": PASSWORD})
+    assert r.status_code == 429 and int(r.headers["retry-after"]) > 0
 
 
 def test_h5_login_rate_limited_per_address(client: TestClient, sec_settings, tag: str) -> None:

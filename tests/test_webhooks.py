@@ -12,9 +12,12 @@ import json
 import secrets
 import socket
 import socketserver
+import ssl
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -52,7 +55,11 @@ def _read_request(sock: socket.socket) -> bytes:
 class Receiver:
     """A real HTTP endpoint on 127.0.0.1 whose answer is ``respond(sock, stop)``."""
 
-    def __init__(self, respond: Callable[[socket.socket, threading.Event], None]) -> None:
+    def __init__(
+        self,
+        respond: Callable[[socket.socket, threading.Event], None],
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         self.bodies: list[bytes] = []
         self.stop = threading.Event()
         outer = self
@@ -60,9 +67,12 @@ class Receiver:
         class Handler(socketserver.BaseRequestHandler):
             def handle(self) -> None:
                 try:
-                    outer.bodies.append(_read_request(self.request))
-                    respond(self.request, outer.stop)
-                except OSError:
+                    sock = self.request
+                    if tls is not None:
+                        sock = tls.wrap_socket(sock, server_side=True)
+                    outer.bodies.append(_read_request(sock))
+                    respond(sock, outer.stop)
+                except (OSError, ssl.SSLError):
                     pass  # the client gave up on us: that is what some tests want
 
         self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
@@ -110,8 +120,11 @@ def endless_body(sock: socket.socket, stop: threading.Event) -> None:
 def receivers() -> Iterator[Callable[..., Receiver]]:
     made: list[Receiver] = []
 
-    def make(respond: Callable[[socket.socket, threading.Event], None]) -> Receiver:
-        r = Receiver(respond)
+    def make(
+        respond: Callable[[socket.socket, threading.Event], None],
+        tls: ssl.SSLContext | None = None,
+    ) -> Receiver:
+        r = Receiver(respond, tls)
         made.append(r)
         return r
 
@@ -223,7 +236,8 @@ def test_a_trickling_endpoint_is_cut_at_the_total_deadline_and_holds_up_nobody(
         wait_for(lambda: len(fast.bodies) >= expected, timeout=total, what="the fast endpoint")
         wait_for(lambda: pub.statuses(world.fall), timeout=total, what="the device downlink")
         assert time.monotonic() - started < total  # neither waited for the slow one
-        assert slow.bodies  # its first attempt was in flight meanwhile
+        assert not [n for n in hook_rows(db, slow_id) if n["attempts"]]  # still in flight
+        wait_for(lambda: slow.bodies, timeout=total, what="the slow endpoint's request")
         (first, *_) = wait_for(
             lambda: [n for n in hook_rows(db, slow_id) if n["attempts"]],
             timeout=total + 3,
@@ -295,6 +309,56 @@ def test_a_loopback_url_is_refused_at_delivery_without_the_allow_list(
     assert r.bodies == []  # nothing was sent to it
 
 
+def _certificates(d: Path) -> tuple[Path, Path, Path]:
+    """A CA and a server certificate for the address 127.0.0.1 only (no DNS name)."""
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+    openssl(
+        "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+        "-nodes", "-days", "2", "-subj", "/CN=hook-ca",
+        "-keyout", str(d / "ca.key"), "-out", str(d / "ca.crt"),
+    )  # fmt: skip
+    openssl(
+        "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+        "-nodes", "-subj", "/CN=hook",
+        "-keyout", str(d / "server.key"), "-out", str(d / "server.csr"),
+    )  # fmt: skip
+    (d / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1\n")
+    openssl(
+        "x509", "-req", "-in", str(d / "server.csr"), "-CA", str(d / "ca.crt"),
+        "-CAkey", str(d / "ca.key"), "-CAcreateserial", "-days", "2",
+        "-extfile", str(d / "ext.cnf"), "-out", str(d / "server.crt"),
+    )  # fmt: skip
+    return d / "ca.crt", d / "server.crt", d / "server.key"
+
+
+def test_https_is_verified_against_the_name_in_the_url(
+    tmp_path: Path, receivers: Callable[..., Receiver]
+) -> None:
+    """The production path: TLS to the checked address, certificate verified for the
+    URL's host (the connection is pinned to an address, the name still decides)."""
+    ca, crt, key = _certificates(tmp_path)
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(crt, key)
+    r = receivers(ok, server_tls)
+    port = r.server.server_address[1]
+    policy = outbound.OutboundPolicy.of(["127.0.0.1", "localhost"], total_timeout=5.0)
+    poster = outbound.WebhookPoster(policy, ssl.create_default_context(cafile=str(ca)))
+    body = b'{"event":"raised"}'
+    assert poster(f"https://127.0.0.1:{port}/hook", body, {"X-T": "1"}) == 204
+    assert r.bodies == [body]
+    # The certificate names 127.0.0.1, not localhost: refused although it is the same host.
+    with pytest.raises(ssl.SSLCertVerificationError):
+        poster(f"https://localhost:{port}/hook", body, {})
+    # And a CA the platform does not trust is refused outright.
+    untrusting = outbound.WebhookPoster(policy)
+    with pytest.raises(ssl.SSLCertVerificationError):
+        untrusting(f"https://127.0.0.1:{port}/hook", body, {})
+    assert r.bodies == [body]
+
+
 # ---------------------------------------------------------------- the API
 
 
@@ -334,6 +398,11 @@ def test_registration_refuses_internal_and_plain_http_urls(
         "https://no-such-host.invalid/hook": "does not resolve",
     }
     with _client(settings, clock) as c:
+        # Signed in first: nobody else gets the platform to look names up.
+        anon = c.post("/api/webhooks", json={"url": "https://x.invalid/", "secret": SECRET})
+        assert anon.status_code == 401
+        body = c.get("/openapi.json").json()["paths"]["/api/webhooks"]["post"]["requestBody"]
+        assert body["content"]["application/json"]["schema"]["$ref"].endswith("WebhookCreate")
         adm = _token(c, admin)
         for url, why in refused.items():
             r = c.post("/api/webhooks", json={"url": url, "secret": SECRET}, headers=adm)

@@ -46,6 +46,8 @@ TABLES = (
 )
 # Tables readable only in part: table -> the columns granted.
 COLUMNS: dict[str, tuple[str, ...]] = {
+    # Alarm triage scores (issue 9B): not the reasons, which quote a resident's history.
+    "alarm_triage": ("alarm_id", "p_false", "model", "version", "scored_at"),
     "providers": ("id", "name", "kind", "district_code", "status"),
     # Everything but password_hash.
     "devices": (
@@ -76,7 +78,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "resolved_at",
         "closed_at",
         "supervisor_notified_at",
-        # How operators closed it (a code, no notes): the fall-shadow dashboard's truth.
+        # How operators closed it (a code, no notes): the fall model panels' truth.
         "disposition",
     ),
     # Which step happened when: not the actor (a username) or detail (responders asked).

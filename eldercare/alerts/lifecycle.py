@@ -28,12 +28,19 @@ SELECT a.id, a.kind, a.kinds, a.priority, a.status, a.facility_id, f.name AS fac
        a.event_time, a.received_at, a.acknowledged_at, a.dispatched_at, a.accepted_at,
        a.on_site_at, a.resolved_at, a.closed_at, a.cleared_at, a.disposition,
        a.acknowledged_by, a.escalation_step, a.escalation_due_at, a.supervisor_notified_at,
-       a.merged_into, a.area, a.details
+       a.merged_into, a.area, a.details,
+       t.p_false AS triage_p_false, t.reasons AS triage_reasons, t.model AS triage_model
 FROM alarms a
 LEFT JOIN facilities f ON f.id = a.facility_id
+LEFT JOIN alarm_triage t ON t.alarm_id = a.id
 LEFT JOIN residents r ON r.id = a.resident_id
 LEFT JOIN devices d ON d.id = a.device_id
 """
+
+# The operator queue: priority first, always; within a band, the triage model's
+# P(false alarm) (written as data by eldercare.models, which this package never imports),
+# likely-genuine first and unscored alarms as if certainly genuine; then arrival.
+QUEUE_ORDER: Final = "a.priority, COALESCE(t.p_false, 0), a.received_at"
 
 # Who may start each action (facility staff: only on their own facility's alarms).
 ALL_ROLES: Final = ("operator", "supervisor", "admin", "facility_staff")
@@ -127,12 +134,7 @@ def list_alarms(
     if category is not None:
         where.append("a.kind = ANY(%s)")
         params.append(list(rules.HEALTH_KINDS if category == "health" else rules.ALARM_KINDS))
-    sql = (
-        SUMMARY_SQL
-        + " WHERE "
-        + " AND ".join(where)
-        + " ORDER BY a.priority, a.received_at LIMIT %s"
-    )
+    sql = SUMMARY_SQL + " WHERE " + " AND ".join(where) + " ORDER BY " + QUEUE_ORDER + " LIMIT %s"
     params.append(limit)
     return [_finish(r) for r in db.rows(conn, sql, params)]
 

@@ -64,6 +64,85 @@ def _promote(args: argparse.Namespace) -> int:
     return 0
 
 
+def _score(args: argparse.Namespace) -> int:
+    from eldercare.alerts.rules import utc_now
+    from eldercare.config import get_settings
+    from eldercare.models import triage
+    from eldercare.storage.db import connect
+
+    settings = get_settings()
+    if args.model == "device_health":
+        return _score_devices(settings)
+    scorer = triage.TriageScorer(settings, utc_now)
+    with connect(settings.database_url, autocommit=True) as conn:
+        n = scorer.run_once(conn)
+    print(json.dumps({"model": scorer.model, "version": scorer.version, "scored": n}))
+    return 0
+
+
+def _score_devices(settings) -> int:  # type: ignore[no-untyped-def]
+    from eldercare.errors import UnknownModel
+    from eldercare.models import catalogue, workflow
+    from eldercare.models.base import Context
+    from eldercare.models.device_health import score_devices
+    from eldercare.storage.db import connect
+
+    ctx = Context(settings, datetime.now(UTC))
+    try:
+        est, v = workflow.load(catalogue.get("device_health"), ctx)
+        version = v.version
+    except UnknownModel:
+        est, version = None, 0  # battery forecasts only until a risk model is promoted
+    with connect(settings.database_url, autocommit=True) as conn:
+        n = score_devices(conn, settings, ctx.now, est, version)
+    print(json.dumps({"model": "device_health", "version": version, "devices": n}))
+    return 0
+
+
+def _device_history(args: argparse.Namespace) -> int:
+    from datetime import timedelta
+
+    from eldercare.config import get_settings
+    from eldercare.errors import ConfigError
+    from eldercare.simulators.device_history import replay
+
+    settings = get_settings()
+    if settings.environment == "production":
+        raise ConfigError("synthetic device history is refused in production")
+    end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    report = replay(
+        settings,
+        seed=args.seed,
+        start=end - timedelta(days=args.days),
+        days=args.days,
+        devices=args.devices,
+    )
+    print(json.dumps(report.__dict__))
+    return 0
+
+
+def _history(args: argparse.Namespace) -> int:
+    from datetime import timedelta
+
+    from eldercare.config import get_settings
+    from eldercare.errors import ConfigError
+    from eldercare.simulators.alarm_history import replay
+
+    settings = get_settings()
+    if settings.environment == "production":
+        raise ConfigError("synthetic alarm history is refused in production")
+    end = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    report = replay(
+        settings,
+        seed=args.seed,
+        start=end - timedelta(days=args.days),
+        days=args.days,
+        residents=args.residents,
+    )
+    print(json.dumps(report.__dict__))
+    return 0
+
+
 def _shadow(args: argparse.Namespace) -> int:
     import signal
     import threading
@@ -112,6 +191,28 @@ def register(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--out", type=Path, default=Path("docs/models"))
     ev.add_argument("--no-write", action="store_true", help="print only")
     ev.set_defaults(func=_evaluate)
+
+    sc = ms.add_parser("score", help="score open alarms now (what `serve` does every second)")
+    sc.add_argument("model", choices=["triage", "device_health"])
+    sc.set_defaults(func=_score, seed=0)
+
+    hi = ms.add_parser(
+        "history",
+        help="write synthetic alarm history closed by simulated operators (not in production)",
+    )
+    hi.add_argument("--days", type=int, default=60)
+    hi.add_argument("--residents", type=int, default=24)
+    hi.add_argument("--seed", type=int, default=1)
+    hi.set_defaults(func=_history)
+
+    dh = ms.add_parser(
+        "device-history",
+        help="write synthetic heartbeats and connection drops (not in production)",
+    )
+    dh.add_argument("--days", type=int, default=45)
+    dh.add_argument("--devices", type=int, default=30)
+    dh.add_argument("--seed", type=int, default=1)
+    dh.set_defaults(func=_device_history)
 
     pr = ms.add_parser("promote", help="make a saved version the active one")
     pr.add_argument("model")

@@ -40,6 +40,21 @@ def serve(settings: Settings, *, workers: int | None = None) -> int:
     supervisor = Supervisor(settings, procs)
     stop = threading.Event()
     threading.Thread(target=supervisor.run, args=(stop,), name="supervisor", daemon=True).start()
+    # Alarm triage (eldercare.models) writes scores the queue orders by within a band.
+    from eldercare.alerts.rules import utc_now
+    from eldercare.models.triage import run_scorer
+
+    threading.Thread(
+        target=run_scorer, args=(settings, utc_now, stop), name="triage", daemon=True
+    ).start()
+    from eldercare.models import device_health
+
+    threading.Thread(
+        target=device_health.run_scorer,
+        args=(settings, utc_now, stop),
+        name="device-health",
+        daemon=True,
+    ).start()
     try:
         from eldercare.app import create_app
 

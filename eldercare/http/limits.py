@@ -76,18 +76,27 @@ class LoginGate:
 
     def __init__(self, settings: Settings, clock: Monotonic = time.monotonic) -> None:
         window = float(settings.login_window_s)
-        self.users = FailureWindow(settings.login_failures_per_user, window, clock)
+        # A username is locked per address, so someone guessing from one place cannot
+        # lock an operator out of the desk elsewhere; guessing spread over many addresses
+        # meets the username's total.
+        self.user_at = FailureWindow(settings.login_failures_per_user, window, clock)
+        self.users = FailureWindow(settings.login_failures_per_user_total, window, clock)
         self.addresses = FailureWindow(settings.login_failures_per_address, window, clock)
         # Created on first use, inside the event loop.
         self.slots = anyio.CapacityLimiter(settings.login_concurrency)
         self.queue = settings.login_queue
 
+    def _keys(self, username: str, address: str) -> tuple[tuple[FailureWindow, str], ...]:
+        return (
+            (self.user_at, f"{username}\x00{address}"),
+            (self.users, username),
+            (self.addresses, address),
+        )
+
     def check(self, username: str, address: str) -> None:
         """Before any work: 429 when this user or this address failed too often."""
         waits = [
-            w
-            for w in (self.users.retry_after(username), self.addresses.retry_after(address))
-            if w is not None
+            w for window, key in self._keys(username, address) if (w := window.retry_after(key))
         ]
         if waits:
             raise RateLimited("too many failed sign-ins; try again later", max(waits))
@@ -106,10 +115,10 @@ class LoginGate:
             # in their own threads, so the API's worker threads stay free.
             actor = await anyio.to_thread.run_sync(auth.verify, row, password, limiter=self.slots)
         except AuthError:
-            self.users.fail(username)
-            self.addresses.fail(address)
+            for window, key in self._keys(username, address):
+                window.fail(key)
             raise
-        self.users.clear(username)
+        self.user_at.clear(f"{username}\x00{address}")
         return actor
 
 

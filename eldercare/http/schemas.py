@@ -65,6 +65,12 @@ class EmergencyCreate(_In):
     note: str | None = Field(None, max_length=2000)
 
 
+class TriageReason(_Out):
+    feature: str
+    weight: float  # log-odds towards "false" (a model), or the rate itself (cold start)
+    text: str
+
+
 class AlarmPublic(_Out):
     id: uuid.UUID
     kind: str
@@ -102,6 +108,11 @@ class AlarmPublic(_Out):
     details: dict[str, Any]
     # What the state machine allows now (alerts.rules.MOVES); roles are checked on the call.
     allowed_actions: list[str]
+    # Alarm triage (eldercare.models): P(false alarm) and why; orders the queue only within
+    # a priority band. None until scored.
+    triage_p_false: float | None = None
+    triage_reasons: list[TriageReason] | None = None
+    triage_model: str | None = None
 
 
 class OfferPublic(_Out):

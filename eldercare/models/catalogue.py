@@ -14,7 +14,8 @@ from eldercare.errors import UnknownModel
 from eldercare.models.base import Model
 
 CATALOGUE: Final[dict[str, str]] = {
-    # one line per model, e.g. "triage": "eldercare.models.triage:TriageModel",
+    "triage": "eldercare.models.triage:TriageModel",
+    "device_health": "eldercare.models.device_health:OfflineRiskModel",
     "fall": "eldercare.models.fall.detector:FallModel",
 }
 

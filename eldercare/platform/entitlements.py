@@ -183,7 +183,14 @@ def run(
         (district_code,),
     )
     pv_cache: dict[tuple[str, str], Row | None] = {}
-    stats: dict[str, Any] = {"residents": len(residents), "rows": 0, "voided": 0, "total_fen": {}}
+    stats: dict[str, Any] = {
+        "residents": len(residents),
+        "rows": 0,
+        "voided": 0,
+        "total_fen": {},
+        # 补发 (+) and 追回 (-) against the rows this run superseded, per programme (§2.6).
+        "adjustments_fen": {},
+    }
     for r in residents:
         res = resident_facts(conn, r["resident_id"], month, tz)
         for prog in progs:
@@ -194,7 +201,11 @@ def run(
             if pv is None:
                 continue
             out = subsidies.evaluate(pv["rules"], res.facts)
-            stats["voided"] += _store(conn, run_row["id"], res, prog, month, out, pv, now)
+            voided, delta = _store(conn, run_row["id"], res, prog, month, out, pv, now)
+            stats["voided"] += voided
+            if delta:
+                adj = stats["adjustments_fen"]
+                adj[prog["code"]] = adj.get(prog["code"], 0) + delta
             if out.amount_fen > 0 or out.reason != "not_eligible":
                 stats["rows"] += 1
             totals = stats["total_fen"]
@@ -216,18 +227,19 @@ def _store(
     out: subsidies.Outcome,
     pv: Row,
     now: datetime,
-) -> int:
-    """Write one evaluation; returns how many earlier rows it voided (0 or 1)."""
+) -> tuple[int, int]:
+    """Write one evaluation; returns how many earlier rows it voided (0 or 1) and the change
+    of amount against the row it superseded (补发 positive, 追回 negative)."""
     old = db.rows(
         conn,
-        "SELECT id FROM entitlements WHERE resident_id = %s AND programme_code = %s"
+        "SELECT id, amount_fen FROM entitlements WHERE resident_id = %s AND programme_code = %s"
         " AND month = %s AND status <> 'void' FOR UPDATE",
         (res.id, prog["code"], month),
     )
     # Residents a programme never concerned leave no row (a county has thousands of them);
     # anyone it did concern keeps a row, a zero with its reason included (death, level...).
     if not old and out.amount_fen == 0 and out.reason == "not_eligible":
-        return 0
+        return 0, 0
     if old:
         conn.execute("UPDATE entitlements SET status = 'void' WHERE id = %s", (old[0]["id"],))
     ent = db.one(
@@ -265,7 +277,7 @@ def _store(
                     "entitlement run",
                 ),
             )
-    return len(old)
+    return len(old), (out.amount_fen - int(old[0]["amount_fen"])) if old else 0
 
 
 def run_detail(conn: psycopg.Connection, run_id: int) -> Row:
@@ -284,10 +296,12 @@ def of_resident(
     people.resident_exists(conn, resident_id)
     return db.rows(
         conn,
-        "SELECT id, run_id, programme_code, month, amount_fen, policy_version_id, rule_code,"
-        " district_code, basis, status, supersedes_id, created_at FROM entitlements"
-        " WHERE resident_id = %s AND (%s::date IS NULL OR month = %s::date)"
-        " AND (%s OR status <> 'void') ORDER BY month, programme_code, id",
+        "SELECT e.id, e.run_id, e.programme_code, e.month, e.amount_fen, e.policy_version_id,"
+        " e.rule_code, e.district_code, e.basis, e.status, e.supersedes_id,"
+        " e.amount_fen - s.amount_fen AS adjustment_fen, e.created_at FROM entitlements e"
+        " LEFT JOIN entitlements s ON s.id = e.supersedes_id"
+        " WHERE e.resident_id = %s AND (%s::date IS NULL OR e.month = %s::date)"
+        " AND (%s OR e.status <> 'void') ORDER BY e.month, e.programme_code, e.id",
         (resident_id, month, month, include_void),
     )
 

@@ -14,7 +14,7 @@ from typing import Any, Final
 import psycopg
 
 from eldercare.alerts import events
-from eldercare.errors import ConflictError, InvalidInput
+from eldercare.errors import ConflictError, InvalidInput, NotFoundError
 from eldercare.platform import workorders as wo
 from eldercare.platform.schemas import DispatchRequest, WorkOrderCreate
 from eldercare.registry.auth import SYSTEM, Actor
@@ -95,15 +95,34 @@ def on_close(
             return None
     if plan is None:
         return None
-    order = wo.create(
-        conn,
-        SYSTEM,
-        WorkOrderCreate(resident_id=alarm["resident_id"], service_item_code=plan.item, due_by=due),
-        now,
-        env,
-        source="alarm",
-        alarm_id=alarm["id"],
-    )
+    try:
+        with conn.transaction():  # a savepoint: a refused order leaves nothing behind
+            order = wo.create(
+                conn,
+                SYSTEM,
+                WorkOrderCreate(
+                    resident_id=alarm["resident_id"], service_item_code=plan.item, due_by=due
+                ),
+                now,
+                env,
+                source="alarm",
+                alarm_id=alarm["id"],
+            )
+    except (ConflictError, NotFoundError) as exc:
+        if disposition == "service_request":
+            raise  # the operator asked for this service: they hear why it cannot be ordered
+        # A visit the platform plans by itself never keeps the duty operator from closing an
+        # alarm (a catalogue without the item, a resident without a district): the close
+        # stands and the alarm's timeline says which order was not created, and why.
+        events.audit(
+            conn,
+            alarm["id"],
+            now,
+            actor.username,
+            "work_order_not_created",
+            detail={"service_item_code": plan.item, "reason": str(exc)},
+        )
+        return None
     if plan.dispatch:
         order = _dispatch_to_home_provider(conn, order, place, now, env)
     events.audit(

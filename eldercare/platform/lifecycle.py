@@ -27,6 +27,8 @@ STATUSES: Final = (
     "cancelled",
     "rejected",
 )
+# Not yet done with: still to be dispatched, served or verified (the console's default list).
+UNFINISHED: Final = ("created", "dispatched", "accepted", "checked_in", "checked_out")
 DESK: Final = ("operator", "supervisor", "admin")
 PROVIDER: Final = ("provider_admin", "provider_worker")
 SYSTEM_ROLE: Final = "system"  # the auto-verify job, alarm and hotline hooks

@@ -419,6 +419,17 @@ CSV_COLUMNS: dict[str, tuple[str, ...]] = {
 }
 
 
+# A text cell a spreadsheet would run as a formula (CSV injection: a provider named
+# "=HYPERLINK(...)" opened by a supervisor in Excel). Numbers are written as they are.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
 def to_csv(report: Row, kind: str) -> str:
     """The report's ``rows`` as CSV (UTF-8), under the header of its ``kind``."""
     rows = report.get("rows") or []
@@ -427,5 +438,5 @@ def to_csv(report: Row, kind: str) -> str:
     writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
     for r in rows:
-        writer.writerow({k: r.get(k) for k in fields})
+        writer.writerow({k: _cell(r.get(k)) for k in fields})
     return buf.getvalue()

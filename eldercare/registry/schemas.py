@@ -39,6 +39,21 @@ class FacilityCreate(_Model):
     tekun_institution: bool = False  # 特困供养机构
 
 
+class FacilityUpdate(_Model):
+    """What changes over a facility's life; facilities made before the platform layer get
+    their district (and 特困 status) here, so their residents count in the district's
+    reports. The code and kind stay as created."""
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    area: Area | None = None
+    address: str | None = Field(default=None, max_length=500)
+    lat: float | None = Field(default=None, ge=-90, le=90)
+    lon: float | None = Field(default=None, ge=-180, le=180)
+    phone: str | None = Field(default=None, max_length=40)
+    district_code: str | None = Field(default=None, pattern=DISTRICT_CODE)
+    tekun_institution: bool | None = None
+
+
 class HomeBedCreate(_Model):
     facility_id: int
     address: str = Field(min_length=1, max_length=500)

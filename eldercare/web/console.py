@@ -12,6 +12,7 @@ from fastapi import APIRouter, Query, Request, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from eldercare.alerts import rules
+from eldercare.alerts.lifecycle import QUEUE_ORDER
 from eldercare.errors import InvalidInput, NotFoundError
 from eldercare.http.deps import Conn, Now, User
 from eldercare.platform import lifecycle, providers
@@ -47,9 +48,10 @@ def open_extras(request: Request, user: User, conn: Conn, now: Now) -> dict[str,
             SELECT d.name, d.responder_kind, d.responder_id FROM dispatch_offers d
             WHERE d.alarm_id = a.id AND d.status IN ('accepted', 'called')
             ORDER BY d.answered_at DESC NULLS LAST, d.id DESC LIMIT 1) o ON true
+        LEFT JOIN alarm_triage t ON t.alarm_id = a.id
         WHERE a.status NOT IN {TERMINAL}
           AND (%s::bigint IS NULL OR a.facility_id = %s)
-        ORDER BY a.priority, a.received_at LIMIT 1000""",
+        ORDER BY {QUEUE_ORDER} LIMIT 1000""",
         (fac, fac),
     )
     return {
@@ -164,23 +166,39 @@ def console_work_orders(
     limit: Annotated[int, Query(ge=1, le=1000)] = 300,
 ) -> dict[str, Any]:
     """``GET /api/work-orders`` (same filters, same visibility) with the names of resident,
-    provider, worker, service item and district; ``ids`` picks given orders (live updates)."""
+    provider, worker, service item and district; ``status=unfinished`` for every status not
+    yet done with; ``ids`` picks given orders (live updates). ``to_dispatch`` counts the
+    caller's orders waiting for a dispatch, for the tab's badge."""
+    if status is not None and status != "unfinished" and status not in lifecycle.STATUSES:
+        raise InvalidInput(f"status: unfinished or one of {', '.join(lifecycle.STATUSES)}")
     if ids:
         # One search per id, each under the caller's visibility: an order that is not theirs
         # (or no order at all) is simply absent, as in a list.
         orders = [o for i in dict.fromkeys(ids) for o in _visible(conn, user, i)]
     else:
-        orders = wo.search(
-            conn,
-            user,
-            status=status,
-            provider=provider,
-            district=district,
-            item=item,
-            alarm_id=alarm_id,
-            limit=limit,
-        )
-    return {"now": now.isoformat(), "orders": _with_names(conn, orders)}
+        wanted = lifecycle.UNFINISHED if status == "unfinished" else (status,)
+        found = [
+            o
+            for s in wanted
+            for o in wo.search(
+                conn,
+                user,
+                status=s,
+                provider=provider,
+                district=district,
+                item=item,
+                alarm_id=alarm_id,
+                limit=limit,
+            )
+        ]
+        # The order of GET /api/work-orders: newest first.
+        orders = sorted(found, key=lambda o: (o["created_at"], o["number"]), reverse=True)[:limit]
+    waiting = wo.search(conn, user, status="created", limit=1000)
+    return {
+        "now": now.isoformat(),
+        "orders": _with_names(conn, orders),
+        "to_dispatch": len(waiting),
+    }
 
 
 @router.get("/api/console/work-orders/{order_id}/providers", tags=["console"])

@@ -13,6 +13,7 @@ from eldercare.http.routes import (
     anomalies,
     auth,
     console,
+    device_health,
     dispatch,
     hotline,
     metrics,
@@ -34,6 +35,7 @@ ROUTERS: list[APIRouter] = [
     dispatch.router,
     webhooks.router,
     console.router,
+    device_health.router,
     # Issue 8 platform layer (platcore):
     people.router,
     providers.router,

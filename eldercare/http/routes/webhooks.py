@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 
 from eldercare.alerts import notify
 from eldercare.alerts.engine import webhook_policy
@@ -25,12 +25,22 @@ def webhooks(user: User, conn: Conn) -> list[dict[str, Any]]:
     return db.rows(conn, "SELECT id, url, events, facility_id, active FROM webhooks ORDER BY id")
 
 
-@router.post("/webhooks", response_model=WebhookPublic, status_code=201, tags=["notifications"])
-def create_webhook(body: WebhookCreate, user: User, conn: Conn, request: Request) -> dict[str, Any]:
+def checked_webhook(body: WebhookCreate, user: User, request: Request) -> WebhookCreate:
+    """422 for http://, credentials in the URL, a name that does not resolve or resolves to
+    loopback/private/link-local/metadata addresses, unless allow-listed (audit H8).
+
+    A dependency, so it runs after sign-in and before a pooled connection is taken: a slow
+    DNS answer must not hold one of the API's database connections.
+    """
     user.require("admin")
-    # 422 for http://, credentials in the URL, a name that does not resolve or resolves to
-    # loopback/private/link-local/metadata addresses, unless allow-listed (audit H8).
     webhook_policy(request.app.state.settings).check(body.url)
+    return body
+
+
+@router.post("/webhooks", response_model=WebhookPublic, status_code=201, tags=["notifications"])
+def create_webhook(
+    body: Annotated[WebhookCreate, Depends(checked_webhook)], conn: Conn
+) -> dict[str, Any]:
     return db.rows(
         conn,
         "INSERT INTO webhooks (url, secret, events, facility_id)"

@@ -10,7 +10,7 @@ tested (tests/test_fall_model.py).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -32,6 +32,9 @@ class Forest:
     roots: npt.NDArray[np.int32]
     depth: int
     n_features: int
+    # Both children of node i at 2i and 2i + 1: one gather per level instead of two and a
+    # select (a third of the walk's time for one window).
+    _kids: npt.NDArray[np.intp] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         n = len(self.left)
@@ -48,6 +51,9 @@ class Forest:
             raise InvalidInput("forest feature index out of range")
         if not np.all((self.leaf_p >= 0) & (self.leaf_p <= 1)):
             raise InvalidInput("forest leaf probabilities outside 0-1")
+        kids = np.empty(2 * n, dtype=np.intp)
+        kids[0::2], kids[1::2] = self.left, self.right
+        object.__setattr__(self, "_kids", kids)
 
     def proba(self, x: npt.ArrayLike) -> npt.NDArray[np.float64]:
         """P(fall) for a feature matrix ``(n, n_features)``, as ``predict_proba[:, 1]``."""
@@ -55,11 +61,12 @@ class Forest:
         X = np.asarray(x, dtype=np.float32).astype(np.float64)
         if X.ndim != 2 or X.shape[1] != self.n_features:
             raise InvalidInput(f"features must be (n, {self.n_features})")
-        rows = np.arange(len(X))[:, None]
-        node = np.broadcast_to(self.roots, (len(X), len(self.roots)))
+        flat = X.ravel()
+        offsets = (np.arange(len(X)) * self.n_features)[:, None]
+        node = np.broadcast_to(self.roots.astype(np.intp), (len(X), len(self.roots)))
         for _ in range(self.depth):
-            go_left = X[rows, self.feature[node]] <= self.threshold[node]
-            node = np.where(go_left, self.left[node], self.right[node])
+            go_left = flat.take(offsets + self.feature.take(node)) <= self.threshold.take(node)
+            node = self._kids.take(2 * node + 1 - go_left)
         out: npt.NDArray[np.float64] = self.leaf_p[node].mean(axis=1)
         return out
 

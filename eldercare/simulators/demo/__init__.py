@@ -46,6 +46,7 @@ from eldercare.simulators.demo.provision import (
     Login,
     alarms_per_second,
     ensure_logins,
+    link_fleet_to_services,
     provision_fleet,
 )
 from eldercare.simulators.demo.status import (
@@ -225,6 +226,8 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         # entitlement run; in autocommit so each visit's transactions stand on their own.
         with connect(settings.database_url, autocommit=True) as conn:
             service_report = services.simulate(conn, settings, datetime.now(UTC), args.seed)
+            with conn.transaction():
+                link_fleet_to_services(conn, services.STREET)
             orders = order_counts(conn, services.DISTRICT)
         if not fleet.devices:
             raise DemoError(

@@ -268,3 +268,33 @@ def alarms_per_second(devices: Sequence[DevicePlan]) -> float:
         "wearable": 1 / (4 * sc.FALL_MEAN_S),
     }
     return sum(per_kind.get(d.kind, 0.0) for d in devices)
+
+
+# The visits an alarm's close plans by itself (design §2.9), for the demo's catalogue.
+FOLLOW_UP_ITEMS: Final = (
+    ("post_fall_visit", "跌倒后上门探视", "visit"),
+    ("post_incident_visit", "紧急事件后回访探视", "visit"),
+    ("device_training_visit", "设备使用指导上门", "device_maintenance"),
+)
+
+
+def link_fleet_to_services(conn: psycopg.Connection, district: str) -> int:
+    """Put the demo fleet's facilities (and so their home care beds) in the demo's service
+    district and the follow-up visits in the catalogue, so an alarm closed on the console as
+    ``fall_without_injury`` or ``service_request`` shows its follow-up order in the
+    work-order tab. Idempotent; returns the facilities placed now."""
+    from eldercare.platform import providers
+    from eldercare.platform.schemas import ServiceItemCreate
+
+    for code, name, category in FOLLOW_UP_ITEMS:
+        if conn.execute("SELECT 1 FROM service_items WHERE code = %s", (code,)).fetchone():
+            continue
+        item = {"code": code, "name_zh": name, "category": category}
+        providers.create_item(
+            conn, ServiceItemCreate.model_validate({**item, "setting": "home", "unit": "visit"})
+        )
+    placed = conn.execute(
+        "UPDATE facilities SET district_code = %s WHERE code LIKE %s AND district_code IS NULL",
+        (district, FACILITY_PATTERN),
+    ).rowcount
+    return placed

@@ -33,7 +33,18 @@
   function sorted() {
     return [...state.alarms.values()]
       .filter((a) => state.filterFacility === null || a.facility_id === state.filterFacility)
-      .sort((a, b) => a.priority - b.priority || Date.parse(a.received_at) - Date.parse(b.received_at));
+      .sort((a, b) => a.priority - b.priority
+        // Triage orders only within a band (the server's QUEUE_ORDER): unscored = 0.
+        || (a.triage_p_false ?? 0) - (b.triage_p_false ?? 0)
+        || Date.parse(a.received_at) - Date.parse(b.received_at));
+  }
+
+  // The triage model's estimate and why (orders the queue within a band; never a priority).
+  function triageNode(a) {
+    if (a.triage_p_false === null || a.triage_p_false === undefined) return null;
+    const why = (a.triage_reasons || []).map((r) => r.text).join("; ");
+    return h("div", { class: "muted triage", "data-p-false": a.triage_p_false },
+      `P(false alarm) ${Math.round(a.triage_p_false * 100)} % — ${why}`);
   }
 
   function placeNodes(a) {
@@ -349,7 +360,8 @@
       h("div", { class: "dtitle" }, h("span", { class: `prio p${a.priority}` }, tr("prio", a.priority)), " ",
         h("strong", {}, kindNodes(a)), " ", h("span", { class: `status st-${a.status}` }, tr("status", a.status))),
       h("div", { class: "muted" }, placeNodes(a), " · ", t("detail.received"), " ", EC.fmtTime(a.received_at), " · ",
-        h("span", { dataset: { since: a.received_at } }, EC.fmtAge(EC.ageSeconds(a.received_at)))));
+        h("span", { dataset: { since: a.received_at } }, EC.fmtAge(EC.ageSeconds(a.received_at)))),
+      triageNode(a));
 
     const followUp = h("select", { id: "follow-up-item", "aria-label": t("detail.follow_up"), hidden: true },
       h("option", { value: "" }, t("detail.follow_up_pick")),
@@ -663,12 +675,16 @@
     showTab("health");
   }
   async function renderFacility(id) {
-    const [f, offline, all, cams] = await Promise.all([
+    const [f, offline, all, cams, health] = await Promise.all([
       api("GET", `/api/facilities/${id}`),
       api("GET", `/api/devices?facility=${id}&online=false`),
       api("GET", `/api/devices?facility=${id}`),
       api("GET", `/api/cameras?facility=${id}&online=false`),
+      api("GET", `/api/devices/health?facility=${id}`),
     ]);
+    // Device-health models (issue 9B): a charge due within a day, or likely to drop off.
+    const soon = health.filter((d) => (d.hours_to_low !== null && d.hours_to_low <= 24)
+      || (d.offline_risk_24h !== null && d.offline_risk_24h >= 0.5)).map((d) => ({ ...d, id: d.device_id }));
     const low = all.filter((d) => d.battery !== null && d.battery < state.lowBatteryPct);
     const devList = (list, extra) => list.length ? h("ul", { class: "devlist" }, list.map((d) => h("li", {},
       raw(d.id, "mono"), " ", trNode("devkind", d.kind), d.room ? h("span", {}, " ", t("place.room_label"), " ", raw(d.room)) : null, " ", extra(d))))
@@ -685,6 +701,11 @@
       devList(reallyOffline, (d) => h("span", { class: "muted small" }, t("health.last_seen"), " ", d.last_seen_at ? EC.fmtTime(d.last_seen_at) : t("common.none"))),
       h("h4", {}, t("health.low_battery"), ` (${low.length})`),
       devList(low, (d) => h("span", { class: "bad" }, `${d.battery}%`)),
+      h("h4", {}, t("health.forecast"), ` (${soon.length})`),
+      devList(soon, (d) => h("span", { class: "muted small" }, [
+        d.hours_to_low !== null && d.hours_to_low <= 24 ? t("health.to_low", { h: Math.round(d.hours_to_low) }) : null,
+        d.offline_risk_24h !== null && d.offline_risk_24h >= 0.5 ? t("health.offline_risk", { p: Math.round(d.offline_risk_24h * 100) }) : null,
+      ].filter(Boolean).join(" · "))),
       h("h4", {}, t("health.cameras_offline"), ` (${cams.length})`),
       cams.length ? h("ul", { class: "devlist" }, cams.map((c) => h("li", {}, raw(c.camera_id, "mono"), " ", raw(c.location || ""), " ",
         h("span", { class: "muted small" }, t("health.via"), " ", raw(c.device_id, "mono"))))) : h("p", { class: "muted" }, t("common.none")));

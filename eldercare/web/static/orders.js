@@ -19,7 +19,9 @@ const ECOrders = (() => {
     items: [],
     districts: [],
     orders: [],
-    filters: { status: "", provider: "", district: "", item: "" },
+    // What a duty desk follows by default: orders not yet done with.
+    filters: { status: "unfinished", provider: "", district: "", item: "" },
+    toDispatch: 0,
     selected: null, // order id shown in detail
     detail: null,
     candidates: null, // providers contracted for the selected order
@@ -76,8 +78,21 @@ const ECOrders = (() => {
       await ensureMeta();
       const x = await api("GET", `/api/console/work-orders?${query()}`);
       state.orders = x.orders;
-      renderList();
+      state.toDispatch = x.to_dispatch;
+      renderBadge();
+      if (hooks.isShown("orders") && !state.selected) renderList();
     } catch (e) { EC.showError(e); }
+  }
+
+  // The tab says how many orders wait for a dispatch, whichever tab is open.
+  function renderBadge() {
+    const tab = document.querySelector("[data-tab=orders]");
+    if (!tab) return;
+    let b = tab.querySelector(".badge");
+    if (!state.toDispatch) { if (b) b.remove(); return; }
+    if (!b) { b = h("span", { class: "badge warn", id: "wo-badge" }); tab.append(" ", b); }
+    b.textContent = String(state.toDispatch);
+    b.title = t("wo.to_dispatch", { n: state.toDispatch });
   }
 
   let listTimer = null;
@@ -114,7 +129,7 @@ const ECOrders = (() => {
     if (!box || !state.meta) return;
     if (state.selected) return renderDetail();
     const f = h("div", { class: "row filters" },
-      filterSelect("status", "wo.all_statuses", state.meta.statuses.map((s) => [s, tr("wostatus", s)])),
+      filterSelect("status", "wo.all_statuses", [["unfinished", t("wo.unfinished")], ...state.meta.statuses.map((s) => [s, tr("wostatus", s)])]),
       filterSelect("provider", "wo.all_providers", state.providers.map((p) => [p.id, p.name, true])),
       filterSelect("district", "wo.all_districts", state.districts.map((d) => [d.code, `${d.name} ${d.code}`, true])),
       filterSelect("item", "wo.all_items", state.items.map((i) => [i.code, i.name_zh, true])),
@@ -318,14 +333,15 @@ const ECOrders = (() => {
     const parts = [];
     if (list.length) {
       parts.push(h("table", { class: "offers revisits" },
-        h("thead", {}, h("tr", {}, ["wo.rv_due", "wo.rv_done", "wo.rv_channel", "wo.rv_reached", "wo.rv_confirmed", "wo.rv_satisfaction"].map((k) => h("th", {}, t(k))))),
+        h("thead", {}, h("tr", {}, ["wo.rv_due", "wo.rv_done", "wo.rv_channel", "wo.rv_reached", "wo.rv_confirmed", "wo.rv_satisfaction", "wo.rv_notes"].map((k) => h("th", {}, t(k))))),
         h("tbody", {}, list.map((r) => h("tr", { dataset: { revisit: r.id } },
           h("td", {}, when(r.due_at)),
           h("td", {}, r.done_at ? when(r.done_at) : h("span", { class: "badge warn" }, t("wo.rv_pending"))),
           h("td", {}, r.channel ? tr("channel", r.channel) : ""),
           h("td", {}, yesNo(r.reached)),
           h("td", {}, yesNo(r.service_confirmed)),
-          h("td", { class: "rv-sat" }, r.satisfaction ? tr("sat", r.satisfaction) : ""))))));
+          h("td", { class: "rv-sat" }, r.satisfaction ? tr("sat", r.satisfaction) : ""),
+          h("td", {}, r.comment ? raw(r.comment) : ""))))));
     } else if (d.revisit_required) {
       parts.push(h("p", { class: "muted" }, t("wo.rv_required")));
     }
@@ -414,10 +430,8 @@ const ECOrders = (() => {
       if (row.worker_id !== o.worker_id) row.worker_name = null;
       Object.assign(row, o);
     }
-    if (hooks.isShown("orders")) {
-      if (!state.selected) renderList();
-      scheduleList();
-    }
+    if (hooks.isShown("orders") && !state.selected) renderList();
+    scheduleList(); // the list if shown, and the tab's badge either way
     if (o.id === state.selected) scheduleDetail();
   }
 
@@ -494,7 +508,8 @@ const ECOrders = (() => {
     const done = c.id !== null;
     const submitKey = done ? "call.retry" : c.type === "referral" ? "call.submit_order" : "call.submit";
     box.replaceChildren(
-      h("form", { id: "call-form", class: "stack call-form", onsubmit: (ev) => { ev.preventDefault(); submitCall(); } },
+      h("form", { id: "call-form", class: "stack call-form", oninput: () => { c.touched = true; },
+        onsubmit: (ev) => { ev.preventDefault(); submitCall(); } },
         h("div", { class: "row" }, h("strong", {}, t("call.started", { at: EC.fmtTime(c.started_at) })),
           h("button", { type: "button", class: "ghost small", "data-action": "call-new", onclick: () => { newCall(); delete box.dataset.kept; renderCall(); } }, t("call.new"))),
         callField("call.caller", h("input", { id: "call-caller", type: "tel", maxlength: "40", autocomplete: "off", disabled: done, placeholder: t("call.caller_placeholder") })),
@@ -615,18 +630,26 @@ const ECOrders = (() => {
     if (name === "orders") {
       if (state.selected) await loadDetail(); else await loadList();
     } else if (name === "call") {
+      // A form nobody has typed into belongs to the next call: its clock starts now.
+      if (state.call && !state.call.touched && !state.call.resident && state.call.id === null) {
+        newCall();
+        delete $("call").dataset.kept;
+      }
       renderCall();
       await loadRecentCalls();
     }
   }
 
   function render() {
+    renderBadge(); // applyI18n has just rewritten the tab's label
     if (hooks.isShown("orders")) { if (state.selected) renderDetail(); else renderList(); }
     if (hooks.isShown("call")) renderCall();
   }
 
   function reset() {
-    Object.assign(state, { meta: null, orders: [], selected: null, detail: null, candidates: null, call: null, recentCalls: [] });
+    Object.assign(state, { meta: null, orders: [], selected: null, detail: null, candidates: null, call: null, recentCalls: [], toDispatch: 0 });
+    state.filters = { status: "unfinished", provider: "", district: "", item: "" };
+    renderBadge();
     state.workers.clear();
   }
 
@@ -637,5 +660,5 @@ const ECOrders = (() => {
   }
 
   return { init, show, render, reset, onMessage, open, forAlarm, woStatus, ensureMeta,
-    get items() { return state.items; }, resync: () => { if (hooks.isShown("orders")) scheduleList(); } };
+    get items() { return state.items; }, resync: scheduleList };
 })();
