@@ -1302,6 +1302,32 @@ def model_quality() -> Json:
         )
     )
     panels += fall_shadow_panels(lay)
+    panels.append(lay.row("Device health: battery time-to-low and offline risk (latest run)"))
+    panels.append(
+        lay.place(
+            table(
+                "Devices due a charge or likely to drop",
+                "From the latest device-health run (eldercare models score device_health, "
+                "every 10 min in serve): low battery within 24 h, or offline risk in the next "
+                "24 h of at least 50 %. Soonest charge first.",
+                f"""
+                SELECT h.device_id AS "device", d.kind AS "kind", f.name AS "facility",
+                       h.battery AS "battery %", h.hours_to_low AS "hours to low",
+                       h.offline_risk_24h AS "offline risk 24 h", h.computed_at AS "computed"
+                FROM device_health h
+                JOIN devices d ON d.id = h.device_id
+                LEFT JOIN facilities f ON f.id = d.facility_id
+                WHERE (h.hours_to_low <= 24 OR h.offline_risk_24h >= 0.5)
+                  AND {facility_filter("d.facility_id")}
+                ORDER BY h.hours_to_low ASC NULLS LAST, h.offline_risk_24h DESC NULLS LAST
+                LIMIT 200
+                """,
+                decimals=2,
+            ),
+            24,
+            8,
+        )
+    )
     return dashboard(
         "eldercare-model-quality",
         "Model quality",
