@@ -7,8 +7,10 @@ that talks to them, with ``raise ... from exc`` so the cause stays visible::
     EldercareError
     ├── ConfigError          settings missing, malformed or unsafe
     ├── ProtocolError        an uplink message the device protocol refuses (has .reason)
-    ├── StorageError         the database refused or is unreachable
-    │   └── MigrationError
+    ├── StorageError         the database refused or is unreachable (HTTP 503)
+    │   ├── MigrationError
+    │   └── DatabaseFault    a statement failed for a reason that is a bug or a
+    │                        misconfiguration, not the input or availability (HTTP 500)
     ├── BrokerError          broker credentials, ACL or reload failed
     ├── NotFoundError        a registry or alarm id that does not exist (HTTP 404)
     ├── ConflictError        a state change that is not allowed now, a duplicate (HTTP 409)
@@ -53,6 +55,17 @@ class ProtocolError(EldercareError):
 
 class StorageError(EldercareError):
     """The database refused an operation or could not be reached."""
+
+
+class DatabaseFault(StorageError):
+    """The database refused a statement because of the code or its privileges (a
+    programming error, a missing grant), not because of the input or an outage. A
+    subclass of StorageError so callers that retry storage work still catch it; the API
+    answers 500 rather than a misleading 503 "database unavailable"."""
+
+    def __init__(self, sqlstate: str | None, name: str) -> None:
+        super().__init__(f"database fault {sqlstate or '?'} ({name})")
+        self.sqlstate = sqlstate
 
 
 class MigrationError(StorageError):

@@ -13,10 +13,41 @@ from fastapi.testclient import TestClient
 
 from eldercare.app import create_app
 from eldercare.config import Settings
+from eldercare.http import deps
 from eldercare.registry import auth
 from tests.alarm_support import FrozenClock, RecordingPublisher, World, build_world, rows
 
 PASSWORD = "correct-horse-battery"
+
+
+def test_a_fault_in_our_sql_is_500_not_database_unavailable(
+    settings: Settings, clock: FrozenClock, publisher: RecordingPublisher
+) -> None:
+    """A programming error or a missing grant is a bug to fix, not an outage: it must not
+    answer 503 "database unavailable" (which sends people to look at the database), nor
+    leak the statement's message; the request connection's translate() is the boundary."""
+    from eldercare.errors import DatabaseFault, StorageError
+    from eldercare.storage import db
+
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        with pytest.raises(DatabaseFault) as info, db.translate():
+            conn.execute("SELECT no_such_column FROM facilities")
+        assert info.value.sqlstate == "42703" and "no_such_column" not in str(info.value)
+        with pytest.raises(DatabaseFault), db.translate():  # as the app role: no grant
+            conn.execute("CREATE TABLE eldercare_app_may_not (x int)")
+    # Still a StorageError, so the gateway's retry-on-storage-error paths keep working.
+    assert issubclass(DatabaseFault, StorageError)
+
+    app = create_app(settings, clock=clock, publisher=publisher, background=False)
+
+    @app.get("/test-fault")
+    def fault(conn: deps.Conn) -> None:  # module-level name: annotations are strings
+        conn.execute("SELECT no_such_column FROM facilities")
+
+    with TestClient(app, raise_server_exceptions=False) as c:
+        r = c.get("/test-fault")
+    assert r.status_code == 500, r.text
+    assert r.json() == {"detail": "internal error (42703)"}
 
 
 @pytest.fixture(scope="module")

@@ -237,6 +237,13 @@ def test_a_worker_makes_visits_from_the_phone(browser: Any, site: dict[str, Any]
         headers={"Idempotency-Key": sent["key"]},
     )
     assert again.status_code == 200 and again.json() == sent["answer"]
+    # At the door: the address, on a tap, recorded against the order and kept nowhere in
+    # the browser's storage (a reload forgets it).
+    page.click(f"{card(a)} [data-act=show-address]")
+    shown = page.locator(f'{card(a)} .address[data-address="{a}"]')
+    assert "页面测试路1号" in shown.inner_text()
+    stored = "() => JSON.stringify([{ ...localStorage }, { ...sessionStorage }])"
+    assert "页面测试路1号" not in page.evaluate(stored)
     form = page.locator(f'form[data-record="{a}"]')
     form.locator("input[value=bathing]").check()
     form.locator("input[value=company]").check()
@@ -245,6 +252,7 @@ def test_a_worker_makes_visits_from_the_phone(browser: Any, site: dict[str, Any]
     page.reload()
     page.wait_for_selector("body[data-loaded=true]")
     form = page.locator(f'form[data-record="{a}"]')
+    page.wait_for_selector(f"{card(a)} [data-act=show-address]")
     assert form.locator("input[value=bathing]").is_checked()
     assert form.locator("textarea[name=notes]").input_value() == "精神好，已提醒多喝水"
     form.locator("[data-act=check-out]").click()

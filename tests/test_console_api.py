@@ -78,6 +78,7 @@ def test_every_key_the_pages_use_is_translated() -> None:
         "console.html",
         "staff.html",
         "console.js",
+        *(f"console/{p.name}" for p in sorted(STATIC.joinpath("console").iterdir())),
         "orders.js",
         "staff.js",
         "common.js",

@@ -28,6 +28,7 @@ import yaml
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from dashboards import build, grafana, model_quality, response_times
 from eldercare.alerts import metrics as clocks
 from eldercare.alerts import rules
 from eldercare.platform import hotline, reports
@@ -46,7 +47,6 @@ def _load_module(name: str, path: Path) -> Any:
     return module
 
 
-build = _load_module("eldercare_dashboards_build", DASHBOARD_DIR / "build.py")
 grafana_reader = _load_module(
     "eldercare_grafana_reader", ROOT / "docker" / "platform" / "grafana_reader.py"
 )
@@ -536,8 +536,8 @@ def test_datasource_provisioning_matches_panels() -> None:
     conf = yaml.safe_load(DATASOURCE_YAML.read_text("utf-8"))
     (ds,) = conf["datasources"]
     assert ds["type"] == "grafana-postgresql-datasource"
-    assert ds["uid"] == build.DATASOURCE["uid"]
-    assert ds["type"] == build.DATASOURCE["type"]
+    assert ds["uid"] == grafana.DATASOURCE["uid"]
+    assert ds["type"] == grafana.DATASOURCE["type"]
     assert ds["jsonData"]["timescaledb"] is True  # $__timeGroup -> time_bucket
     assert ds["jsonData"]["postgresVersion"] >= 1500
     assert ds["secureJsonData"]["password"].startswith("${"), "no password in the repository"
@@ -577,12 +577,12 @@ def test_dashboard_is_valid_grafana(name: str, dash: dict[str, Any]) -> None:
         }, where
         g = p["gridPos"]
         assert g["w"] > 0 and g["h"] > 0 and g["x"] >= 0 and g["x"] + g["w"] <= 24, where
-        assert p["datasource"] == build.DATASOURCE, where
+        assert p["datasource"] == grafana.DATASOURCE, where
         assert p["targets"], where
         refs = [t["refId"] for t in p["targets"]]
         assert len(refs) == len(set(refs)), where
         for t in p["targets"]:
-            assert t["datasource"] == build.DATASOURCE, where
+            assert t["datasource"] == grafana.DATASOURCE, where
             assert t["rawQuery"] is True and t["editorMode"] == "code", where
             assert t["rawSql"].strip(), where
             assert t["format"] in ("time_series", "table"), where
@@ -856,15 +856,15 @@ def _as_owner(conn: psycopg.Connection) -> Iterator[None]:
 
 def test_response_definitions_match_the_platform() -> None:
     # The dashboard restates these in SQL; they must not drift from the API's.
-    assert build.ALARM_KINDS == rules.ALARM_KINDS
-    assert not set(build.ALARM_KINDS) & set(rules.HEALTH_KINDS)
-    assert all(rules.category(k) == "alarm" for k in build.ALARM_KINDS)
-    assert dict(rules.ON_SITE_TARGET_S) == build.ON_SITE_TARGET_S
+    assert response_times.ALARM_KINDS == rules.ALARM_KINDS
+    assert not set(response_times.ALARM_KINDS) & set(rules.HEALTH_KINDS)
+    assert all(rules.category(k) == "alarm" for k in response_times.ALARM_KINDS)
+    assert dict(rules.ON_SITE_TARGET_S) == response_times.ON_SITE_TARGET_S
     default = rules.default_policy("town")
     assert (
         default.ack_target_s,
         default.ack_target2_s,
-    ) == (build.ACK_TARGET_S, build.ACK_TARGET2_S)
+    ) == (response_times.ACK_TARGET_S, response_times.ACK_TARGET2_S)
 
 
 ACK_PANELS = {
@@ -1064,9 +1064,9 @@ def test_provider_panel_agrees_with_the_api(
 def test_triage_labels_match_the_model() -> None:
     from eldercare.models import triage
 
-    assert tuple(str(d) for d in triage.FALSE) == build.TRIAGE_FALSE
-    assert tuple(str(d) for d in triage.NEEDED) == build.TRIAGE_NEEDED
-    assert tuple(str(d) for d in triage.GENUINE) == build.TRIAGE_GENUINE
+    assert tuple(str(d) for d in triage.FALSE) == model_quality.TRIAGE_FALSE
+    assert tuple(str(d) for d in triage.NEEDED) == model_quality.TRIAGE_NEEDED
+    assert tuple(str(d) for d in triage.GENUINE) == model_quality.TRIAGE_GENUINE
 
 
 def test_model_quality_panels_count_dispositions(

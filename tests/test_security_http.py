@@ -478,6 +478,15 @@ def test_m7_staff_answer_only_their_own_offers_and_resolve_what_they_hold(
     client.app.state.engine.tick()
     offers = client.get(f"/api/alarms/{aid}", headers=op).json()["offers"]
     (family,) = [o for o in offers if o["responder_kind"] == "family"]
+
+    def acts(alarm_id: str, who: dict[str, str]) -> list[str]:
+        """What the staff page offers: the detail's allowed_actions, for this user."""
+        shown = client.get(f"/api/alarms/{alarm_id}", headers=who).json()["alarm"]
+        listed = {a["id"]: a for a in client.get("/api/alarms", headers=who).json()}
+        assert listed[alarm_id]["allowed_actions"] == shown["allowed_actions"]
+        return shown["allowed_actions"]
+
+    assert {"accept", "decline"}.isdisjoint(acts(aid, unlinked))
     for action in ("accept", "decline"):
         r = client.post(
             f"/api/alarms/{aid}/{action}", json={"offer_id": family["id"]}, headers=unlinked
@@ -489,15 +498,20 @@ def test_m7_staff_answer_only_their_own_offers_and_resolve_what_they_hold(
     client.post(f"/api/alarms/{bid}/acknowledge", headers=op)
     client.post(f"/api/alarms/{bid}/dispatch", headers=op)
     for who in (unlinked, nurse):
+        assert "resolve" not in acts(bid, who)
         assert client.post(f"/api/alarms/{bid}/resolve", headers=who).status_code == 403
+    assert {"accept", "decline"} <= set(acts(bid, nurse)) and "resolve" in acts(bid, op)
     # ... until it is theirs.
-    assert client.post(f"/api/alarms/{bid}/accept", headers=nurse).status_code == 200
+    taken = client.post(f"/api/alarms/{bid}/accept", headers=nurse)
+    assert taken.status_code == 200 and "resolve" in taken.json()["allowed_actions"]
+    assert "resolve" in acts(bid, nurse) and "resolve" not in acts(bid, unlinked)
     assert client.post(f"/api/alarms/{bid}/resolve", headers=unlinked).status_code == 403
     r = client.post(f"/api/alarms/{bid}/resolve", headers=nurse)
     assert r.status_code == 200 and r.json()["status"] == "resolved"
     # An alarm a member of staff acknowledged and attends in person stays theirs to resolve.
     cid = str(world.send(world.device("sos_button"), "sos").alarm_id)
     assert client.post(f"/api/alarms/{cid}/acknowledge", headers=unlinked).status_code == 200
+    assert "resolve" in acts(cid, unlinked) and "resolve" not in acts(cid, nurse)
     assert client.post(f"/api/alarms/{cid}/resolve", headers=nurse).status_code == 403
     assert client.post(f"/api/alarms/{cid}/resolve", headers=unlinked).status_code == 200
 

@@ -27,6 +27,7 @@ from eldercare.config import Settings
 from eldercare.errors import (
     AuthError,
     ConflictError,
+    DatabaseFault,
     InvalidInput,
     NotFoundError,
     PermissionDenied,
@@ -165,6 +166,11 @@ def build_api(
     @app.exception_handler(RateLimited)
     async def _429(request: Request, exc: RateLimited) -> JSONResponse:
         return _error(429, str(exc), **{"Retry-After": str(exc.retry_after)})
+
+    @app.exception_handler(DatabaseFault)
+    async def _500(request: Request, exc: DatabaseFault) -> JSONResponse:
+        log.error("%s on %s %s", exc, request.method, request.url.path, exc_info=exc.__cause__)
+        return _error(500, f"internal error ({exc.sqlstate or 'database'})")
 
     @app.exception_handler(StorageError)
     async def _503(request: Request, exc: StorageError) -> JSONResponse:

@@ -424,3 +424,22 @@ class ComplaintCreate(_Model):
 
 class ComplaintClose(_Model):
     resolution: str = Field(min_length=1, max_length=4000)
+
+
+class VisitContact(_Model):
+    name: str | None
+    relation: str | None
+    phone: str | None
+
+
+class VisitAddress(_Model):
+    """What a worker on an active order sees to find the door (POST .../reveal): no ID
+    number, no medical notes, one contact."""
+
+    work_order_id: str
+    number: str
+    resident_id: int
+    address: str | None
+    access_notes: str | None
+    contact: VisitContact | None
+    revealed_at: datetime

@@ -22,6 +22,7 @@ from psycopg_pool import ConnectionPool
 
 from eldercare.errors import (
     ConflictError,
+    DatabaseFault,
     EldercareError,
     InvalidInput,
     NotFoundError,
@@ -61,7 +62,12 @@ def error_for(exc: psycopg.Error) -> EldercareError:
         if ours is InvalidInput:
             return InvalidInput(f"refused by the database: {diag.message_primary or where}")
         return StorageError(f"database unavailable: {type(exc).__name__}")
-    return StorageError(str(exc).strip() or type(exc).__name__)
+    if isinstance(exc, psycopg.InterfaceError):
+        return StorageError(f"database unavailable: {type(exc).__name__}")
+    # Anything else (a programming error, a missing grant, an internal error) is ours to
+    # fix, not the database being down; the message may quote data, so only the SQLSTATE
+    # and class travel.
+    return DatabaseFault(exc.sqlstate, type(exc).__name__)
 
 
 @contextmanager

@@ -129,7 +129,7 @@ def close(
         followups.on_close(
             conn, str(alarm_id), body.disposition, follow_up, user, now, platform_env(request)
         )
-    return alarms.summary(conn, alarm_id)
+    return alarms.summary(conn, alarm_id, user)
 
 
 @router.post("/alarms/{alarm_id}/note", response_model=AlarmPublic, tags=["alarms"])

@@ -4,8 +4,7 @@ unless revealed, and every reveal recorded)."""
 from __future__ import annotations
 
 import logging
-import math
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -13,11 +12,12 @@ from fastapi import APIRouter, Request, status
 
 from eldercare.alerts import events, rules
 from eldercare.config import Settings
-from eldercare.errors import EldercareError, InvalidInput, NotFoundError, RateLimited
+from eldercare.errors import EldercareError, InvalidInput, NotFoundError
 from eldercare.http.deps import Conn, Now, User, facility_scope
 from eldercare.http.schemas import (
     RevealCreate,
 )
+from eldercare.registry import reveals as reveals_audit
 from eldercare.registry import service as reg
 from eldercare.registry.auth import Actor
 from eldercare.registry.schemas import (
@@ -340,7 +340,6 @@ def resident(resident_id: int, user: User, conn: Conn) -> dict[str, Any]:
 # Without an open alarm of the resident, the reason must say something (audit M1); six
 # characters leave room for a Chinese reason ("回访核实地址") and none for "ok"/"look".
 STATED_REASON_CHARS = 6
-_HOUR = timedelta(hours=1)
 
 
 def _reveal_refusal(
@@ -369,27 +368,13 @@ def _reveal_refusal(
             f"without an open alarm (alarm_id), state the reason in at least"
             f" {STATED_REASON_CHARS} characters"
         )
-    recent = db.rows(
+    return reveals_audit.throttle(
         conn,
-        "SELECT at, alarm_id IS NULL AS no_alarm FROM reveals WHERE username = %s"
-        " AND refused IS NULL AND at > %s ORDER BY at",
-        (user.username, now - _HOUR),
+        user.username,
+        now,
+        settings.reveals_per_hour,
+        settings.reveals_without_alarm_per_hour if body.alarm_id is None else None,
     )
-    for limit, counted in (
-        (settings.reveals_per_hour, recent),
-        (
-            settings.reveals_without_alarm_per_hour if body.alarm_id is None else None,
-            [r for r in recent if r["no_alarm"]],
-        ),
-    ):
-        if limit is not None and len(counted) >= limit:
-            oldest = counted[-limit]["at"]
-            wait = (oldest + _HOUR - now).total_seconds()
-            return RateLimited(
-                f"{limit} reveals an hour is the most; ask a supervisor if more are needed",
-                math.ceil(wait),
-            )
-    return None
 
 
 @router.post("/residents/{resident_id}/reveal", response_model=ResidentDetail, tags=["registry"])
@@ -403,10 +388,14 @@ def reveal(
     with conn.transaction():
         # The record of who looked, and why, commits before the data leaves; a refused
         # attempt is recorded as such.
-        conn.execute(
-            "INSERT INTO reveals (at, username, resident_id, alarm_id, reason, refused)"
-            " VALUES (%s, %s, %s, %s, %s, %s)",
-            (now, user.username, resident_id, body.alarm_id, body.reason, _why(refusal)),
+        reveals_audit.record(
+            conn,
+            at=now,
+            username=user.username,
+            resident_id=resident_id,
+            reason=body.reason,
+            refusal=refusal,
+            alarm_id=body.alarm_id,
         )
         if refusal is None and body.alarm_id is not None:
             events.audit(
@@ -431,13 +420,10 @@ def reveal(
     return {**base, **extra}
 
 
-def _why(refusal: EldercareError | None) -> str | None:
-    if refusal is None:
-        return None
-    return "throttled" if isinstance(refusal, RateLimited) else str(refusal)[:200]
-
-
-_REVEALS_SQL = "SELECT id, at, username, resident_id, alarm_id, reason, refused FROM reveals"
+_REVEALS_SQL = (
+    "SELECT id, at, username, resident_id, alarm_id, work_order_id::text AS work_order_id,"
+    " reason, refused FROM reveals"
+)
 
 
 @router.get("/residents/{resident_id}/reveals", tags=["registry"])

@@ -8,6 +8,7 @@ is refused (409).
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any
@@ -19,9 +20,9 @@ from fastapi.responses import JSONResponse
 from psycopg.types.json import Jsonb
 from pydantic import BaseModel
 
-from eldercare.errors import ConflictError, InvalidInput
+from eldercare.errors import ConflictError, InvalidInput, PermissionDenied, RateLimited
 from eldercare.http.deps import AnyUser, Conn, Now, platform_env
-from eldercare.platform import lifecycle
+from eldercare.platform import lifecycle, visitaddress
 from eldercare.platform import workorders as wo
 from eldercare.platform.schemas import (
     AcceptRequest,
@@ -32,12 +33,14 @@ from eldercare.platform.schemas import (
     RejectClaim,
     RevisitCreate,
     VerifyRequest,
+    VisitAddress,
     WorkOrderCreate,
 )
 from eldercare.registry.auth import Actor
 from eldercare.storage import db
 
 router = APIRouter(prefix="/api")
+log = logging.getLogger(__name__)
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
 
 
@@ -148,6 +151,23 @@ def work_order(order_id: str, user: AnyUser, conn: Conn) -> dict[str, Any]:
 @router.get("/work-orders/{order_id}/events", tags=["work orders"])
 def work_order_events(order_id: str, user: AnyUser, conn: Conn) -> list[dict[str, Any]]:
     return wo.events(conn, user, order_id)
+
+
+@router.post("/work-orders/{order_id}/reveal", response_model=VisitAddress, tags=["work orders"])
+def reveal_visit_address(
+    request: Request, order_id: str, user: AnyUser, conn: Conn, now: Now
+) -> dict[str, Any]:
+    """The visit address (and access notes, and one contact's phone) for the worker assigned
+    to this order or its provider's admin, while it is accepted or checked in; recorded in
+    the reveals audit with the order as the reason, throttled like every reveal."""
+    try:
+        return visitaddress.reveal(
+            conn, user, order_id, now, request.app.state.settings.reveals_per_hour
+        )
+    except (PermissionDenied, ConflictError, RateLimited) as exc:
+        # Ids only: the address itself never reaches a log.
+        log.warning("visit address of order %s refused for %s: %s", order_id, user.username, exc)
+        raise
 
 
 def _act(

@@ -52,6 +52,8 @@
     ["info", "worker.sev_info"],
   ];
   const DONE = new Set(["checked_out", "verified", "settled", "rejected", "cancelled"]);
+  // While the server shows a visit's address (the order is mine and ahead or under way).
+  const ADDRESS_WHILE = new Set(["accepted", "checked_in"]);
   const FINDINGS_FROM = new Set(["checked_in", "checked_out", "verified", "settled", "rejected"]);
 
   const state = {
@@ -63,6 +65,9 @@
     busy: new Set(),
     declining: new Set(), // order ids whose decline form is open
     locating: new Set(), // order ids waiting for the phone's position
+    // order id -> POST /api/work-orders/{id}/reveal: in memory only, never in local or
+    // session storage, gone with the visit, a hide tap or signing out.
+    addresses: new Map(),
     timer: null,
     stale: false, // new data arrived while the worker was typing
   };
@@ -108,6 +113,11 @@
     const byId = new Map();
     lists.flat().forEach((o) => byId.set(o.id, o));
     state.orders = [...byId.values()];
+    // A visit that is over (or gone to someone else) keeps no address on the phone.
+    for (const id of [...state.addresses.keys()]) {
+      const o = byId.get(id);
+      if (!o || !ADDRESS_WHILE.has(o.status)) state.addresses.delete(id);
+    }
     // Findings live on the order's detail; fetch it for the visits that have begun.
     const begun = state.orders.filter((o) => FINDINGS_FROM.has(o.status));
     const details = await Promise.all(begun.map((o) => api("GET", `/api/work-orders/${o.id}`)
@@ -200,11 +210,48 @@
         h("span", { class: "wcard-when" }, fmtWhen(whenOf(o)))),
       h("div", { class: "wcard-meta small muted" },
         raw(o.number), " · ", t("worker.resident", { id: o.resident_id })),
+      addressBlock(o),
       pointLine(o),
       // Findings first: right after check-in the worker sees what the checks said.
       findingsBlock(o, d),
       actionsBlock(o));
     return body;
+  }
+
+  /* Where the visit is: asked for on a tap (each look is recorded by the server against
+   * this order), shown until hidden or the visit ends. */
+  function addressBlock(o) {
+    const mine = o.worker_id !== null && o.worker_id === EC.session.worker_id;
+    if (!mine || !ADDRESS_WHILE.has(o.status)) return null;
+    const a = state.addresses.get(o.id);
+    if (!a) {
+      return h("button", { class: "ghost", "data-act": "show-address", disabled: state.busy.has(o.id),
+        onclick: () => showAddress(o) }, t("worker.address_show"));
+    }
+    const c = a.contact;
+    return h("div", { class: "address", "data-address": o.id },
+      h("div", {}, h("b", {}, t("worker.address")), ": ", raw(a.address || "")),
+      a.access_notes ? h("div", { class: "small" }, h("b", {}, t("worker.address_access")), ": ", raw(a.access_notes)) : null,
+      c && c.phone ? h("div", { class: "small" }, h("b", {}, t("worker.address_contact")), ": ",
+        raw(c.name || ""), " ", h("a", { href: `tel:${c.phone}` }, raw(c.phone))) : null,
+      h("p", { class: "small muted" }, t("worker.address_logged")),
+      h("button", { class: "ghost small", "data-act": "hide-address",
+        onclick: () => { state.addresses.delete(o.id); render(); } }, t("worker.address_hide")));
+  }
+
+  async function showAddress(o) {
+    if (state.busy.has(o.id)) return;
+    state.busy.add(o.id);
+    try {
+      state.addresses.set(o.id, await api("POST", `/api/work-orders/${o.id}/reveal`));
+    } catch (e) {
+      // 403 (not my order), 409 (the visit is over), 429 (too many): the server says which.
+      if ([403, 409, 429].includes(e.status)) EC.toast(t("worker.address_refused"), "error", e.detail);
+      else EC.showError(e);
+    } finally {
+      state.busy.delete(o.id);
+      render();
+    }
   }
 
   function pointLine(o) {
@@ -550,6 +597,7 @@
     state.orders = [];
     state.details.clear();
     state.drafts.clear();
+    state.addresses.clear();
     if (!reasonKey) {
       // Signed out on purpose (not expired): nothing of the visits stays in this tab.
       Object.keys(sessionStorage).filter((k) => k.startsWith("eldercare.worker."))
