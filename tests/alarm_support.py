@@ -8,7 +8,7 @@ import secrets
 import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 import psycopg
@@ -141,6 +141,16 @@ class World:
             )
             conn.commit()
         return cred.device_id
+
+
+R = TypeVar("R")
+
+
+def one_row(cur: psycopg.Cursor[R]) -> R:
+    """The row a test's query must find (psycopg types ``fetchone()`` as maybe None)."""
+    row = cur.fetchone()
+    assert row is not None, "the query found no row"
+    return row
 
 
 def rows(conn: psycopg.Connection, sql: str, params: Any = None) -> list[dict[str, Any]]:

@@ -24,6 +24,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from psycopg import sql
 
@@ -691,12 +692,17 @@ def _write_routes() -> list[tuple[str, str]]:
     found = []
     for module in (people, providers, work_orders, hotline, subsidies, settlement, anomalies):
         found += [
-            (m, r.path) for r in module.router.routes for m in sorted(r.methods) if m != "GET"
+            (m, r.path)
+            for r in module.router.routes
+            if isinstance(r, APIRoute)
+            for m in sorted(r.methods or ())
+            if m != "GET"
         ]
     found += [
         (m, r.path)
         for r in registry.router.routes
-        for m in sorted(r.methods)
+        if isinstance(r, APIRoute)
+        for m in sorted(r.methods or ())
         if m != "GET"
         and ("home-beds" in r.path or r.path in ("/api/residents", "/api/facilities/{facility_id}"))
     ]
