@@ -238,8 +238,14 @@ def insert_sample_rows(conn: psycopg.Connection, now: datetime) -> dict[str, Any
     alarms = insert_sample_alarms(conn, now, fac)
     insert_fall_shadow_rows(conn, now, fac, alarms, f"wear-{tag}")
     insert_triage_rows(conn, now, alarms)
+    for dev, hours, risk in ((f"wear-{tag}", 6.5, 0.2), (f"sos-{tag}", None, 0.7)):
+        conn.execute(
+            "INSERT INTO device_health (device_id, computed_at, battery, hours_to_low,"
+            " offline_risk_24h, model, version) VALUES (%s, %s, 30, %s, %s, 'device_health', 1)",
+            (dev, now, hours, risk),
+        )
     subsidy = insert_subsidy_rows(conn, now, fac[0], tag)
-    return {"facilities": fac, "alarms": alarms, "subsidy": subsidy}
+    return {"facilities": fac, "alarms": alarms, "subsidy": subsidy, "tag": tag}
 
 
 def insert_fall_shadow_rows(
@@ -1093,3 +1099,23 @@ def test_model_quality_panels_count_dispositions(
     assert version["model"] == "triage v1" and version["alarms"] == 3
     brier = ((0.91 - 1) ** 2 + (0.3 - 1) ** 2 + 0.12**2) / 3
     assert float(version["Brier"]) == pytest.approx(brier, rel=1e-5)
+
+
+def test_device_health_panel_lists_devices_due_soon(
+    as_grafana: tuple[psycopg.Connection, dict[str, Any]],
+) -> None:
+    conn, sample = as_grafana
+    (dash,) = [d for _, d in _dashboards() if d["uid"] == "eldercare-model-quality"]
+    (p,) = [p for p in _panels(dash) if p["title"] == "Devices due a charge or likely to drop"]
+    query = expand(
+        p["targets"][0]["rawSql"],
+        start=sample["now"] - timedelta(hours=1),
+        end=sample["now"] + timedelta(minutes=1),
+        interval="1m",
+        interval_ms=60_000,
+        variables=variable_values(dash, "-1"),
+    )
+    cols, rows = _run(conn, query)
+    got = [dict(zip(cols, r, strict=True)) for r in rows]
+    mine = [g for g in got if g["device"].endswith(sample["tag"])]
+    assert [g["device"].split("-")[0] for g in mine] == ["wear", "sos"]  # charge due first

@@ -216,9 +216,7 @@
   }
 
   async function enter() {
-    $("login").hidden = true;
-    $("app").hidden = false;
-    $("whoami").textContent = EC.session.username;
+    EC.showApp();
     EC.applyI18n();
     renderSound();
     try {
@@ -242,9 +240,7 @@
     state.alarms.clear();
     state.details.clear();
     state.revealed.clear();
-    $("app").hidden = true;
-    $("login").hidden = false;
-    $("login-form").querySelector(".login-error").textContent = reasonKey ? t(reasonKey) : "";
+    EC.showLogin(reasonKey);
   }
 
   async function boot() {
