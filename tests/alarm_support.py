@@ -21,8 +21,10 @@ from eldercare.protocol import parse_uplink
 from eldercare.registry import service as registry
 from eldercare.registry.auth import Actor
 from eldercare.registry.schemas import (
+    Area,
     Contact,
     DeviceCreate,
+    DeviceKind,
     FacilityCreate,
     HomeBedCreate,
     ResidentCreate,
@@ -120,7 +122,7 @@ class World:
 
     def device(
         self,
-        kind: str = "sos_button",
+        kind: DeviceKind = "sos_button",
         resident: int | None = None,
         facility: int | None = None,
         cameras: list[str] | None = None,
@@ -147,7 +149,7 @@ def rows(conn: psycopg.Connection, sql: str, params: Any = None) -> list[dict[st
         return cur.fetchall()
 
 
-def build_world(settings: Settings, clock: FrozenClock, *, area: str = "town") -> World:
+def build_world(settings: Settings, clock: FrozenClock, *, area: Area = "town") -> World:
     tag = secrets.token_hex(3)
     with psycopg.connect(settings.database_url) as conn:
         fac = registry.create_facility(

@@ -658,7 +658,7 @@ def _run(conn: psycopg.Connection, query: str) -> tuple[list[str], list[tuple[An
     # A savepoint per query: one failure must not hide the next in the same transaction.
     with conn.transaction(), conn.cursor() as cur:
         try:
-            cur.execute(query)  # type: ignore[arg-type]  (SQL text from a file)
+            cur.execute(query)  # type: ignore[arg-type]  # SQL text from a file
         except psycopg.Error as exc:
             raise AssertionError(f"panel SQL failed: {exc}\n{query}") from exc
         assert cur.description is not None, query

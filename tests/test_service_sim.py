@@ -52,7 +52,7 @@ def test_simulated_month_of_services(private_db: tuple[Settings, psycopg.Connect
     assert report.blocked == 4
     # and for the worker page, the rest of today: one accepted by the demo worker, two offered
     assert report.today == 3 and report.worker_password == services.WORKER_LOGIN[1]
-    counts = dict(
+    counts: dict[str, int] = dict(
         conn.execute(
             "SELECT status, count(*) FROM work_orders GROUP BY status ORDER BY status"
         ).fetchall()

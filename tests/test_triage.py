@@ -73,7 +73,7 @@ def test_simulated_operators_close_every_alarm_with_a_disposition(
     cancelled = conn.execute(
         "SELECT disposition, count(*) FROM alarms WHERE cancel_requested_at IS NOT NULL GROUP BY 1"
     ).fetchall()
-    by = dict(cancelled)
+    by: dict[str, int] = dict(cancelled)
     assert by.get("accidental_press", 0) > 5 * by.get("genuine_emergency", 0)
 
 
@@ -163,7 +163,9 @@ def test_promoted_model_orders_the_queue_within_bands_only(
         store.close()
     assert scorer.run_once(conn) == 3
     assert scorer.run_once(conn) == 0  # nothing changed: nothing re-scored
-    p = dict(conn.execute("SELECT alarm_id, p_false FROM alarm_triage").fetchall())
+    p: dict[Any, float] = dict(
+        conn.execute("SELECT alarm_id, p_false FROM alarm_triage").fetchall()
+    )
     assert p[likely_false] > 0.5 > p[likely_real]
 
     # Force the band-3 alarm to look certainly genuine and a band-1 one certainly false:
