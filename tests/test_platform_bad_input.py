@@ -722,6 +722,7 @@ def test_junk_bodies_and_ids_never_reach_a_500(
     }
     with psycopg.connect(settings.database_url, autocommit=True) as conn:
         before = snapshot(conn)
+        last_reveal = conn.execute("SELECT coalesce(max(id), 0) FROM reveals").fetchone()[0]
         for method, path in routes:
             params = [p.strip("{}") for p in path.split("/") if p.startswith("{")]
             # Integer ids only of no row: a real one could be another table's row of a
@@ -736,7 +737,13 @@ def test_junk_bodies_and_ids_never_reach_a_500(
                     assert 400 <= r.status_code < 500, (method, concrete, body, r.text)
                     assert r.json()["detail"], (method, concrete, body)
         after = snapshot(conn)
-    assert [t for t in TABLES if before[t] != after[t]] == []
+        # A refused visit-address reveal is itself recorded (audit M1: every refusal kept
+        # where a supervisor looks): the one write a refused request may leave.
+        granted = conn.execute(
+            "SELECT count(*) FROM reveals WHERE id > %s AND refused IS NULL", (last_reveal,)
+        ).fetchone()[0]
+    assert granted == 0
+    assert [t for t in TABLES if t != "reveals" and before[t] != after[t]] == []
 
 
 def test_of_concurrent_verifications_exactly_one_wins(
