@@ -42,7 +42,7 @@ from eldercare.http.routes import (
 )
 from eldercare.platform import reports
 from eldercare.registry import auth
-from tests.alarm_support import RecordingPublisher
+from tests.alarm_support import RecordingPublisher, one_row
 
 PASSWORD = "bad-input-password-1"
 TAG = secrets.token_hex(3)
@@ -722,7 +722,7 @@ def test_junk_bodies_and_ids_never_reach_a_500(
     }
     with psycopg.connect(settings.database_url, autocommit=True) as conn:
         before = snapshot(conn)
-        last_reveal = conn.execute("SELECT coalesce(max(id), 0) FROM reveals").fetchone()[0]
+        last_reveal = one_row(conn.execute("SELECT coalesce(max(id), 0) FROM reveals"))[0]
         for method, path in routes:
             params = [p.strip("{}") for p in path.split("/") if p.startswith("{")]
             # Integer ids only of no row: a real one could be another table's row of a
@@ -739,9 +739,11 @@ def test_junk_bodies_and_ids_never_reach_a_500(
         after = snapshot(conn)
         # A refused visit-address reveal is itself recorded (audit M1: every refusal kept
         # where a supervisor looks): the one write a refused request may leave.
-        granted = conn.execute(
-            "SELECT count(*) FROM reveals WHERE id > %s AND refused IS NULL", (last_reveal,)
-        ).fetchone()[0]
+        granted = one_row(
+            conn.execute(
+                "SELECT count(*) FROM reveals WHERE id > %s AND refused IS NULL", (last_reveal,)
+            )
+        )[0]
     assert granted == 0
     assert [t for t in TABLES if t != "reveals" and before[t] != after[t]] == []
 
