@@ -153,12 +153,14 @@ def model_quality() -> Json:
         )
     )
     panels += fall_shadow_panels(lay)
+    panels += device_health_panels(lay)
     return dashboard(
         "eldercare-model-quality",
         "Model quality",
         "Alarm triage scores against operators' dispositions. Triage orders alarms only "
         "within a priority band; it never changes a priority or closes an alarm. The fall "
-        "model runs in shadow only: its scores sit next to the devices' own fall decisions.",
+        "model runs in shadow only: its scores sit next to the devices' own fall decisions. "
+        "Device health: batteries due a charge and devices likely to drop off.",
         panels,
         variables=[facility_variable()],
         tags=["eldercare", "models"],
@@ -326,3 +328,33 @@ def fall_shadow_panels(lay: Layout) -> list[Json]:
         )
     )
     return panels
+
+
+def device_health_panels(lay: Layout) -> list[Json]:
+    """The device-health forecasts (issue 9B, docs/models/device_health.md), latest run."""
+    return [
+        lay.row("Device health: battery time-to-low and offline risk (latest run)"),
+        lay.place(
+            table(
+                "Devices due a charge or likely to drop",
+                "From the latest device-health run (eldercare models score device_health, "
+                "every 10 min in serve): low battery within 24 h, or offline risk in the next "
+                "24 h of at least 50 %. Soonest charge first.",
+                f"""
+                SELECT h.device_id AS "device", d.kind AS "kind", f.name AS "facility",
+                       h.battery AS "battery %", h.hours_to_low AS "hours to low",
+                       h.offline_risk_24h AS "offline risk 24 h", h.computed_at AS "computed"
+                FROM device_health h
+                JOIN devices d ON d.id = h.device_id
+                LEFT JOIN facilities f ON f.id = d.facility_id
+                WHERE (h.hours_to_low <= 24 OR h.offline_risk_24h >= 0.5)
+                  AND {facility_filter("d.facility_id")}
+                ORDER BY h.hours_to_low ASC NULLS LAST, h.offline_risk_24h DESC NULLS LAST
+                LIMIT 200
+                """,
+                decimals=2,
+            ),
+            24,
+            8,
+        ),
+    ]

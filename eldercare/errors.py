@@ -63,9 +63,12 @@ class DatabaseFault(StorageError):
     subclass of StorageError so callers that retry storage work still catch it; the API
     answers 500 rather than a misleading 503 "database unavailable"."""
 
-    def __init__(self, sqlstate: str | None, name: str) -> None:
+    def __init__(self, sqlstate: str | None, name: str, primary: str | None = None) -> None:
         super().__init__(f"database fault {sqlstate or '?'} ({name})")
         self.sqlstate = sqlstate
+        # The server's one-line message (names a column, table or constraint), for the
+        # log only; never the DETAIL line, which quotes the row.
+        self.primary = primary
 
 
 class MigrationError(StorageError):

@@ -133,7 +133,7 @@ HBA
   as_postgres "${psql[@]}" -d postgres <<SQL >/dev/null
 DO \$\$ BEGIN
   -- The owner: migrations, test databases. The platform connects as eldercare_app, which
-  -- `eldercare db migrate` creates and grants (eldercare/storage/roles.py, audit H11).
+  -- 'eldercare db migrate' creates and grants (eldercare/storage/roles.py, audit H11).
   IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '$DB_USER') THEN
     CREATE ROLE "$DB_USER" LOGIN SUPERUSER PASSWORD '$DB_PASSWORD';
   ELSE

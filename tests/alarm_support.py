@@ -8,7 +8,7 @@ import secrets
 import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 import psycopg
@@ -21,8 +21,10 @@ from eldercare.protocol import parse_uplink
 from eldercare.registry import service as registry
 from eldercare.registry.auth import Actor
 from eldercare.registry.schemas import (
+    Area,
     Contact,
     DeviceCreate,
+    DeviceKind,
     FacilityCreate,
     HomeBedCreate,
     ResidentCreate,
@@ -120,7 +122,7 @@ class World:
 
     def device(
         self,
-        kind: str = "sos_button",
+        kind: DeviceKind = "sos_button",
         resident: int | None = None,
         facility: int | None = None,
         cameras: list[str] | None = None,
@@ -141,13 +143,23 @@ class World:
         return cred.device_id
 
 
+R = TypeVar("R")
+
+
+def one_row(cur: psycopg.Cursor[R]) -> R:
+    """The row a test's query must find (psycopg types ``fetchone()`` as maybe None)."""
+    row = cur.fetchone()
+    assert row is not None, "the query found no row"
+    return row
+
+
 def rows(conn: psycopg.Connection, sql: str, params: Any = None) -> list[dict[str, Any]]:
     with conn.cursor(row_factory=dict_row) as cur:
         cur.execute(sql, params)
         return cur.fetchall()
 
 
-def build_world(settings: Settings, clock: FrozenClock, *, area: str = "town") -> World:
+def build_world(settings: Settings, clock: FrozenClock, *, area: Area = "town") -> World:
     tag = secrets.token_hex(3)
     with psycopg.connect(settings.database_url) as conn:
         fac = registry.create_facility(

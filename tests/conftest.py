@@ -118,13 +118,13 @@ def gateway(settings: Settings):
 def make_device(settings: Settings, facility_id: int):
     """Provision a device (real credentials in the broker) and connect it."""
     from eldercare.registry import service as registry
-    from eldercare.registry.schemas import DeviceCreate
+    from eldercare.registry.schemas import DeviceCreate, DeviceKind
     from eldercare.simulators.device import SimDevice
 
     made: list[SimDevice] = []
 
     def make(
-        kind: str = "sos_button",
+        kind: DeviceKind = "sos_button",
         *,
         connect: bool = True,
         retry_s: float = 1.0,
@@ -137,7 +137,7 @@ def make_device(settings: Settings, facility_id: int):
                 DeviceCreate(kind=kind, facility_id=facility_id, cameras=cameras or []),
             )
         dev = SimDevice.from_credentials(cred, retry_s=retry_s)
-        dev.credentials = cred  # type: ignore[attr-defined]  (tests impersonate devices)
+        dev.credentials = cred  # type: ignore[attr-defined]  # tests impersonate devices
         made.append(dev)
         if connect:
             dev.connect()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from eldercare.alerts import rules
@@ -35,7 +37,7 @@ def test_priorities() -> None:
 
 
 def test_policy_choice_and_step_order() -> None:
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "id": 1,
             "facility_id": None,
@@ -73,7 +75,7 @@ def test_policy_choice_and_step_order() -> None:
 
 
 def test_nearest_by_distance() -> None:
-    pool = [
+    pool: list[dict[str, Any]] = [
         {"id": 1, "lat": 31.3, "lon": 121.5},
         {"id": 2, "lat": 31.231, "lon": 121.471},
         {"id": 3, "lat": None, "lon": None},

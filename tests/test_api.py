@@ -50,6 +50,35 @@ def test_a_fault_in_our_sql_is_500_not_database_unavailable(
     assert r.json() == {"detail": "internal error (42703)"}
 
 
+def test_a_database_fault_logs_where_and_what_but_not_the_rows_values(
+    settings: Settings,
+    clock: FrozenClock,
+    publisher: RecordingPublisher,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The server's DETAIL line quotes a row's values; the 500's log line keeps the primary
+    message and the frames, never the detail (personal data stays out of logs)."""
+    app = create_app(settings, clock=clock, publisher=publisher, background=False)
+
+    @app.get("/test-fault-detail")
+    def fault(conn: deps.Conn) -> None:
+        conn.execute(
+            "DO $$ BEGIN RAISE EXCEPTION 'fault-primary'"
+            " USING DETAIL = 'Key (id_number)=(110101194001010011)'; END $$"
+        )
+
+    with (
+        caplog.at_level("ERROR", logger="eldercare.http.app"),
+        TestClient(app, raise_server_exceptions=False) as c,
+    ):
+        r = c.get("/test-fault-detail")
+    assert r.status_code == 500, r.text
+    logged = "\n".join(rec.getMessage() for rec in caplog.records)
+    assert "fault-primary" in logged and "test_api.py" in logged
+    assert "110101194001010011" not in logged
+    assert all(rec.exc_info is None for rec in caplog.records)
+
+
 @pytest.fixture(scope="module")
 def users(settings: Settings, world: World) -> dict[str, str]:
     tag = secrets.token_hex(3)

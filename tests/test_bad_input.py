@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from typing import Any
 
 import psycopg
 import pytest
@@ -35,7 +36,7 @@ REQUIRED = {
     "cancel": ["ref"],
     "imu": ["hz", "acc"],
 }
-WRONG = {
+WRONG: dict[str, dict[str, list[Any]]] = {
     "fall": {"confidence": [1.5, -0.1, "high", True, None]},
     "heartbeat": {
         "battery": [101, -1, 50.5, "full", False],

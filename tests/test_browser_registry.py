@@ -18,6 +18,7 @@ from eldercare.registry import auth
 from eldercare.registry import service as registry
 from eldercare.registry.schemas import FacilityCreate
 from harness.services import free_port, have_chromium, serve_in_thread
+from tests.alarm_support import one_row
 
 pytestmark = [
     pytest.mark.slow,
@@ -127,8 +128,7 @@ def test_admin_creates_district_bed_and_resident(page: Any, site: dict[str, Any]
     assert form.locator("[name=name]").input_value() == "测试街道"  # kept for correction
     with psycopg.connect(db) as conn:
         assert (
-            conn.execute("SELECT count(*) FROM districts WHERE code = %s", (code,)).fetchone()[0]
-            == 0
+            one_row(conn.execute("SELECT count(*) FROM districts WHERE code = %s", (code,)))[0] == 0
         )
     form.locator("[name=parent_code]").select_option("000000")
     form.locator("[name=fiscal_region]").select_option("east")
@@ -192,9 +192,9 @@ def test_admin_creates_district_bed_and_resident(page: Any, site: dict[str, Any]
     hh.locator("button[type=submit]").click()
     page.wait_for_function("() => document.querySelectorAll('#households tbody tr').length > 0")
     with psycopg.connect(db) as conn:
-        hh_id = conn.execute(
-            "SELECT id FROM households WHERE address = %s", (hh_address,)
-        ).fetchone()[0]
+        hh_id = one_row(
+            conn.execute("SELECT id FROM households WHERE address = %s", (hh_address,))
+        )[0]
     page.wait_for_selector(f'#households tr[data-id="{hh_id}"]')
     assert hh_address not in page.locator("#households").inner_text()
     page.click("[data-tab=residents]")

@@ -172,7 +172,9 @@ def order(site: dict[str, Any], order_id: str) -> dict[str, Any]:
     return r.json()
 
 
-def test_a_worker_makes_visits_from_the_phone(browser: Any, site: dict[str, Any]) -> None:
+def test_a_worker_makes_visits_from_the_phone(
+    browser: Any, site: dict[str, Any], settings: Settings
+) -> None:
     ctx = browser.new_context(
         viewport={"width": 390, "height": 844},
         is_mobile=True,
@@ -244,6 +246,13 @@ def test_a_worker_makes_visits_from_the_phone(browser: Any, site: dict[str, Any]
     assert "页面测试路1号" in shown.inner_text()
     stored = "() => JSON.stringify([{ ...localStorage }, { ...sessionStorage }])"
     assert "页面测试路1号" not in page.evaluate(stored)
+    with psycopg.connect(settings.database_url) as conn:
+        seen = conn.execute(
+            "SELECT reason FROM reveals WHERE username = %s AND work_order_id = %s"
+            " AND refused IS NULL",
+            (site["user"], a),
+        ).fetchall()
+    assert seen == [(f"work order {order(site, a)['number']}",)]
     form = page.locator(f'form[data-record="{a}"]')
     form.locator("input[value=bathing]").check()
     form.locator("input[value=company]").check()

@@ -78,7 +78,7 @@ def test_every_key_the_pages_use_is_translated() -> None:
         "console.html",
         "staff.html",
         "console.js",
-        *(f"console/{p.name}" for p in sorted(STATIC.joinpath("console").iterdir())),
+        *sorted(f"console/{p.name}" for p in STATIC.joinpath("console").iterdir()),
         "orders.js",
         "staff.js",
         "common.js",
@@ -94,7 +94,7 @@ def test_every_key_the_pages_use_is_translated() -> None:
 
 def test_every_value_the_api_sends_is_translated() -> None:
     zh = _dict("zh-CN")
-    enums = {
+    enums: dict[str, set[str]] = {
         "kind": {*rules.ALARM_KINDS, *rules.HEALTH_KINDS, *rules.PRIORITY},
         "status": {*rules.ACTIVE, *rules.TERMINAL},
         "disp": set(rules.DISPOSITIONS),

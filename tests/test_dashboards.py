@@ -32,6 +32,7 @@ from dashboards import build, grafana, model_quality, response_times
 from eldercare.alerts import metrics as clocks
 from eldercare.alerts import rules
 from eldercare.platform import hotline, reports
+from tests.alarm_support import one_row
 
 ROOT = Path(__file__).resolve().parent.parent
 DASHBOARD_DIR = ROOT / "dashboards"
@@ -135,10 +136,12 @@ def insert_sample_rows(conn: psycopg.Connection, now: datetime) -> dict[str, Any
     """
     tag = secrets.token_hex(3)
     fac = [
-        conn.execute(
-            "INSERT INTO facilities (code, name) VALUES (%s, %s) RETURNING id",
-            (f"dash-{tag}-{i}", f"Dashboard home {tag} {i}"),
-        ).fetchone()[0]
+        one_row(
+            conn.execute(
+                "INSERT INTO facilities (code, name) VALUES (%s, %s) RETURNING id",
+                (f"dash-{tag}-{i}", f"Dashboard home {tag} {i}"),
+            )
+        )[0]
         for i in (1, 2)
     ]
     devices = {  # id -> (kind, facility, online, battery)
@@ -238,8 +241,14 @@ def insert_sample_rows(conn: psycopg.Connection, now: datetime) -> dict[str, Any
     alarms = insert_sample_alarms(conn, now, fac)
     insert_fall_shadow_rows(conn, now, fac, alarms, f"wear-{tag}")
     insert_triage_rows(conn, now, alarms)
+    for dev, hours, risk in ((f"wear-{tag}", 6.5, 0.2), (f"sos-{tag}", None, 0.7)):
+        conn.execute(
+            "INSERT INTO device_health (device_id, computed_at, battery, hours_to_low,"
+            " offline_risk_24h, model, version) VALUES (%s, %s, 30, %s, %s, 'device_health', 1)",
+            (dev, now, hours, risk),
+        )
     subsidy = insert_subsidy_rows(conn, now, fac[0], tag)
-    return {"facilities": fac, "alarms": alarms, "subsidy": subsidy}
+    return {"facilities": fac, "alarms": alarms, "subsidy": subsidy, "tag": tag}
 
 
 def insert_fall_shadow_rows(
@@ -321,29 +330,35 @@ def insert_subsidy_rows(
             (code, code, parent, level),
         )
     conn.execute("UPDATE facilities SET district_code = %s WHERE id = %s", (dist, facility))
-    resident = conn.execute(
-        "INSERT INTO residents (name, facility_id) VALUES ('sample', %s) RETURNING id",
-        (facility,),
-    ).fetchone()[0]
+    resident = one_row(
+        conn.execute(
+            "INSERT INTO residents (name, facility_id) VALUES ('sample', %s) RETURNING id",
+            (facility,),
+        )
+    )[0]
     prog = f"care_{tag}"
     conn.execute(
         "INSERT INTO programmes (code, name_zh, kind, payee, period)"
         " VALUES (%s, '护理', 'care_fee', 'resident', 'month')",
         (prog,),
     )
-    pv = conn.execute(
-        "INSERT INTO policy_versions (programme_code, district_code, effective, status, rules,"
-        " funding, source_doc, created_by, created_at, published_by, published_at)"
-        " VALUES (%s, '330683', daterange('2020-01-01', NULL), 'published', '[]',"
-        ' \'{"by_fiscal_region": {"east": {"central": 0.85, "local": 0.15}}}\','
-        " 'seed', 'ca', %s, 'ca', %s) RETURNING id",
-        (prog, now, now),
-    ).fetchone()[0]
-    run = conn.execute(
-        "INSERT INTO entitlement_runs (month, district_code, started_by, started_at)"
-        " VALUES (%s, '330683', 'ca', %s) RETURNING id",
-        (month, now),
-    ).fetchone()[0]
+    pv = one_row(
+        conn.execute(
+            "INSERT INTO policy_versions (programme_code, district_code, effective, status, rules,"
+            " funding, source_doc, created_by, created_at, published_by, published_at)"
+            " VALUES (%s, '330683', daterange('2020-01-01', NULL), 'published', '[]',"
+            ' \'{"by_fiscal_region": {"east": {"central": 0.85, "local": 0.15}}}\','
+            " 'seed', 'ca', %s, 'ca', %s) RETURNING id",
+            (prog, now, now),
+        )
+    )[0]
+    run = one_row(
+        conn.execute(
+            "INSERT INTO entitlement_runs (month, district_code, started_by, started_at)"
+            " VALUES (%s, '330683', 'ca', %s) RETURNING id",
+            (month, now),
+        )
+    )[0]
     conn.execute(
         "INSERT INTO entitlements (run_id, resident_id, programme_code, month, amount_fen,"
         " policy_version_id, district_code, basis, created_at)"
@@ -356,31 +371,37 @@ def insert_subsidy_rows(
         " VALUES (%s, '助浴', 'bath', 'home', 'visit')",
         (item,),
     )
-    provider = conn.execute(
-        "INSERT INTO providers (name, kind, district_code) VALUES (%s, 'company', '330683')"
-        " RETURNING id",
-        (f"provider {tag}",),
-    ).fetchone()[0]
-    worker = conn.execute(
-        "INSERT INTO workers (provider_id, name) VALUES (%s, 'w') RETURNING id", (provider,)
-    ).fetchone()[0]
-    order = conn.execute(
-        "INSERT INTO work_orders (number, resident_id, district_code, service_item_code, source,"
-        " status, provider_id, worker_id, price_fen, checked_in_at, checked_out_at,"
-        " created_by, created_at) VALUES (%s, %s, %s, %s, 'app', 'settled', %s, %s,"
-        " 12000, %s, %s, 'op', %s) RETURNING id",
-        (
-            f"WO-330683-{month:%Y%m%d}-{secrets.randbelow(10**6):06d}",
-            resident,
-            dist,
-            item,
-            provider,
-            worker,
-            now - timedelta(hours=2),
-            now - timedelta(hours=1),
-            now - timedelta(hours=3),
-        ),
-    ).fetchone()[0]
+    provider = one_row(
+        conn.execute(
+            "INSERT INTO providers (name, kind, district_code) VALUES (%s, 'company', '330683')"
+            " RETURNING id",
+            (f"provider {tag}",),
+        )
+    )[0]
+    worker = one_row(
+        conn.execute(
+            "INSERT INTO workers (provider_id, name) VALUES (%s, 'w') RETURNING id", (provider,)
+        )
+    )[0]
+    order = one_row(
+        conn.execute(
+            "INSERT INTO work_orders (number, resident_id, district_code, service_item_code,"
+            " source, status, provider_id, worker_id, price_fen, checked_in_at, checked_out_at,"
+            " created_by, created_at) VALUES (%s, %s, %s, %s, 'app', 'settled', %s, %s,"
+            " 12000, %s, %s, 'op', %s) RETURNING id",
+            (
+                f"WO-330683-{month:%Y%m%d}-{secrets.randbelow(10**6):06d}",
+                resident,
+                dist,
+                item,
+                provider,
+                worker,
+                now - timedelta(hours=2),
+                now - timedelta(hours=1),
+                now - timedelta(hours=3),
+            ),
+        )
+    )[0]
     # Two revisits of the order (回访): one reached (满意, confirmed), one not reached.
     for reached, confirmed, satisfaction in ((True, True, 2), (False, None, None)):
         conn.execute(
@@ -394,12 +415,14 @@ def insert_subsidy_rows(
         " evidence) VALUES ('gps_far', 'soft', %s, %s, %s, '{}')",
         (order, provider, now - timedelta(hours=1)),
     )
-    batch = conn.execute(
-        "INSERT INTO settlement_batches (provider_id, month, status, totals, created_by,"
-        " created_at, approved_by, approved_at) VALUES (%s, %s, 'approved', '{}', 'pa', %s,"
-        " 'ca', %s) RETURNING id",
-        (provider, month, now, now),
-    ).fetchone()[0]
+    batch = one_row(
+        conn.execute(
+            "INSERT INTO settlement_batches (provider_id, month, status, totals, created_by,"
+            " created_at, approved_by, approved_at) VALUES (%s, %s, 'approved', '{}', 'pa', %s,"
+            " 'ca', %s) RETURNING id",
+            (provider, month, now, now),
+        )
+    )[0]
     conn.execute(
         "INSERT INTO settlement_lines (batch_id, work_order_id, kind, service_month,"
         " district_code, price_fen, ltc_fen, copay_fen, subsidy, funding)"
@@ -447,30 +470,32 @@ def insert_sample_alarms(conn: psycopg.Connection, now: datetime, fac: list[int]
             None if o is None else received + timedelta(seconds=o) for o in offsets
         )
         ids[name] = str(
-            conn.execute(
-                "INSERT INTO alarms (kind, priority, status, facility_id, area, event_time,"
-                " received_at, last_occurrence_at, acknowledged_at, dispatched_at,"
-                " accepted_at, on_site_at, resolved_at, closed_at, details)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-                " RETURNING id",
-                (
-                    kind,
-                    rules.PRIORITY[kind],
-                    status,
-                    fac[f],
-                    "remote" if f else "town",
-                    received,
-                    received,
-                    received,
-                    ack,
-                    disp,
-                    acc,
-                    on_site,
-                    res,
-                    res if status == "closed" else None,
-                    Jsonb({"heart_rate": 130}),
-                ),
-            ).fetchone()[0]
+            one_row(
+                conn.execute(
+                    "INSERT INTO alarms (kind, priority, status, facility_id, area, event_time,"
+                    " received_at, last_occurrence_at, acknowledged_at, dispatched_at,"
+                    " accepted_at, on_site_at, resolved_at, closed_at, details)"
+                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                    " RETURNING id",
+                    (
+                        kind,
+                        rules.PRIORITY[kind],
+                        status,
+                        fac[f],
+                        "remote" if f else "town",
+                        received,
+                        received,
+                        received,
+                        ack,
+                        disp,
+                        acc,
+                        on_site,
+                        res,
+                        res if status == "closed" else None,
+                        Jsonb({"heart_rate": 130}),
+                    ),
+                )
+            )[0]
         )
     for name, after_s, action in (
         ("t-fall", 150, "escalated"),
@@ -652,7 +677,7 @@ def _run(conn: psycopg.Connection, query: str) -> tuple[list[str], list[tuple[An
     # A savepoint per query: one failure must not hide the next in the same transaction.
     with conn.transaction(), conn.cursor() as cur:
         try:
-            cur.execute(query)  # type: ignore[arg-type]  (SQL text from a file)
+            cur.execute(query)  # type: ignore[arg-type]  # SQL text from a file
         except psycopg.Error as exc:
             raise AssertionError(f"panel SQL failed: {exc}\n{query}") from exc
         assert cur.description is not None, query
@@ -795,7 +820,7 @@ def test_grafana_role_reads_exactly_what_is_granted(
     as_grafana: tuple[psycopg.Connection, dict[str, Any]],
 ) -> None:
     conn, _ = as_grafana
-    role = conn.execute("SELECT current_user").fetchone()[0]
+    role = one_row(conn.execute("SELECT current_user"))[0]
     # A grant left over from an older version (or a hand-made one) is revoked by grant().
     conn.execute("RESET ROLE")
     conn.execute(sql.SQL("GRANT SELECT ON residents, alarms TO {}").format(sql.Identifier(role)))
@@ -840,7 +865,7 @@ def _run_panel(
 @contextlib.contextmanager
 def _as_owner(conn: psycopg.Connection) -> Iterator[None]:
     """Step out of Grafana's role (clocks.py reads whole alarm rows), then back in."""
-    role = conn.execute("SELECT current_user").fetchone()[0]
+    role = one_row(conn.execute("SELECT current_user"))[0]
     conn.execute("RESET ROLE")
     try:
         yield
@@ -872,7 +897,7 @@ def test_acknowledge_shares_agree_with_the_api(
 ) -> None:
     conn, sample = as_grafana
     one, two = sample["facilities"]
-    db_now = conn.execute("SELECT now()").fetchone()[0]  # what the panels' now() is
+    db_now = one_row(conn.execute("SELECT now()"))[0]  # what the panels' now() is
     for start, end in ((db_now - timedelta(hours=6), db_now), (db_now - timedelta(days=7), db_now)):
         for grafana_facility, api_facility in (("-1", None), (f"'{one}'", one), (f"'{two}'", two)):
             with _as_owner(conn):
@@ -908,7 +933,7 @@ def test_on_site_and_percentiles_agree_with_the_api(
 ) -> None:
     conn, sample = as_grafana
     one, two = sample["facilities"]
-    db_now = conn.execute("SELECT now()").fetchone()[0]
+    db_now = one_row(conn.execute("SELECT now()"))[0]
     start = db_now - timedelta(hours=6)
     for grafana_facility, api_facility in (("-1", None), (f"'{one}'", one), (f"'{two}'", two)):
         with _as_owner(conn):
@@ -1005,7 +1030,7 @@ def test_coverage_and_revisit_panels_agree_with_the_api(
     tz = ZoneInfo("Asia/Shanghai")
     since = datetime.combine(sub["month"], datetime.min.time(), tz)
     until = (since + timedelta(days=32)).replace(day=1)
-    db_now = conn.execute("SELECT now()").fetchone()[0]
+    db_now = one_row(conn.execute("SELECT now()"))[0]
     with _as_owner(conn):
         cov = reports.coverage(conn, sub["programme"], sub["month"], sub["district"], tz)
         rev = hotline.revisits_report(conn, since, until, None, sub["provider"])
@@ -1042,7 +1067,7 @@ def test_provider_panel_agrees_with_the_api(
     sub = sample["subsidy"]
     tz = ZoneInfo("Asia/Shanghai")
     since = datetime.combine(sub["month"], datetime.min.time(), tz)
-    db_now = conn.execute("SELECT now()").fetchone()[0]
+    db_now = one_row(conn.execute("SELECT now()"))[0]
     with _as_owner(conn):
         (api,) = reports.providers(conn, sub["month"], sub["district"], sub["provider"], tz)[
             "providers"
@@ -1093,3 +1118,23 @@ def test_model_quality_panels_count_dispositions(
     assert version["model"] == "triage v1" and version["alarms"] == 3
     brier = ((0.91 - 1) ** 2 + (0.3 - 1) ** 2 + 0.12**2) / 3
     assert float(version["Brier"]) == pytest.approx(brier, rel=1e-5)
+
+
+def test_device_health_panel_lists_devices_due_soon(
+    as_grafana: tuple[psycopg.Connection, dict[str, Any]],
+) -> None:
+    conn, sample = as_grafana
+    (dash,) = [d for _, d in _dashboards() if d["uid"] == "eldercare-model-quality"]
+    (p,) = [p for p in _panels(dash) if p["title"] == "Devices due a charge or likely to drop"]
+    query = expand(
+        p["targets"][0]["rawSql"],
+        start=sample["now"] - timedelta(hours=1),
+        end=sample["now"] + timedelta(minutes=1),
+        interval="1m",
+        interval_ms=60_000,
+        variables=variable_values(dash, "-1"),
+    )
+    cols, rows = _run(conn, query)
+    got = [dict(zip(cols, r, strict=True)) for r in rows]
+    mine = [g for g in got if g["device"].endswith(sample["tag"])]
+    assert [g["device"].split("-")[0] for g in mine] == ["wear", "sos"]  # charge due first

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pickle
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -96,13 +97,13 @@ def test_resample_keeps_the_last_sample_and_fit_window_pads_with_the_first() -> 
 
 
 @pytest.fixture(scope="module")
-def trained() -> tuple[object, np.ndarray]:
+def trained() -> tuple[Any, np.ndarray]:
     syn = M.synthetic_training_set(SMALL)
     X = F.extract(syn.windows)
     return M.fit(SMALL, X, syn.labels), X
 
 
-def test_exported_forest_matches_predict_proba(trained: tuple[object, np.ndarray]) -> None:
+def test_exported_forest_matches_predict_proba(trained: tuple[Any, np.ndarray]) -> None:
     model, X = trained
     held = F.extract(
         synth.generate(

@@ -164,7 +164,7 @@ def test_unknown_device_gets_nack(gateway, make_device, settings, db):
     assert count(db, "SELECT count(*) FROM alarms WHERE device_id=%s", dev.device_id) == 0
 
 
-def _client(settings, user: str, password: str) -> tuple[mqtt.Client, mqtt.ReasonCode | None]:
+def _client(settings, user: str, password: str) -> tuple[mqtt.Client, mqtt.ReasonCode]:
     c = make_client("acl-" + user + str(time.monotonic_ns()), user, password)
     result: list = []
     c.on_connect = lambda cl, u, f, rc, pr=None: result.append(rc)

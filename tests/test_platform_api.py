@@ -18,14 +18,14 @@ from starlette.websockets import WebSocketDisconnect
 from eldercare.app import create_app
 from eldercare.config import Settings
 from eldercare.registry import auth
-from tests.alarm_support import RecordingPublisher
+from tests.alarm_support import RecordingPublisher, one_row
 
 PASSWORD = "platform-api-password"
 
 
 def _count(settings: Settings, sql: str, *params: Any) -> int:
     with psycopg.connect(settings.database_url) as conn:
-        return int(conn.execute(sql, params).fetchone()[0])
+        return int(one_row(conn.execute(sql, params))[0])
 
 
 @pytest.fixture(scope="module")

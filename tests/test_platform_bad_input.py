@@ -24,6 +24,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from psycopg import sql
 
@@ -41,7 +42,7 @@ from eldercare.http.routes import (
 )
 from eldercare.platform import reports
 from eldercare.registry import auth
-from tests.alarm_support import RecordingPublisher
+from tests.alarm_support import RecordingPublisher, one_row
 
 PASSWORD = "bad-input-password-1"
 TAG = secrets.token_hex(3)
@@ -691,12 +692,17 @@ def _write_routes() -> list[tuple[str, str]]:
     found = []
     for module in (people, providers, work_orders, hotline, subsidies, settlement, anomalies):
         found += [
-            (m, r.path) for r in module.router.routes for m in sorted(r.methods) if m != "GET"
+            (m, r.path)
+            for r in module.router.routes
+            if isinstance(r, APIRoute)
+            for m in sorted(r.methods or ())
+            if m != "GET"
         ]
     found += [
         (m, r.path)
         for r in registry.router.routes
-        for m in sorted(r.methods)
+        if isinstance(r, APIRoute)
+        for m in sorted(r.methods or ())
         if m != "GET"
         and ("home-beds" in r.path or r.path in ("/api/residents", "/api/facilities/{facility_id}"))
     ]
@@ -716,6 +722,7 @@ def test_junk_bodies_and_ids_never_reach_a_500(
     }
     with psycopg.connect(settings.database_url, autocommit=True) as conn:
         before = snapshot(conn)
+        last_reveal = one_row(conn.execute("SELECT coalesce(max(id), 0) FROM reveals"))[0]
         for method, path in routes:
             params = [p.strip("{}") for p in path.split("/") if p.startswith("{")]
             # Integer ids only of no row: a real one could be another table's row of a
@@ -730,7 +737,15 @@ def test_junk_bodies_and_ids_never_reach_a_500(
                     assert 400 <= r.status_code < 500, (method, concrete, body, r.text)
                     assert r.json()["detail"], (method, concrete, body)
         after = snapshot(conn)
-    assert [t for t in TABLES if before[t] != after[t]] == []
+        # A refused visit-address reveal is itself recorded (audit M1: every refusal kept
+        # where a supervisor looks): the one write a refused request may leave.
+        granted = one_row(
+            conn.execute(
+                "SELECT count(*) FROM reveals WHERE id > %s AND refused IS NULL", (last_reveal,)
+            )
+        )[0]
+    assert granted == 0
+    assert [t for t in TABLES if t != "reveals" and before[t] != after[t]] == []
 
 
 def test_of_concurrent_verifications_exactly_one_wins(

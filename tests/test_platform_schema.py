@@ -8,6 +8,7 @@ import pytest
 
 from eldercare.errors import InvalidInput, NotFoundError
 from eldercare.registry import auth
+from tests.alarm_support import one_row
 
 
 @pytest.fixture
@@ -41,14 +42,18 @@ def _district(conn: psycopg.Connection) -> str:
 
 def _household_resident(conn: psycopg.Connection) -> int:
     d = _district(conn)
-    hh = conn.execute(
-        "INSERT INTO households (address, district_code, lat, lon) VALUES ('x', %s, 29.5, 120.8)"
-        " RETURNING id",
-        (d,),
-    ).fetchone()[0]
-    return conn.execute(
-        "INSERT INTO residents (name, household_id) VALUES ('住户', %s) RETURNING id", (hh,)
-    ).fetchone()[0]
+    hh = one_row(
+        conn.execute(
+            "INSERT INTO households (address, district_code, lat, lon)"
+            " VALUES ('x', %s, 29.5, 120.8) RETURNING id",
+            (d,),
+        )
+    )[0]
+    return one_row(
+        conn.execute(
+            "INSERT INTO residents (name, household_id) VALUES ('住户', %s) RETURNING id", (hh,)
+        )
+    )[0]
 
 
 def test_a_resident_may_live_in_a_household_but_somewhere(tx: psycopg.Connection) -> None:
@@ -83,14 +88,16 @@ def test_categories_do_not_overlap_and_tekun_needs_a_mode(tx: psycopg.Connection
 
 def test_assessments_are_corrected_by_new_rows(tx: psycopg.Connection) -> None:
     rid = _household_resident(tx)
-    aid = tx.execute(
-        "INSERT INTO assessments (resident_id, total_score, preliminary_level, final_level, reason,"
-        " assessed_at, effective_from, assessor, recorded_by, recorded_at)"
-        " VALUES (%s, 50, 'moderate', 'moderate', 'initial', now(), '2026-01-01', 'A', 'as1',"
-        " now())"
-        " RETURNING id",
-        (rid,),
-    ).fetchone()[0]
+    aid = one_row(
+        tx.execute(
+            "INSERT INTO assessments (resident_id, total_score, preliminary_level, final_level,"
+            " reason, assessed_at, effective_from, assessor, recorded_by, recorded_at)"
+            " VALUES (%s, 50, 'moderate', 'moderate', 'initial', now(), '2026-01-01', 'A', 'as1',"
+            " now())"
+            " RETURNING id",
+            (rid,),
+        )
+    )[0]
     with pytest.raises(psycopg.errors.RaiseException), tx.transaction():
         tx.execute("UPDATE assessments SET final_level = 'mild' WHERE id = %s", (aid,))
     with pytest.raises(psycopg.errors.CheckViolation), tx.transaction():
@@ -114,12 +121,15 @@ def test_work_order_events_are_append_only(owner_tx: psycopg.Connection) -> None
         "INSERT INTO service_items (code, name_zh, category, setting, unit)"
         " VALUES ('visit_t', '探访', 'visit', 'home', 'visit') ON CONFLICT DO NOTHING"
     )
-    wo = tx.execute(
-        "INSERT INTO work_orders (number, resident_id, district_code, service_item_code, source,"
-        " created_by, created_at) VALUES ('WO-330683-20260106-000001', %s, '330683', 'visit_t',"
-        " 'app', 'op', now()) RETURNING id",
-        (rid,),
-    ).fetchone()[0]
+    wo = one_row(
+        tx.execute(
+            "INSERT INTO work_orders (number, resident_id, district_code, service_item_code,"
+            " source, created_by, created_at)"
+            " VALUES ('WO-330683-20260106-000001', %s, '330683', 'visit_t', 'app', 'op', now())"
+            " RETURNING id",
+            (rid,),
+        )
+    )[0]
     tx.execute(
         "INSERT INTO work_order_events (work_order_id, at, actor, action, to_status)"
         " VALUES (%s, now(), 'op', 'create', 'created')",
@@ -135,16 +145,18 @@ def test_work_order_events_are_append_only(owner_tx: psycopg.Connection) -> None
 
 
 def test_provider_users_belong_to_their_provider(tx: psycopg.Connection) -> None:
-    p1 = tx.execute(
-        "INSERT INTO providers (name, kind) VALUES ('P1', 'company') RETURNING id"
-    ).fetchone()[0]
-    p2 = tx.execute(
-        "INSERT INTO providers (name, kind) VALUES ('P2', 'company') RETURNING id"
-    ).fetchone()[0]
+    p1 = one_row(
+        tx.execute("INSERT INTO providers (name, kind) VALUES ('P1', 'company') RETURNING id")
+    )[0]
+    p2 = one_row(
+        tx.execute("INSERT INTO providers (name, kind) VALUES ('P2', 'company') RETURNING id")
+    )[0]
     w1, w2 = (
-        tx.execute(
-            "INSERT INTO workers (provider_id, name) VALUES (%s, 'W') RETURNING id", (p1,)
-        ).fetchone()[0]
+        one_row(
+            tx.execute(
+                "INSERT INTO workers (provider_id, name) VALUES (%s, 'W') RETURNING id", (p1,)
+            )
+        )[0]
         for _ in range(2)
     )
     row = auth.create_user(tx, "w1-schema", "password-1", "provider_worker", worker_id=w1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import secrets
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import psycopg
@@ -22,6 +23,7 @@ from eldercare.platform.schemas import (
     ProviderCreate,
     ReasonRequest,
     ServiceItemCreate,
+    ServiceRecord,
     WorkerCreate,
     WorkOrderCreate,
 )
@@ -98,14 +100,14 @@ def _checked_out(world, at: datetime) -> dict:
             conn, OP, o["id"], "dispatch", DispatchRequest(provider_id=world["provider"]), at, ENV
         )
         workorders.act(conn, worker, o["id"], "accept", AcceptRequest(), at, ENV)
-        point = {"lat": 29.5, "lon": 120.8, "accuracy_m": 5, "client_time": at}
+        point: dict[str, Any] = {"lat": 29.5, "lon": 120.8, "accuracy_m": 5, "client_time": at}
         workorders.act(conn, worker, o["id"], "check_in", GeoPoint(**point), at, ENV)
         out = workorders.act(
             conn,
             worker,
             o["id"],
             "check_out",
-            CheckOut(**point, record={}),
+            CheckOut(**point, record=ServiceRecord()),
             at + timedelta(minutes=30),
             ENV,
         )
@@ -292,7 +294,7 @@ def test_a_worker_on_site_during_an_open_sos_is_proposed_first(world) -> None:
             conn, OP, o["id"], "dispatch", DispatchRequest(provider_id=world["provider"]), at, ENV
         )
         workorders.act(conn, worker, o["id"], "accept", AcceptRequest(), at, ENV)
-        point = {"lat": 29.5, "lon": 120.8, "accuracy_m": 5, "client_time": at}
+        point: dict[str, Any] = {"lat": 29.5, "lon": 120.8, "accuracy_m": 5, "client_time": at}
         workorders.act(conn, worker, o["id"], "check_in", GeoPoint(**point), at, ENV)
     admin = Actor("adm", "admin")
     shown = alarms.detail(conn, alarm_id, admin, at + timedelta(minutes=1))

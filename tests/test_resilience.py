@@ -32,6 +32,7 @@ from harness.services import (
     migrate_database,
     wait_for,
 )
+from tests.alarm_support import one_row
 
 DEVICES = 4
 PER_DEVICE = 1500
@@ -106,9 +107,11 @@ def assert_exactly_once(
 
         def stored() -> int:
             return int(
-                db.execute(
-                    "SELECT count(*) FROM device_events WHERE device_id = ANY(%s)", (ids,)
-                ).fetchone()[0]
+                one_row(
+                    db.execute(
+                        "SELECT count(*) FROM device_events WHERE device_id = ANY(%s)", (ids,)
+                    )
+                )[0]
             )
 
         try:

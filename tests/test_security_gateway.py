@@ -23,6 +23,7 @@ from eldercare.gateway.store import Refusal, Store
 from eldercare.mqtt import make_client
 from eldercare.registry import auth
 from harness.services import wait_for
+from tests.alarm_support import one_row
 
 
 def _now() -> str:
@@ -177,7 +178,11 @@ def test_h6_a_device_clock_hours_ahead_does_not_keep_a_dead_device_online(gatewa
     mid = dev.send("heartbeat", ts=ahead, battery=90, interval_s=1)
     wait_for(lambda: (s := _status(db, dev.device_id)) and s[0], what="online after heartbeat")
     # It then goes silent: 2.5 x 1 s later the sweeper must see it as gone.
-    wait_for(lambda: not _status(db, dev.device_id)[0], timeout=10, what="offline by timeout")
+    wait_for(
+        lambda: (s := _status(db, dev.device_id)) and not s[0],
+        timeout=10,
+        what="offline by timeout",
+    )
     row = db.execute(
         "SELECT device_ts, clock_skew FROM device_events WHERE device_id=%s AND msg_id=%s",
         (dev.device_id, mid),
@@ -195,7 +200,9 @@ def test_h6_a_device_clock_hours_behind_is_online_while_it_talks(gateway, make_d
         ).fetchone(),
         what="heartbeat stored",
     )
-    online, last_seen = _status(db, dev.device_id)
+    status = _status(db, dev.device_id)
+    assert status is not None, "the heartbeat is stored with the device's status"
+    online, last_seen = status
     assert online is True
     assert last_seen > datetime.now(UTC) - timedelta(minutes=1)
 
@@ -436,7 +443,7 @@ def test_h10_production_broker_config_serves_devices_over_tls_only(tmp_path, set
 
     # Provisioned first: this broker reads the shared password file when it starts.
     with psycopg.connect(settings.database_url) as conn:
-        fac = conn.execute("SELECT id FROM facilities LIMIT 1").fetchone()
+        fac = one_row(conn.execute("SELECT id FROM facilities LIMIT 1"))
         cred = registry.provision_device(
             conn, settings, DeviceCreate(kind="sos_button", facility_id=fac[0])
         )

@@ -19,6 +19,7 @@ import httpx
 import jwt
 import psycopg
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 from websockets.exceptions import InvalidStatus
@@ -37,7 +38,7 @@ from harness.services import (
     settings_env,
     wait_for,
 )
-from tests.alarm_support import FrozenClock, RecordingPublisher, World
+from tests.alarm_support import FrozenClock, RecordingPublisher, World, one_row
 
 PASSWORD = "correct-horse-battery"
 
@@ -76,6 +77,12 @@ def client(sec_settings: Settings, clock: FrozenClock) -> Iterator[TestClient]:
 
 def _login(client: TestClient, name: str, password: str = PASSWORD) -> httpx.Response:
     return client.post("/api/auth/token", data={"username": name, "password": password})
+
+
+def _app(client: TestClient) -> FastAPI:
+    """The app under test (TestClient types it as any ASGI callable)."""
+    assert isinstance(client.app, FastAPI)
+    return client.app
 
 
 def _bearer(client: TestClient, name: str) -> dict[str, str]:
@@ -371,9 +378,11 @@ def test_m1_reveal_needs_a_live_alarm_or_a_stated_reason(
     bogus = "00000000-0000-0000-0000-000000000001"
 
     def granted() -> int:
-        return db.execute(
-            "SELECT count(*) FROM reveals WHERE resident_id = %s AND refused IS NULL", (rid,)
-        ).fetchone()[0]
+        return one_row(
+            db.execute(
+                "SELECT count(*) FROM reveals WHERE resident_id = %s AND refused IS NULL", (rid,)
+            )
+        )[0]
 
     before = granted()
     for alarm_id in (bogus, other):
@@ -433,7 +442,7 @@ def test_m2_family_contacts_only_through_the_reveal(
     with client.websocket_connect("/api/ws") as ws:
         assert _ws_auth(ws, op)["type"] == "hello"
         clock.advance(181)
-        client.app.state.engine.tick()
+        _app(client).state.engine.tick()
         while True:
             msg = ws.receive_json()
             ours = msg["type"] == "offer" and msg["alarm"]["id"] == aid
@@ -456,7 +465,7 @@ def test_m7_staff_answer_only_their_own_offers_and_resolve_what_they_hold(
     client: TestClient, world: World, desk: dict[str, Any], clock: FrozenClock, tag: str
 ) -> None:
     op = desk["op"]
-    s = client.app.state.settings
+    s = _app(client).state.settings
     unlinked = _bearer(
         client, _user(s, f"nolink-{tag}", "facility_staff", facility_id=world.facility_id)
     )
@@ -475,9 +484,18 @@ def test_m7_staff_answer_only_their_own_offers_and_resolve_what_they_hold(
     client.post(f"/api/alarms/{aid}/acknowledge", headers=op)
     client.post(f"/api/alarms/{aid}/dispatch", headers=op)
     clock.advance(121)
-    client.app.state.engine.tick()
+    _app(client).state.engine.tick()
     offers = client.get(f"/api/alarms/{aid}", headers=op).json()["offers"]
     (family,) = [o for o in offers if o["responder_kind"] == "family"]
+
+    def acts(alarm_id: str, who: dict[str, str]) -> list[str]:
+        """What the staff page offers: the detail's allowed_actions, for this user."""
+        shown = client.get(f"/api/alarms/{alarm_id}", headers=who).json()["alarm"]
+        listed = {a["id"]: a for a in client.get("/api/alarms", headers=who).json()}
+        assert listed[alarm_id]["allowed_actions"] == shown["allowed_actions"]
+        return shown["allowed_actions"]
+
+    assert {"accept", "decline"}.isdisjoint(acts(aid, unlinked))
     for action in ("accept", "decline"):
         r = client.post(
             f"/api/alarms/{aid}/{action}", json={"offer_id": family["id"]}, headers=unlinked
@@ -489,15 +507,20 @@ def test_m7_staff_answer_only_their_own_offers_and_resolve_what_they_hold(
     client.post(f"/api/alarms/{bid}/acknowledge", headers=op)
     client.post(f"/api/alarms/{bid}/dispatch", headers=op)
     for who in (unlinked, nurse):
+        assert "resolve" not in acts(bid, who)
         assert client.post(f"/api/alarms/{bid}/resolve", headers=who).status_code == 403
+    assert {"accept", "decline"} <= set(acts(bid, nurse)) and "resolve" in acts(bid, op)
     # ... until it is theirs.
-    assert client.post(f"/api/alarms/{bid}/accept", headers=nurse).status_code == 200
+    taken = client.post(f"/api/alarms/{bid}/accept", headers=nurse)
+    assert taken.status_code == 200 and "resolve" in taken.json()["allowed_actions"]
+    assert "resolve" in acts(bid, nurse) and "resolve" not in acts(bid, unlinked)
     assert client.post(f"/api/alarms/{bid}/resolve", headers=unlinked).status_code == 403
     r = client.post(f"/api/alarms/{bid}/resolve", headers=nurse)
     assert r.status_code == 200 and r.json()["status"] == "resolved"
     # An alarm a member of staff acknowledged and attends in person stays theirs to resolve.
     cid = str(world.send(world.device("sos_button"), "sos").alarm_id)
     assert client.post(f"/api/alarms/{cid}/acknowledge", headers=unlinked).status_code == 200
+    assert "resolve" in acts(cid, unlinked) and "resolve" not in acts(cid, nurse)
     assert client.post(f"/api/alarms/{cid}/resolve", headers=nurse).status_code == 403
     assert client.post(f"/api/alarms/{cid}/resolve", headers=unlinked).status_code == 200
 

@@ -23,6 +23,7 @@ from harness.services import (
     settings_env,
     wait_for,
 )
+from tests.alarm_support import one_row
 
 pytestmark = pytest.mark.slow
 PASSWORD = "restart-test-password"
@@ -93,10 +94,12 @@ def test_open_alarm_and_escalation_timer_survive_kill_9_of_serve(settings, tmp_p
             )
             dev.wait_downlink(lambda d: d.get("status") == "dispatched", timeout=10)
             with psycopg.connect(s.database_url) as conn:
-                step_before, due = conn.execute(
-                    "SELECT escalation_step, escalation_due_at FROM alarms WHERE id = %s",
-                    (alarm_id,),
-                ).fetchone()
+                step_before, due = one_row(
+                    conn.execute(
+                        "SELECT escalation_step, escalation_due_at FROM alarms WHERE id = %s",
+                        (alarm_id,),
+                    )
+                )
             assert due is not None
 
             serve.kill9()
@@ -112,9 +115,9 @@ def test_open_alarm_and_escalation_timer_survive_kill_9_of_serve(settings, tmp_p
 
             wait_for(escalated, timeout=15, interval=0.3, what="escalation after the restart")
             with psycopg.connect(s.database_url) as conn:
-                (step_after,) = conn.execute(
-                    "SELECT escalation_step FROM alarms WHERE id = %s", (alarm_id,)
-                ).fetchone()
+                (step_after,) = one_row(
+                    conn.execute("SELECT escalation_step FROM alarms WHERE id = %s", (alarm_id,))
+                )
             assert step_after != step_before
             # The device, reconnected to the restarted gateway, presses again: same alarm.
             again = dev.ack_for(dev.raise_alarm("sos"), timeout=20)

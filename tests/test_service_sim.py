@@ -17,7 +17,7 @@ from eldercare.registry.auth import Actor
 from eldercare.simulators import services
 from eldercare.storage.db import connect
 from harness.services import create_database, drop_database, migrate_database
-from tests.alarm_support import FrozenClock, RecordingPublisher
+from tests.alarm_support import FrozenClock, RecordingPublisher, one_row
 
 
 @pytest.fixture
@@ -52,7 +52,7 @@ def test_simulated_month_of_services(private_db: tuple[Settings, psycopg.Connect
     assert report.blocked == 4
     # and for the worker page, the rest of today: one accepted by the demo worker, two offered
     assert report.today == 3 and report.worker_password == services.WORKER_LOGIN[1]
-    counts = dict(
+    counts: dict[str, int] = dict(
         conn.execute(
             "SELECT status, count(*) FROM work_orders GROUP BY status ORDER BY status"
         ).fetchall()
@@ -61,7 +61,7 @@ def test_simulated_month_of_services(private_db: tuple[Settings, psycopg.Connect
     assert (counts.get("accepted"), counts.get("dispatched")) == (1, 2)
     assert sum(counts.values()) == report.created + report.today
     # every verified order had its voucher allocated (a debit row, possibly zero)
-    debits = conn.execute("SELECT count(*) FROM subsidy_ledger WHERE kind = 'debit'").fetchone()
+    debits = one_row(conn.execute("SELECT count(*) FROM subsidy_ledger WHERE kind = 'debit'"))
     assert debits[0] == report.verified
     # the month's run: the two dispersed 特困 residents (moderate, severe) and the vouchers
     assert report.month == "2026-03"
@@ -73,21 +73,21 @@ def test_simulated_month_of_services(private_db: tuple[Settings, psycopg.Connect
     assert again.entitled_fen == report.entitled_fen
     assert again.worker_password == services.WORKER_LOGIN[1]
     total = report.created + report.today
-    assert conn.execute("SELECT count(*) FROM work_orders").fetchone()[0] == total
+    assert one_row(conn.execute("SELECT count(*) FROM work_orders"))[0] == total
     # The provider's batch leaves out every order with an open hard finding, also the one
     # verified before its finding arrived.
-    provider = conn.execute(
-        "SELECT id FROM providers WHERE name = %s", (services.PROVIDER_NAME,)
-    ).fetchone()[0]
+    provider = one_row(
+        conn.execute("SELECT id FROM providers WHERE name = %s", (services.PROVIDER_NAME,))
+    )[0]
     with conn.transaction():
         batch = settlement.create(
             conn, Actor("ca", "civil_affairs"), provider, date(2026, 3, 1), now, settings.tz
         )
     held = {x["reason"] for x in batch["excluded"]}
     assert {"worker_overlap", "resident_inactive"} <= held
-    overlapped = conn.execute(
-        "SELECT count(*) FROM anomalies WHERE rule_code = 'worker_overlap'"
-    ).fetchone()[0]
+    overlapped = one_row(
+        conn.execute("SELECT count(*) FROM anomalies WHERE rule_code = 'worker_overlap'")
+    )[0]
     assert sum(x["reason"] == "worker_overlap" for x in batch["excluded"]) == overlapped
     assert len(batch["lines"]) == report.verified - 1
 

@@ -21,6 +21,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from eldercare import protocol
 from eldercare.config import Settings
 from eldercare.errors import BrokerError
+from eldercare.mqtt import set_nodelay
 from eldercare.registry.schemas import DeviceCreate, FacilityCreate, ResidentCreate
 from eldercare.registry.service import (
     create_facility,
@@ -68,9 +69,7 @@ class Platform:
             protocol=MQTTProtocolVersion.MQTTv311,
         )
         self.client.username_pw_set(settings.mqtt_username, settings.mqtt_password)
-        self.client.on_socket_open = lambda c, u, s: s.setsockopt(
-            socket.IPPROTO_TCP, socket.TCP_NODELAY, 1
-        )
+        self.client.on_socket_open = set_nodelay
         self.client.on_connect = self._on_connect
         self.client.on_subscribe = lambda *a: self._subscribed.set()
         self.client.on_message = self._on_message

@@ -73,7 +73,7 @@ def test_simulated_operators_close_every_alarm_with_a_disposition(
     cancelled = conn.execute(
         "SELECT disposition, count(*) FROM alarms WHERE cancel_requested_at IS NOT NULL GROUP BY 1"
     ).fetchall()
-    by = dict(cancelled)
+    by: dict[str, int] = dict(cancelled)
     assert by.get("accidental_press", 0) > 5 * by.get("genuine_emergency", 0)
 
 
@@ -163,16 +163,27 @@ def test_promoted_model_orders_the_queue_within_bands_only(
         store.close()
     assert scorer.run_once(conn) == 3
     assert scorer.run_once(conn) == 0  # nothing changed: nothing re-scored
-    p = dict(conn.execute("SELECT alarm_id, p_false FROM alarm_triage").fetchall())
+    p: dict[Any, float] = dict(
+        conn.execute("SELECT alarm_id, p_false FROM alarm_triage").fetchall()
+    )
     assert p[likely_false] > 0.5 > p[likely_real]
 
     # Force the band-3 alarm to look certainly genuine and a band-1 one certainly false:
     # bands still win.
     conn.execute("UPDATE alarm_triage SET p_false = 0 WHERE alarm_id = %s", (band3,))
     conn.execute("UPDATE alarm_triage SET p_false = 0.99 WHERE alarm_id = %s", (likely_false,))
-    queue = lifecycle.list_alarms(conn, Actor("t", "operator"), facility=history.facility_id)
+    op = Actor("t", "operator")
+    queue = lifecycle.list_alarms(conn, op, facility=history.facility_id, now=clock())
     assert [a["id"] for a in queue] == [likely_real, likely_false, band3]
     assert [a["priority"] for a in queue] == [1, 1, 3]
+    # Triage holds an unanswered alarm back for TRIAGE_HOLD_S only: 60 s after it came in,
+    # the likely-false one ranks as genuine and, older, first in its band (never past band).
+    held = clock() + timedelta(seconds=lifecycle.TRIAGE_HOLD_S - 34 - 1)
+    overdue = held + timedelta(seconds=2)
+    queue = lifecycle.list_alarms(conn, op, facility=history.facility_id, now=held)
+    assert [a["id"] for a in queue] == [likely_real, likely_false, band3]
+    queue = lifecycle.list_alarms(conn, op, facility=history.facility_id, now=overdue)
+    assert [a["id"] for a in queue] == [likely_false, likely_real, band3]
 
     # The same order and the reasons over HTTP (queue, detail, console extras).
     app = create_app(tsettings, clock=clock, publisher=RecordingPublisher(), background=False)
@@ -190,16 +201,24 @@ def test_promoted_model_orders_the_queue_within_bands_only(
         assert len(texts) == 3 and all(texts), texts
         extras = client.get("/api/console/open", headers=h).json()["alarms"]
         assert [a["id"] for a in extras] == [str(likely_real), str(likely_false), str(band3)]
+        clock.advance(lifecycle.TRIAGE_HOLD_S)  # nobody answered: no more holding back
+        overdue_order = [str(likely_false), str(likely_real), str(band3)]
+        listed = client.get(f"/api/alarms?facility={history.facility_id}", headers=h).json()
+        assert [a["id"] for a in listed] == overdue_order
+        extras = client.get("/api/console/open", headers=h).json()["alarms"]
+        assert [a["id"] for a in extras] == overdue_order
 
 
 def test_a_cancel_after_scoring_is_scored_again(
     history: HistoryReport, tsettings: Settings, conn: psycopg.Connection
 ) -> None:
     clock = FrozenClock(END + timedelta(hours=5))
+    # The last resident's button: the queue test left the first residents' alarms open, and
+    # a press there would join one of them.
     sos = _one(
         conn,
         "SELECT d.id FROM devices d JOIN residents r ON r.id = d.resident_id"
-        " WHERE r.facility_id = %s AND d.kind = 'sos_button' ORDER BY d.id DESC LIMIT 1",
+        " WHERE r.facility_id = %s AND d.kind = 'sos_button' ORDER BY r.id DESC LIMIT 1",
         (history.facility_id,),
     )
     store = Store(tsettings.database_url, clock)

@@ -48,6 +48,16 @@ TABLES = (
 COLUMNS: dict[str, tuple[str, ...]] = {
     # Alarm triage scores (issue 9B): not the reasons, which quote a resident's history.
     "alarm_triage": ("alarm_id", "p_false", "model", "version", "scored_at"),
+    "device_health": (
+        "device_id",
+        "computed_at",
+        "battery",
+        "hours_to_low",
+        "hours_to_empty",
+        "offline_risk_24h",
+        "model",
+        "version",
+    ),
     "providers": ("id", "name", "kind", "district_code", "status"),
     # Everything but password_hash.
     "devices": (

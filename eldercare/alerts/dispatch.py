@@ -367,7 +367,7 @@ def dispatch(
             events.emit(conn, a.id, "dispatched", actor.username, offer_ids=[o["id"] for o in made])
         else:
             announce(conn, a, "dispatched", to, actor, now, offer_ids=[o["id"] for o in made])
-    return summary(conn, alarm_id)
+    return summary(conn, alarm_id, actor)
 
 
 def escalate(
@@ -528,7 +528,7 @@ def accept(
             },
         )
         announce(conn, a, "accepted", to, actor, now, offer_ids=[o["id"]])
-    return summary(conn, alarm_id)
+    return summary(conn, alarm_id, actor)
 
 
 def decline(
@@ -567,7 +567,7 @@ def decline(
         )
         if not left:
             escalate(conn, a, now, "declined")
-    return summary(conn, alarm_id)
+    return summary(conn, alarm_id, actor)
 
 
 def call_emergency(
@@ -613,7 +613,7 @@ def call_emergency(
                 conn, a, rules.MOVES["dispatch"].event, to, actor, now, offer_ids=[made[0]["id"]]
             )
         events.emit(conn, a.id, "emergency", actor.username, offer_ids=[made[0]["id"]])
-    return summary(conn, alarm_id)
+    return summary(conn, alarm_id, actor)
 
 
 def supervisor_due(conn: psycopg.Connection, now: datetime, limit: int = 100) -> list[str]:

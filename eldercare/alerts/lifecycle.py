@@ -40,7 +40,20 @@ LEFT JOIN devices d ON d.id = a.device_id
 # The operator queue: priority first, always; within a band, the triage model's
 # P(false alarm) (written as data by eldercare.models, which this package never imports),
 # likely-genuine first and unscored alarms as if certainly genuine; then arrival.
-QUEUE_ORDER: Final = "a.priority, COALESCE(t.p_false, 0), a.received_at"
+# Triage may hold an unanswered alarm back only for TRIAGE_HOLD_S: operators answer
+# 97.5 % of alarms within 60 s, so past that an alarm still 'raised' ranks as if genuine
+# and, being older, ahead of newer ones (no alarm starves behind a stream of fresh ones).
+TRIAGE_HOLD_S: Final = 60
+
+
+def queue_order(now_sql: str = "now()") -> str:
+    """ORDER BY terms for the operator queue; ``now_sql`` is SQL for the current time."""
+    return (
+        "a.priority, CASE WHEN a.status = 'raised' AND a.received_at <= "
+        f"{now_sql} - make_interval(secs => {TRIAGE_HOLD_S}) THEN 0 "
+        "ELSE COALESCE(t.p_false, 0) END, a.received_at"
+    )
+
 
 # Who may start each action (facility staff: only on their own facility's alarms).
 ALL_ROLES: Final = ("operator", "supervisor", "admin", "facility_staff")
@@ -84,20 +97,75 @@ ALARM_COLUMNS: Final = ", ".join(f.name for f in fields(Alarm))
 
 def _finish(row: dict[str, Any]) -> dict[str, Any]:
     row["category"] = rules.category(row["kind"])
-    # The console enables exactly these; it keeps no copy of the state machine.
+    # The console enables exactly these; it keeps no copy of the state machine. Pushes to
+    # every console carry this list; answers to one user narrow it (:func:`for_actor`).
     row["allowed_actions"] = rules.allowed_actions(row["status"], row["kind"])
     return row
+
+
+_HOLDERS_SQL: Final = """
+SELECT a.id, a.status, a.acknowledged_by,
+  (SELECT o.responder_id FROM dispatch_offers o WHERE o.alarm_id = a.id
+     AND o.status = 'accepted' ORDER BY o.answered_at DESC NULLS LAST, o.id DESC
+     LIMIT 1) AS accepted_by,
+  EXISTS (SELECT 1 FROM dispatch_offers o WHERE o.alarm_id = a.id
+     AND o.status = 'accepted') AS any_accepted,
+  (SELECT array_agg(DISTINCT o.status) FROM dispatch_offers o WHERE o.alarm_id = a.id
+     AND %(responder)s::bigint IS NOT NULL AND o.responder_id = %(responder)s)
+     AS my_offers
+FROM alarms a WHERE a.id = ANY(%(ids)s)
+"""
+# The offer states in which its responder may still accept or decline it (dispatch.py).
+_ANSWERABLE: Final = {"accept": {"pending", "called", "expired"}, "decline": {"pending", "called"}}
+
+
+def _holds(held: Mapping[str, Any], actor: Actor) -> bool:
+    """Whether facility staff ``actor`` holds the alarm (audit M7): its accepted offer is
+    theirs, or, with no offer accepted, they acknowledged it themselves."""
+    if held["any_accepted"]:
+        return actor.responder_id is not None and held["accepted_by"] == actor.responder_id
+    return held["acknowledged_by"] == actor.username and held["status"] == "acknowledged"
+
+
+def _holders(conn: psycopg.Connection, ids: list[Any], actor: Actor) -> dict[Any, Any]:
+    found = db.rows(conn, _HOLDERS_SQL, {"ids": ids, "responder": actor.responder_id})
+    return {r["id"]: r for r in found}
+
+
+def for_actor(
+    conn: psycopg.Connection, rows: list[dict[str, Any]], actor: Actor
+) -> list[dict[str, Any]]:
+    """``allowed_actions`` narrowed to what ``actor`` may start now, so a page shows no
+    button the server would refuse: the role's actions (PERMITTED), and for facility staff
+    resolve only on an alarm they hold and accept/decline only on an offer of their own."""
+    holders = _holders(conn, [r["id"] for r in rows], actor) if actor.scoped and rows else {}
+    for row in rows:
+        acts = [a for a in row["allowed_actions"] if actor.role in PERMITTED[a]]
+        held = holders.get(row["id"])
+        if held is not None:
+            mine = set(held["my_offers"] or ())
+            acts = [
+                a
+                for a in acts
+                if (a != "resolve" or _holds(held, actor))
+                and (a not in _ANSWERABLE or bool(mine & _ANSWERABLE[a]))
+            ]
+        row["allowed_actions"] = acts
+    return rows
 
 
 def summary(
     conn: psycopg.Connection, alarm_id: uuid.UUID | str, actor: Actor | None = None
 ) -> dict[str, Any]:
+    """One alarm; with ``actor``, only if they may see it (else NotFoundError) and with
+    ``allowed_actions`` for them."""
     rows = db.rows(conn, SUMMARY_SQL + " WHERE a.id = %s", (alarm_id,))
     if not rows or (
         actor is not None and actor.scoped and rows[0]["facility_id"] != actor.facility_id
     ):
         raise NotFoundError(f"alarm {alarm_id} not found")
-    return _finish(rows[0])
+    row = _finish(rows[0])
+    return row if actor is None else for_actor(conn, [row], actor)[0]
 
 
 def list_alarms(
@@ -110,6 +178,7 @@ def list_alarms(
     since: datetime | None = None,
     category: str | None = None,
     limit: int = 200,
+    now: datetime | None = None,
 ) -> list[dict[str, Any]]:
     where: list[str] = []
     params: list[Any] = []
@@ -134,9 +203,10 @@ def list_alarms(
     if category is not None:
         where.append("a.kind = ANY(%s)")
         params.append(list(rules.HEALTH_KINDS if category == "health" else rules.ALARM_KINDS))
-    sql = SUMMARY_SQL + " WHERE " + " AND ".join(where) + " ORDER BY " + QUEUE_ORDER + " LIMIT %s"
-    params.append(limit)
-    return [_finish(r) for r in db.rows(conn, sql, params)]
+    order = queue_order("COALESCE(%s::timestamptz, now())")
+    sql = SUMMARY_SQL + " WHERE " + " AND ".join(where) + " ORDER BY " + order + " LIMIT %s"
+    params.extend([now, limit])
+    return for_actor(conn, [_finish(r) for r in db.rows(conn, sql, params)], actor)
 
 
 def detail(
@@ -283,28 +353,13 @@ def act(
         past = move.event
         events.audit(conn, a.id, now, actor.username, past, a.status, to, detail)
         announce(conn, a, past, to, actor, now)
-    return summary(conn, alarm_id)
+    return summary(conn, alarm_id, actor)
 
 
 def _staff_may_resolve(conn: psycopg.Connection, a: Alarm, actor: Actor) -> None:
     """Resolving stops escalation and withdraws offers, so a member of staff may resolve
-    only an alarm they hold (audit M7): its accepted offer is theirs, or, with no offer
-    accepted, they acknowledged it themselves."""
-    held = db.rows(
-        conn,
-        "SELECT (SELECT responder_id FROM dispatch_offers WHERE alarm_id = a.id"
-        "        AND status = 'accepted' ORDER BY answered_at DESC NULLS LAST, id DESC"
-        "        LIMIT 1) AS accepted_by,"
-        " EXISTS (SELECT 1 FROM dispatch_offers WHERE alarm_id = a.id"
-        "         AND status = 'accepted') AS any_accepted,"
-        " a.acknowledged_by FROM alarms a WHERE a.id = %s",
-        (a.id,),
-    )[0]
-    if held["any_accepted"]:
-        mine = actor.responder_id is not None and held["accepted_by"] == actor.responder_id
-    else:
-        mine = held["acknowledged_by"] == actor.username and a.status == "acknowledged"
-    if not mine:
+    only an alarm they hold (audit M7; the same test narrows their ``allowed_actions``)."""
+    if not _holds(_holders(conn, [a.id], actor)[a.id], actor):
         raise PermissionDenied("facility staff resolve only alarms they attend")
 
 
@@ -316,4 +371,4 @@ def add_note(
         rules.check_move("note", a.status, a.kind)
         events.audit(conn, a.id, now, actor.username, "note", a.status, a.status, {"text": text})
         events.emit(conn, a.id, "note", actor.username)
-    return summary(conn, alarm_id)
+    return summary(conn, alarm_id, actor)

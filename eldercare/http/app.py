@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import traceback
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -169,7 +170,12 @@ def build_api(
 
     @app.exception_handler(DatabaseFault)
     async def _500(request: Request, exc: DatabaseFault) -> JSONResponse:
-        log.error("%s on %s %s", exc, request.method, request.url.path, exc_info=exc.__cause__)
+        # Not exc_info=exc.__cause__: the driver's text carries the server's DETAIL line,
+        # which quotes the values of the row (db.error_for keeps it off the response for
+        # that reason). The frames say where, the primary line what.
+        cause = exc.__cause__
+        frames = "".join(traceback.format_tb(cause.__traceback__)) if cause else ""
+        log.error("%s on %s %s: %s\n%s", exc, request.method, request.url.path, exc.primary, frames)
         return _error(500, f"internal error ({exc.sqlstate or 'database'})")
 
     @app.exception_handler(StorageError)

@@ -106,7 +106,8 @@ class AlarmPublic(_Out):
     merged_into: uuid.UUID | None
     area: str
     details: dict[str, Any]
-    # What the state machine allows now (alerts.rules.MOVES); roles are checked on the call.
+    # What the state machine allows now (alerts.rules.MOVES), narrowed to the caller's own
+    # in answers to one user (alerts.lifecycle.for_actor); the call checks again.
     allowed_actions: list[str]
     # Alarm triage (eldercare.models): P(false alarm) and why; orders the queue only within
     # a priority band. None until scored.

@@ -434,8 +434,10 @@ def run_scorer(settings: Any, clock: Any, stop: Any, every_s: float = 600.0) -> 
                 version = v.version
             except UnknownModel:
                 est, version = None, 0
-            with db.connect(settings.database_url, autocommit=True) as conn:
+            # translate(): score_devices writes through psycopg directly; its errors leave
+            # as ours, so the log line carries our message, not the driver's text.
+            with db.translate(), db.connect(settings.database_url, autocommit=True) as conn:
                 score_devices(conn, settings, clock(), est, version)
-        except (EldercareError, psycopg.Error) as exc:
+        except EldercareError as exc:
             log.warning("device-health scoring failed: %s", exc)
         stop.wait(every_s)

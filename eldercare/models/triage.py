@@ -664,12 +664,14 @@ def run_scorer(settings: Any, clock: Any, stop: Any, tick_s: float = 1.0) -> Non
         try:
             # Rebuilt every minute, so a newly promoted version takes over without a restart.
             scorer = TriageScorer(settings, clock)
-            with db.connect(settings.database_url, autocommit=True) as conn:
+            # translate(): write_scores' executemany talks to psycopg directly, and its
+            # error text (which may quote a row) must not reach the log untranslated.
+            with db.translate(), db.connect(settings.database_url, autocommit=True) as conn:
                 for _ in range(max(1, int(60 / tick_s))):
                     if stop.is_set():
                         return
                     scorer.run_once(conn)
                     stop.wait(tick_s)
-        except (EldercareError, psycopg.Error) as exc:
+        except EldercareError as exc:
             log.warning("triage scoring paused: %s", exc)
             stop.wait(5 * tick_s)

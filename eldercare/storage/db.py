@@ -65,9 +65,9 @@ def error_for(exc: psycopg.Error) -> EldercareError:
     if isinstance(exc, psycopg.InterfaceError):
         return StorageError(f"database unavailable: {type(exc).__name__}")
     # Anything else (a programming error, a missing grant, an internal error) is ours to
-    # fix, not the database being down; the message may quote data, so only the SQLSTATE
-    # and class travel.
-    return DatabaseFault(exc.sqlstate, type(exc).__name__)
+    # fix, not the database being down; the message may quote data, so only the SQLSTATE,
+    # the class and the primary line (kept for the log) travel.
+    return DatabaseFault(exc.sqlstate, type(exc).__name__, diag.message_primary)
 
 
 @contextmanager

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Query, Request, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from eldercare.alerts import rules
-from eldercare.alerts.lifecycle import QUEUE_ORDER
+from eldercare.alerts.lifecycle import queue_order
 from eldercare.errors import InvalidInput, NotFoundError
 from eldercare.http.deps import Conn, Now, User
 from eldercare.platform import lifecycle, providers
@@ -51,8 +51,8 @@ def open_extras(request: Request, user: User, conn: Conn, now: Now) -> dict[str,
         LEFT JOIN alarm_triage t ON t.alarm_id = a.id
         WHERE a.status NOT IN {TERMINAL}
           AND (%s::bigint IS NULL OR a.facility_id = %s)
-        ORDER BY {QUEUE_ORDER} LIMIT 1000""",
-        (fac, fac),
+        ORDER BY {queue_order("%s::timestamptz")} LIMIT 1000""",
+        (fac, fac, now),
     )
     return {
         "now": now.isoformat(),

@@ -39,6 +39,8 @@ def list_alarms(
     since: datetime | None = None,
     category: Literal["alarm", "health"] | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+    *,
+    now: Now,
 ) -> list[dict[str, Any]]:
     allowed = {"open", *rules.ACTIVE, *rules.TERMINAL}
     bad = [s for s in status_ or [] if s not in allowed]
@@ -58,6 +60,7 @@ def list_alarms(
         since=since,
         category=category,
         limit=limit,
+        now=now,
     )
 
 
@@ -129,7 +132,7 @@ def close(
         followups.on_close(
             conn, str(alarm_id), body.disposition, follow_up, user, now, platform_env(request)
         )
-    return alarms.summary(conn, alarm_id)
+    return alarms.summary(conn, alarm_id, user)
 
 
 @router.post("/alarms/{alarm_id}/note", response_model=AlarmPublic, tags=["alarms"])

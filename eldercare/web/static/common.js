@@ -369,6 +369,18 @@ const EC = (() => {
       }
     });
   }
+  // Every page has the same two faces: #login (the form) and #app (who is signed in in
+  // #whoami). Pages call these from their enter/leave and keep only their own state there.
+  function showApp() {
+    document.getElementById("login").hidden = true;
+    document.getElementById("app").hidden = false;
+    document.getElementById("whoami").textContent = session.username;
+  }
+  function showLogin(reasonKey) {
+    document.getElementById("app").hidden = true;
+    document.getElementById("login").hidden = false;
+    document.querySelector("#login-form .login-error").textContent = reasonKey ? t(reasonKey) : "";
+  }
   function wireLang() {
     document.querySelectorAll("select.lang").forEach((s) => {
       s.value = lang;
@@ -380,6 +392,6 @@ const EC = (() => {
     LANGS, loadDicts, t, tr, trNode, has, applyI18n, setLang, onLang: (fn) => langListeners.push(fn),
     get lang() { return lang; }, missing, h, raw, setServerNow, now, ageSeconds, fmtAge, fmtTime,
     yearsSince, login, logout, onLogout: (fn) => authListeners.push(fn), get session() { return session; },
-    api, ApiError, toast, showError, Live, sound, wireLogin, wireLang,
+    api, ApiError, toast, showError, Live, sound, wireLogin, showApp, showLogin, wireLang,
   };
 })();

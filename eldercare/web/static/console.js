@@ -116,9 +116,7 @@ function startShift() {
 }
 
 function enter() {
-  $("login").hidden = true;
-  $("app").hidden = false;
-  $("whoami").textContent = EC.session.username;
+  EC.showApp();
   // /console#orders or #call opens that tab (the demo's printout links there).
   const wanted = location.hash.slice(1);
   if (TABS.includes(wanted)) state.tab = wanted;
@@ -143,9 +141,7 @@ function leave(reasonKey) {
   state.revealed = null;
   state.shift = false;
   ECOrders.reset();
-  $("app").hidden = true;
-  $("login").hidden = false;
-  $("login-form").querySelector(".login-error").textContent = reasonKey ? t(reasonKey) : "";
+  EC.showLogin(reasonKey);
   $("username").focus();
 }
 

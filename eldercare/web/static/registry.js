@@ -164,9 +164,7 @@
   }
 
   async function enter() {
-    $("login").hidden = true;
-    $("app").hidden = false;
-    $("whoami").textContent = EC.session.username;
+    EC.showApp();
     $("whorole").textContent = tr("role", EC.session.role);
     document.querySelectorAll("[data-admin-only]").forEach((f) => { f.hidden = !isAdmin(); });
     EC.applyI18n();
@@ -176,9 +174,7 @@
 
   function leave(reasonKey) {
     document.body.dataset.loaded = "false";
-    $("app").hidden = true;
-    $("login").hidden = false;
-    $("login-form").querySelector(".login-error").textContent = reasonKey ? t(reasonKey) : "";
+    EC.showLogin(reasonKey);
   }
 
   async function boot() {

@@ -6,7 +6,8 @@
 (() => {
   const { t, tr, trNode, h, raw, api } = EC;
   const $ = (id) => document.getElementById(id);
-  // Open statuses come from GET /api/console/meta; what may be done, from allowed_actions.
+  // Open statuses come from GET /api/console/meta; what this user may do, from the
+  // allowed_actions of GET /api/alarms/{id} (narrowed per user by the server).
 
   const state = {
     meta: null,
@@ -65,15 +66,18 @@
         await loadDetail(a.id);
       } catch (e) { EC.showError(e); }
     };
-    const allowed = (action) => (a.allowed_actions || []).includes(action);
+    // The detail's actions are this user's (the server narrows them: a member of staff may
+    // resolve only an alarm they hold, answer only their own offer); a live push carries
+    // the state machine's for everyone, so until the detail is read, no buttons.
+    const mayDo = d && d.alarm && d.alarm.id === a.id ? d.alarm.allowed_actions || [] : [];
+    const allowed = (action) => mayDo.includes(action);
     if (o && o.status === "pending" && allowed("accept")) {
       actions.push(button("accept", "act.accept", run("accept"), "primary big"));
       actions.push(button("decline", "act.decline", run("decline"), "big"));
     }
     if (allowed("acknowledge")) actions.push(button("acknowledge", "act.acknowledge", run("acknowledge"), "primary big"));
     if (allowed("on_site")) actions.push(button("on-site", "act.on_site", run("on-site"), "primary big"));
-    // A responder resolves once there (or on the way); before anyone accepted, the desk does.
-    if (allowed("resolve") && a.accepted_at) actions.push(button("resolve", "act.resolve_staff", run("resolve"), "big"));
+    if (allowed("resolve")) actions.push(button("resolve", "act.resolve_staff", run("resolve"), "big"));
 
     const place = a.home_bed_id ? t("place.home_bed", { id: a.home_bed_id })
       : a.room ? h("span", {}, t("place.room_label"), " ", raw(a.room)) : t("common.none");
@@ -212,9 +216,7 @@
   }
 
   async function enter() {
-    $("login").hidden = true;
-    $("app").hidden = false;
-    $("whoami").textContent = EC.session.username;
+    EC.showApp();
     EC.applyI18n();
     renderSound();
     try {
@@ -238,9 +240,7 @@
     state.alarms.clear();
     state.details.clear();
     state.revealed.clear();
-    $("app").hidden = true;
-    $("login").hidden = false;
-    $("login-form").querySelector(".login-error").textContent = reasonKey ? t(reasonKey) : "";
+    EC.showLogin(reasonKey);
   }
 
   async function boot() {

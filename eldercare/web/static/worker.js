@@ -569,9 +569,7 @@
   }
 
   async function enter() {
-    $("login").hidden = true;
-    $("app").hidden = false;
-    $("whoami").textContent = EC.session.username;
+    EC.showApp();
     showWho();
     // Other roles see every order in the system through the same API; this page is not
     // theirs (the console is), so it shows them nothing to act on.
@@ -605,9 +603,7 @@
     }
     state.noFix.clear();
     state.declining.clear();
-    $("app").hidden = true;
-    $("login").hidden = false;
-    $("login-form").querySelector(".login-error").textContent = reasonKey ? t(reasonKey) : "";
+    EC.showLogin(reasonKey);
   }
 
   async function boot() {

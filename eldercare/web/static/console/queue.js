@@ -4,12 +4,20 @@ import { ackTarget, renderConn } from "./live.js";
 import { select } from "./detail.js";
 import { renderAll } from "../console.js";
 
+const TRIAGE_HOLD_S = 60; // eldercare.alerts.lifecycle.TRIAGE_HOLD_S
+
+function triageKey(a) {
+  if (a.status === "raised" && EC.ageSeconds(a.received_at) >= TRIAGE_HOLD_S) return 0;
+  return a.triage_p_false ?? 0;
+}
+
 export function sorted() {
   return [...state.alarms.values()]
     .filter((a) => state.filterFacility === null || a.facility_id === state.filterFacility)
     .sort((a, b) => a.priority - b.priority
-      // Triage orders only within a band (the server's QUEUE_ORDER): unscored = 0.
-      || (a.triage_p_false ?? 0) - (b.triage_p_false ?? 0)
+      // Triage orders only within a band (the server's queue_order): unscored = 0, and
+      // an alarm unanswered for TRIAGE_HOLD_S ranks as genuine (no starving).
+      || triageKey(a) - triageKey(b)
       || Date.parse(a.received_at) - Date.parse(b.received_at));
 }
 
