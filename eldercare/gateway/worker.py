@@ -46,6 +46,7 @@ Clock = Callable[[], datetime]
 _ALARM_LANE = (p.EventClass.ALARM, p.EventClass.CONTROL)
 _TOPICS_CACHED = 100_000
 _SWITCH_INTERVAL_S = 0.0005
+_BATCH_POLL_S = 0.005
 # The cache's "not seen yet" marker: typed like an entry, never equal to a real one.
 _UNSEEN: tuple[str, p.Channel] = ("", p.Channel.DOWN)
 
@@ -478,10 +479,11 @@ class GatewayWorker:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
-                try:
-                    more = self._batch_q.get(timeout=left)
-                except queue.Empty:
-                    break
+                # Look again in a few ms rather than waking for every chunk: the reader
+                # queues one per read, thousands a second at full ingest, and each wake-up
+                # of this thread took the interpreter lock from the reader.
+                time.sleep(min(left, _BATCH_POLL_S))
+                continue
             batch.events += more.events
             batch.states += more.states
             batch.refusals += more.refusals
