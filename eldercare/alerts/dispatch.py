@@ -67,10 +67,6 @@ def offers(conn: psycopg.Connection, alarm_id: uuid.UUID | str) -> list[dict[str
     return db.rows(conn, OFFER_SQL + " WHERE alarm_id = %s ORDER BY id", (alarm_id,))
 
 
-def offers_by_id(conn: psycopg.Connection, ids: list[int]) -> list[dict[str, Any]]:
-    return db.rows(conn, OFFER_SQL + " WHERE id = ANY(%s) ORDER BY id", (ids,))
-
-
 def policy_for(conn: psycopg.Connection, a: Alarm) -> rules.Policy:
     rows = db.rows(
         conn,

@@ -30,7 +30,7 @@ import psycopg
 from eldercare import mqtt
 from eldercare.alerts import events, rules
 from eldercare.config import Settings
-from eldercare.errors import BrokerError
+from eldercare.errors import BrokerError, EldercareError
 from eldercare.protocol import Channel, topic
 from eldercare.storage import db
 
@@ -251,8 +251,17 @@ class WebhookWorker:
                     stats[result] += 1
                     if not outcome.ok:
                         break
-        except Exception:
+        except (psycopg.Error, EldercareError) as exc:
             # The database went away mid-lane: claimed rows come due again after the lease.
+            # Class and SQLSTATE only: a driver's message can quote a row's values.
+            cause = exc if isinstance(exc, psycopg.Error) else exc.__cause__
+            log.warning(
+                "webhook lane for webhook %s: %s (SQLSTATE %s); rows retried after the lease",
+                target,
+                type(exc).__name__,
+                getattr(cause, "sqlstate", None),
+            )
+        except Exception:
             log.exception("webhook lane for webhook %s failed", target)
         finally:
             with self._lock:

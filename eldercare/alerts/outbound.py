@@ -87,10 +87,7 @@ class Target:
 
     @property
     def literal_ip(self) -> IPAddress | None:
-        try:
-            return ipaddress.ip_address(self.host)
-        except ValueError:
-            return None
+        return _ip(self.host)
 
 
 @dataclass(frozen=True, slots=True)

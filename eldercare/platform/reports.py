@@ -82,8 +82,7 @@ def coverage(
         " WHERE district_code IN (SELECT district_subtree(%s)) ORDER BY resident_id",
         (district,),
     )
-    start = datetime.combine(month, time(0), tz)
-    end = datetime.combine(entitlements.next_month(month), time(0), tz)
+    start, end = _month_bounds(month, tz)
     served_ids = {
         r["resident_id"]
         for r in db.rows(
@@ -177,8 +176,7 @@ def anomalies(
     conn: psycopg.Connection, month: date, district: str, provider: int | None, tz: ZoneInfo
 ) -> Row:
     policies.district(conn, district)
-    start = datetime.combine(month, time(0), tz)
-    end = datetime.combine(entitlements.next_month(month), time(0), tz)
+    start, end = _month_bounds(month, tz)
     rows = db.rows(
         conn,
         "SELECT a.rule_code, a.severity, a.status, count(*)::bigint AS n FROM anomalies a"
